@@ -1,0 +1,194 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketCerts        = []byte("certs")
+	bucketReservations = []byte("reservations")
+	bucketMeta         = []byte("meta")
+	keyCRLNumber       = []byte("crl_number")
+)
+
+// Bolt is the embedded store: one bbolt file.
+type Bolt struct {
+	db *bolt.DB
+}
+
+// OpenBolt opens or creates the store file. A file held by another process
+// fails fast with ErrLocked instead of hanging.
+func OpenBolt(path string) (*Bolt, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, ErrLocked
+		}
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketCerts, bucketReservations, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
+// DB exposes the bbolt handle to packages that keep their own buckets in
+// the same file (the pipeline's jobs, ACME objects).
+func (s *Bolt) DB() *bolt.DB { return s.db }
+
+func (s *Bolt) Close() error { return s.db.Close() }
+
+// serialKey gives keys that sort by numeric value: a length byte then the
+// big-endian bytes.
+func serialKey(n *big.Int) []byte {
+	b := n.Bytes()
+	return append([]byte{byte(len(b))}, b...)
+}
+
+func (s *Bolt) Reserve(serial *big.Int, jobID string) error {
+	if jobID == "" {
+		return errors.New("store: reservation without a job id")
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		k := serialKey(serial)
+		if tx.Bucket(bucketCerts).Get(k) != nil {
+			return ErrSerialInUse
+		}
+		res := tx.Bucket(bucketReservations)
+		if owner := res.Get(k); owner != nil {
+			if string(owner) == jobID {
+				return nil
+			}
+			return ErrSerialInUse
+		}
+		return res.Put(k, []byte(jobID))
+	})
+}
+
+func (s *Bolt) Reservation(serial *big.Int) (string, error) {
+	var job string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketReservations).Get(serialKey(serial))
+		if v == nil {
+			return ErrNotFound
+		}
+		job = string(v)
+		return nil
+	})
+	return job, err
+}
+
+func (s *Bolt) PutCert(c *Cert) error {
+	serial, err := ParseSerial(c.Serial)
+	if err != nil {
+		return err
+	}
+	val, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		k := serialKey(serial)
+		certs := tx.Bucket(bucketCerts)
+		if old := certs.Get(k); old != nil {
+			var prev Cert
+			if err := json.Unmarshal(old, &prev); err == nil && bytes.Equal(prev.DER, c.DER) {
+				return nil
+			}
+			return ErrSerialInUse
+		}
+		if owner := tx.Bucket(bucketReservations).Get(k); owner != nil && string(owner) != c.JobID {
+			return ErrSerialInUse
+		}
+		return certs.Put(k, val)
+	})
+}
+
+func (s *Bolt) Cert(serial *big.Int) (*Cert, error) {
+	var c *Cert
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCerts).Get(serialKey(serial))
+		if v == nil {
+			return fmt.Errorf("certificate %s: %w", FormatSerial(serial), ErrNotFound)
+		}
+		c = new(Cert)
+		return json.Unmarshal(v, c)
+	})
+	return c, err
+}
+
+func (s *Bolt) List(f Filter) ([]*Cert, error) {
+	if f.Now.IsZero() {
+		f.Now = time.Now()
+	}
+	var out []*Cert
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCerts).ForEach(func(_, v []byte) error {
+			c := new(Cert)
+			if err := json.Unmarshal(v, c); err != nil {
+				return err
+			}
+			if f.Status == "" || c.Status(f.Now) == f.Status {
+				out = append(out, c)
+			}
+			return nil
+		})
+	})
+	sortByIssued(out)
+	return out, err
+}
+
+func (s *Bolt) Revoke(serial *big.Int, r Revocation) (*Cert, error) {
+	var c *Cert
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCerts)
+		k := serialKey(serial)
+		v := b.Get(k)
+		if v == nil {
+			return fmt.Errorf("certificate %s: %w", FormatSerial(serial), ErrNotFound)
+		}
+		c = new(Cert)
+		if err := json.Unmarshal(v, c); err != nil {
+			return err
+		}
+		if c.Revocation != nil {
+			return fmt.Errorf("certificate %s: %w", FormatSerial(serial), ErrRevoked)
+		}
+		c.Revocation = &r
+		val, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		return b.Put(k, val)
+	})
+	return c, err
+}
+
+func (s *Bolt) NextCRLNumber() (*big.Int, error) {
+	n := new(big.Int)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		if v := b.Get(keyCRLNumber); v != nil {
+			n.SetBytes(v)
+		}
+		n.Add(n, big.NewInt(1))
+		return b.Put(keyCRLNumber, n.Bytes())
+	})
+	return n, err
+}

@@ -1,0 +1,124 @@
+package store
+
+import (
+	"errors"
+	"math/big"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) (*Bolt, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.db")
+	s, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func TestReserveAndPut(t *testing.T) {
+	s, _ := openTest(t)
+	serial := big.NewInt(0x1234)
+	if err := s.Reserve(serial, "job-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reserve(serial, "job-a"); err != nil {
+		t.Fatalf("same job re-reserving: %v", err)
+	}
+	if err := s.Reserve(serial, "job-b"); !errors.Is(err, ErrSerialInUse) {
+		t.Fatalf("other job reserving: got %v, want ErrSerialInUse", err)
+	}
+	if err := s.PutCert(&Cert{Serial: "1234", JobID: "job-b", DER: []byte{1}}); !errors.Is(err, ErrSerialInUse) {
+		t.Fatalf("put by another job: got %v", err)
+	}
+	c := &Cert{Serial: "1234", JobID: "job-a", DER: []byte{1, 2}, Issued: time.Now()}
+	if err := s.PutCert(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCert(c); err != nil {
+		t.Fatalf("recording the same certificate twice must be a no-op: %v", err)
+	}
+	if err := s.PutCert(&Cert{Serial: "1234", JobID: "job-a", DER: []byte{9}}); !errors.Is(err, ErrSerialInUse) {
+		t.Fatalf("different certificate under a used serial: got %v", err)
+	}
+	if err := s.Reserve(serial, "job-a"); !errors.Is(err, ErrSerialInUse) {
+		t.Fatalf("reserving an issued serial: got %v", err)
+	}
+	got, err := s.Cert(serial)
+	if err != nil || got.JobID != "job-a" {
+		t.Fatalf("Cert: %v %+v", err, got)
+	}
+}
+
+func TestRevokeAndList(t *testing.T) {
+	s, _ := openTest(t)
+	now := time.Now()
+	for i, nb := range []time.Time{now.Add(-48 * time.Hour), now} {
+		c := &Cert{Serial: big.NewInt(int64(i + 10)).Text(16), DER: []byte{byte(i)}, Issued: nb, NotAfter: nb.Add(24 * time.Hour)}
+		if err := s.PutCert(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Revoke(big.NewInt(11), Revocation{Time: now, Reason: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Revoke(big.NewInt(11), Revocation{Time: now, Reason: 1}); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("double revoke: %v", err)
+	}
+	if _, err := s.Revoke(big.NewInt(99), Revocation{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("revoke unknown: %v", err)
+	}
+	for status, want := range map[string]int{"": 2, "revoked": 1, "expired": 1, "valid": 0} {
+		got, err := s.List(Filter{Status: status, Now: now})
+		if err != nil || len(got) != want {
+			t.Errorf("List(%q) = %d, %v; want %d", status, len(got), err, want)
+		}
+	}
+}
+
+func TestCRLNumberPersists(t *testing.T) {
+	s, path := openTest(t)
+	for want := int64(1); want <= 3; want++ {
+		n, err := s.NextCRLNumber()
+		if err != nil || n.Int64() != want {
+			t.Fatalf("NextCRLNumber = %v, %v; want %d", n, err, want)
+		}
+	}
+	s.Close()
+	s2, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n, _ := s2.NextCRLNumber(); n.Int64() != 4 {
+		t.Fatalf("after reopen: %v", n)
+	}
+}
+
+func TestLockedStoreFailsFast(t *testing.T) {
+	_, path := openTest(t)
+	start := time.Now()
+	if _, err := OpenBolt(path); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatal("second open hung")
+	}
+}
+
+func TestParseSerial(t *testing.T) {
+	for in, want := range map[string]string{"0A:1b:FF": "a1bff", "0x10": "10", " abc ": "abc"} {
+		n, err := ParseSerial(in)
+		if err != nil || FormatSerial(n) != want {
+			t.Errorf("ParseSerial(%q) = %v, %v; want %s", in, n, err, want)
+		}
+	}
+	for _, bad := range []string{"", "xyz", "-1", "12:zz"} {
+		if _, err := ParseSerial(bad); err == nil {
+			t.Errorf("ParseSerial(%q) accepted", bad)
+		}
+	}
+}
