@@ -149,3 +149,12 @@ var _ = pssFor
 func unsupported(what string) error {
 	return fmt.Errorf("x509x: %s is not supported yet for post-quantum or hybrid keys", what)
 }
+
+// CheckCRLSignature verifies a CRL's signature with the issuer's key, for
+// every algorithm qpki knows.
+func CheckCRLSignature(crl *x509.RevocationList, issuer *x509.Certificate) error {
+	if crl.SignatureAlgorithm != x509.UnknownSignatureAlgorithm && issuer.PublicKey != nil {
+		return crl.CheckSignatureFrom(issuer)
+	}
+	return checkCRLSignature(crl, issuer)
+}
