@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates a development CA (ECDSA root and issuing CA) under DATA on first
+# run, then says what to do next.
+set -euo pipefail
+qpki=$1
+data=$2
+mkdir -p "$data"
+if [ ! -f "$data/root/ca.meta.json" ]; then
+	"$qpki" ca init --profile ec/root-ca --var cn="qpki Dev Root CA" --ca-dir "$data/root"
+fi
+if [ ! -f "$data/issuing/ca.meta.json" ]; then
+	"$qpki" ca init --profile ec/issuing-ca --parent "$data/root" --var cn="qpki Dev Issuing CA" --ca-dir "$data/issuing"
+fi
+cat <<EOT
+
+Development CA ready:
+  root CA     $data/root     ($("$qpki" ca info --ca-dir "$data/root" --json | grep -m1 '"active"' | tr -d ' ,'))
+  issuing CA  $data/issuing
+
+Try:
+  $qpki csr gen --algorithm ecdsa-p256 --keyout $data/server.key --cn server.example.com --dns server.example.com --out $data/server.csr
+  $qpki cert issue --ca-dir $data/issuing --profile ec/tls-server --csr $data/server.csr --out $data/server.crt
+  $qpki cert verify $data/server.crt --ca $data/root/ca.crt --untrusted $data/issuing/ca.crt
+EOT
