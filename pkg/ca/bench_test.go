@@ -6,10 +6,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
+	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/pkg/x509x"
 )
 
@@ -24,7 +27,17 @@ func BenchmarkIssue(b *testing.B) {
 	}
 	defer root.Close()
 	// An issuing CA with a P-256 key, so that the CA signature is P-256.
-	sub, err := Init(InitOptions{Dir: filepath.Join(dir, "sub"), Profile: "ec/issuing-ca", Parent: root,
+	raw, err := profile.Builtin("ec/issuing-ca")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p256 := filepath.Join(dir, "issuing-ca-p256.yaml")
+	raw = regexp.MustCompile(`(?m)^algorithm: .*$`).ReplaceAll(raw, []byte("algorithm: ecdsa-p256"))
+	raw = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(raw, []byte("name: bench/issuing-ca-p256"))
+	if err := os.WriteFile(p256, raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	sub, err := Init(InitOptions{Dir: filepath.Join(dir, "sub"), Profile: p256, Parent: root,
 		Vars: map[string]any{"cn": "Bench Sub"}})
 	if err != nil {
 		b.Fatal(err)

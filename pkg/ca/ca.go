@@ -19,8 +19,10 @@ type CA struct {
 	Dir  string
 	Meta *Meta
 
-	mu    sync.Mutex
-	store store.Store
+	mu       sync.Mutex
+	store    store.Store
+	policies map[string]policyEntry
+	certs    map[string]*x509.Certificate
 }
 
 // Open reads a CA directory's metadata. It does not touch keys or the
@@ -98,10 +100,22 @@ func (c *CA) Certificate(version string) (*x509.Certificate, error) {
 	if v.Cert == "" {
 		return nil, fmt.Errorf("version %s has no certificate yet (status %s)", name, v.Status)
 	}
+	c.mu.Lock()
+	cert, ok := c.certs[v.Cert]
+	c.mu.Unlock()
+	if ok {
+		return cert, nil
+	}
 	certs, err := readCerts(filepath.Join(c.Dir, filepath.FromSlash(v.Cert)))
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	if c.certs == nil {
+		c.certs = map[string]*x509.Certificate{}
+	}
+	c.certs[v.Cert] = certs[0] // a version's certificate file never changes once written
+	c.mu.Unlock()
 	return certs[0], nil
 }
 

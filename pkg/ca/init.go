@@ -83,6 +83,11 @@ func Init(o InitOptions) (*CA, error) {
 	if err := c.finishVersion(stage, "v1"); err != nil {
 		return nil, err
 	}
+	if isProfileFile(o.Profile) {
+		if err := installProfile(stage, pol); err != nil {
+			return nil, err
+		}
+	}
 	if err := writeMeta(stage, c.Meta); err != nil {
 		return nil, err
 	}

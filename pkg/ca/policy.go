@@ -1,11 +1,17 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/atomicfile"
 	"github.com/qpki/qpki/pkg/profile"
 )
 
@@ -20,8 +26,16 @@ type policy struct {
 	p     *profile.Profile
 }
 
+// loadPolicy loads a profile by name (the CA dir's override or the
+// built-in) or, for a name ending in .yaml, from that file.
 func loadPolicy(name, caDir string) (*policy, error) {
-	p, err := profile.Load(name, caDir)
+	var p *profile.Profile
+	var err error
+	if isProfileFile(name) {
+		p, err = profile.LoadFile(name)
+	} else {
+		p, err = profile.Load(name, caDir)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +48,64 @@ func loadPolicy(name, caDir string) (*policy, error) {
 	return pol, nil
 }
 
-func (c *CA) policy(name string) (*policy, error) { return loadPolicy(name, c.Dir) }
+// policy returns a profile's policy, parsed once and reused while the CA
+// dir's override file (if any) is unchanged: parsing YAML costs more than
+// signing a certificate.
+func (c *CA) policy(name string) (*policy, error) {
+	stamp := ""
+	if !isProfileFile(name) {
+		if fi, err := os.Stat(filepath.Join(c.Dir, profile.ProfilesDir, filepath.FromSlash(name)+".yaml")); err == nil {
+			stamp = fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+		}
+	} else if fi, err := os.Stat(name); err == nil {
+		stamp = fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+	}
+	c.mu.Lock()
+	e, ok := c.policies[name]
+	c.mu.Unlock()
+	if ok && e.stamp == stamp {
+		return e.pol, nil
+	}
+	pol, err := loadPolicy(name, c.Dir)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.policies == nil {
+		c.policies = map[string]policyEntry{}
+	}
+	c.policies[name] = policyEntry{pol, stamp}
+	c.mu.Unlock()
+	return pol, nil
+}
+
+type policyEntry struct {
+	pol   *policy
+	stamp string
+}
+
+func isProfileFile(name string) bool {
+	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
+}
+
+// installProfile copies a CA profile given as a file into the CA dir's
+// profiles/, so that later commands find it by name.
+func installProfile(root string, pol *policy) error {
+	if pol.p.Source == profile.SourceBuiltin {
+		return nil
+	}
+	dst := filepath.Join(root, profile.ProfilesDir, filepath.FromSlash(pol.name)+".yaml")
+	if old, err := os.ReadFile(dst); err == nil {
+		if bytes.Equal(old, pol.p.Raw) {
+			return nil
+		}
+		return fmt.Errorf("profile %s already exists in the CA dir with other content", pol.name)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(dst, pol.p.Raw, 0o644)
+}
 
 func (pol *policy) apply(vars map[string]any, csr *x509.CertificateRequest, pub crypto.PublicKey, a algo.Algorithm, t time.Time) (*x509.Certificate, error) {
 	vals, err := pol.p.ResolveJSON(vars)

@@ -95,6 +95,11 @@ func (c *CA) Rotate(o RotateOptions) (string, error) {
 		}
 		v.Links = links
 	}
+	if isProfileFile(o.Profile) {
+		if err := installProfile(c.Dir, pol); err != nil {
+			return "", err
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(c.Dir, "versions"), 0o755); err != nil {
 		return "", err
 	}
