@@ -54,7 +54,7 @@ func ParseCertificateRequest(der []byte) (*CertificateRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("malformed CSR: %v", err)
 	}
-	if csr.PublicKey == nil || csr.SignatureAlgorithm == x509.UnknownSignatureAlgorithm {
+	if csr.PublicKey == nil || csr.SignatureAlgorithm == x509.UnknownSignatureAlgorithm || isCatalystCSR(csr) {
 		return parseCertificateRequest(csr)
 	}
 	if err := csr.CheckSignature(); err != nil {

@@ -9,7 +9,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 
 	"github.com/qpki/qpki/pkg/algo"
@@ -126,7 +125,7 @@ func KeyAlgorithm(c *x509.Certificate) (algo.Algorithm, error) {
 // CheckSignatureFrom verifies that parent signed child, for every algorithm
 // qpki knows.
 func CheckSignatureFrom(child, parent *x509.Certificate) error {
-	if child.SignatureAlgorithm != x509.UnknownSignatureAlgorithm && parent.PublicKey != nil {
+	if child.SignatureAlgorithm != x509.UnknownSignatureAlgorithm && parent.PublicKey != nil && !IsCatalyst(child) {
 		// crypto/x509 refuses SHA-1 and checks key usage / basic constraints
 		// in CheckSignatureFrom; that is what we want for classical chains.
 		return child.CheckSignatureFrom(parent)
@@ -146,14 +145,10 @@ func pssFor(sa x509.SignatureAlgorithm) bool {
 var _ = rsa.PSSSaltLengthEqualsHash
 var _ = pssFor
 
-func unsupported(what string) error {
-	return fmt.Errorf("x509x: %s is not supported yet for post-quantum or hybrid keys", what)
-}
-
 // CheckCRLSignature verifies a CRL's signature with the issuer's key, for
 // every algorithm qpki knows.
 func CheckCRLSignature(crl *x509.RevocationList, issuer *x509.Certificate) error {
-	if crl.SignatureAlgorithm != x509.UnknownSignatureAlgorithm && issuer.PublicKey != nil {
+	if crl.SignatureAlgorithm != x509.UnknownSignatureAlgorithm && issuer.PublicKey != nil && !crlIsCatalyst(crl) {
 		return crl.CheckSignatureFrom(issuer)
 	}
 	return checkCRLSignature(crl, issuer)
