@@ -5,12 +5,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/qpki/qpki/pkg/atomicfile"
+	"github.com/qpki/qpki/pkg/jobspec"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/x509x"
 )
@@ -76,10 +78,10 @@ type CRLOptions struct {
 	Now      time.Time
 }
 
-// GenerateCRL signs a CRL v2 (CRL number, AKI, per-entry reason codes)
-// and stores it in the CA dir: crl/ca.crl (PEM) and crl/ca.crl.der for
-// the active version, crl/ca-vN.crl(.der) for another version.
-func (c *CA) GenerateCRL(o CRLOptions) ([]byte, error) {
+// CRLRequest decides what a CRL lists: the revoked certificates that a
+// version's key issued, and the next CRL number. Whoever holds the store
+// (the CLI or the server's enroll) calls it; the signer needs no store.
+func (c *CA) CRLRequest(o CRLOptions) (*jobspec.CRL, error) {
 	name, _, err := c.Version(o.Version)
 	if err != nil {
 		return nil, err
@@ -96,45 +98,82 @@ func (c *CA) GenerateCRL(o CRLOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	iss, closer, err := c.Issuer(name, o.Keys)
-	if err != nil {
-		return nil, err
-	}
-	defer closer.Close()
-	tmpl := &x509.RevocationList{ThisUpdate: t, NextUpdate: t.Add(o.Validity)}
+	req := &jobspec.CRL{Version: name, Validity: o.Validity, ThisUpdate: t, Entries: []jobspec.CRLEntry{}}
 	for _, rc := range revoked {
 		if rc.CAVersion != name {
 			continue
 		}
-		serial, err := store.ParseSerial(rc.Serial)
+		req.Entries = append(req.Entries, jobspec.CRLEntry{Serial: rc.Serial, Time: rc.Revocation.Time, Reason: rc.Revocation.Reason})
+	}
+	n, err := st.NextCRLNumber()
+	if err != nil {
+		return nil, err
+	}
+	req.Number = n.Text(16)
+	return req, nil
+}
+
+// SignCRL signs a CRL request with the version's issuer.
+func SignCRL(req *jobspec.CRL, iss x509x.Issuer) ([]byte, error) {
+	number, ok := new(big.Int).SetString(req.Number, 16)
+	if !ok {
+		return nil, fmt.Errorf("invalid CRL number %q", req.Number)
+	}
+	tmpl := &x509.RevocationList{Number: number, ThisUpdate: req.ThisUpdate, NextUpdate: req.ThisUpdate.Add(req.Validity)}
+	for _, e := range req.Entries {
+		serial, err := store.ParseSerial(e.Serial)
 		if err != nil {
 			return nil, err
 		}
 		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
-			SerialNumber: serial, RevocationTime: rc.Revocation.Time, ReasonCode: rc.Revocation.Reason,
+			SerialNumber: serial, RevocationTime: e.Time, ReasonCode: e.Reason,
 		})
-	}
-	if tmpl.Number, err = st.NextCRLNumber(); err != nil {
-		return nil, err
 	}
 	der, err := x509x.CreateRevocationList(rand.Reader, tmpl, iss)
 	if err != nil {
 		return nil, fmt.Errorf("signing CRL: %w", err)
 	}
+	return der, nil
+}
+
+// StoreCRL writes a signed CRL into the CA dir: crl/ca.crl (PEM) and
+// crl/ca.crl.der for the active version, crl/ca-vN.crl(.der) for another.
+func (c *CA) StoreCRL(version string, der []byte) error {
 	base := "ca"
-	if name != c.Meta.Active {
-		base = "ca-" + name
+	if version != "" && version != c.Meta.Active {
+		base = "ca-" + version
 	}
 	if err := os.MkdirAll(filepath.Join(c.Dir, CRLDir), 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	if err := atomicfile.Write(filepath.Join(c.Dir, CRLDir, base+".crl.der"), der, 0o644); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(c.Dir, CRLDir, base+".crl"), EncodeCRL(der), 0o644)
+}
+
+// GenerateCRL signs a CRL v2 (CRL number, AKI, per-entry reason codes)
+// in process and stores it in the CA dir.
+func (c *CA) GenerateCRL(o CRLOptions) ([]byte, error) {
+	name, _, err := c.Version(o.Version)
+	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(filepath.Join(c.Dir, CRLDir, base+".crl"), EncodeCRL(der), 0o644); err != nil {
+	iss, closer, err := c.Issuer(name, o.Keys)
+	if err != nil {
 		return nil, err
 	}
-	return der, nil
+	defer closer.Close()
+	o.Version = name
+	req, err := c.CRLRequest(o)
+	if err != nil {
+		return nil, err
+	}
+	der, err := SignCRL(req, iss)
+	if err != nil {
+		return nil, err
+	}
+	return der, c.StoreCRL(name, der)
 }
 
 // EncodeCRL returns a CRL as PEM.

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Job states.
+const (
+	JobQueued = "queued"
+	JobDone   = "done"
+	JobFailed = "failed"
+)
+
+// ErrKeyReused is returned when an idempotency key comes back with a
+// different request.
+var ErrKeyReused = errors.New("idempotency key already used for a different request")
+
+// Job is enroll's record of a submitted job: what was asked, under which
+// idempotency key, which serial it reserved, and how it ended.
+type Job struct {
+	ID          string    `json:"id"`
+	Key         string    `json:"key"`
+	RequestHash string    `json:"request_hash"`
+	Kind        string    `json:"kind"`
+	Class       string    `json:"class"`
+	Profile     string    `json:"profile,omitempty"`
+	Serial      string    `json:"serial,omitempty"`
+	State       string    `json:"state"`
+	Error       string    `json:"error,omitempty"`
+	Created     time.Time `json:"created"`
+	Finished    time.Time `json:"finished,omitempty"`
+	// Result is the kind-specific outcome of a non-certificate job (a CRL's
+	// DER, a COSE message); certificates live in the certs bucket.
+	Result []byte `json:"result,omitempty"`
+}
+
+// JobStore is the part of the store the pipeline uses.
+type JobStore interface {
+	// CreateJob records a new job and reserves its serial (if any) in one
+	// transaction. When a job with the same id exists, it is returned with
+	// created false, or ErrKeyReused when its request differs.
+	CreateJob(j *Job) (existing *Job, created bool, err error)
+	Job(id string) (*Job, error)
+	// FinishJob records a job's outcome, with its certificate when it made
+	// one, in one transaction. The first outcome wins: a later one (a
+	// redelivered job signed twice) is dropped and first is false.
+	FinishJob(id string, state, errMsg string, result []byte, cert *Cert) (first bool, err error)
+	// Jobs lists jobs in a state ("" for all).
+	Jobs(state string) ([]*Job, error)
+}
+
+var bucketJobs = []byte("jobs")
+
+func (s *Bolt) jobsBucket(tx *bolt.Tx) (*bolt.Bucket, error) {
+	if tx.Writable() {
+		return tx.CreateBucketIfNotExists(bucketJobs)
+	}
+	b := tx.Bucket(bucketJobs)
+	if b == nil {
+		return nil, ErrNotFound
+	}
+	return b, nil
+}
+
+func (s *Bolt) CreateJob(j *Job) (*Job, bool, error) {
+	var existing *Job
+	created := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := s.jobsBucket(tx)
+		if err != nil {
+			return err
+		}
+		if v := b.Get([]byte(j.ID)); v != nil {
+			existing = new(Job)
+			if err := json.Unmarshal(v, existing); err != nil {
+				return err
+			}
+			if existing.RequestHash != j.RequestHash {
+				return fmt.Errorf("%w (key %q)", ErrKeyReused, j.Key)
+			}
+			return nil
+		}
+		if j.Serial != "" {
+			serial, err := ParseSerial(j.Serial)
+			if err != nil {
+				return err
+			}
+			k := serialKey(serial)
+			if tx.Bucket(bucketCerts).Get(k) != nil || tx.Bucket(bucketReservations).Get(k) != nil {
+				return ErrSerialInUse
+			}
+			if err := tx.Bucket(bucketReservations).Put(k, []byte(j.ID)); err != nil {
+				return err
+			}
+		}
+		val, err := json.Marshal(j)
+		if err != nil {
+			return err
+		}
+		created = true
+		return b.Put([]byte(j.ID), val)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if existing != nil {
+		return existing, false, nil
+	}
+	return j, created, nil
+}
+
+func (s *Bolt) Job(id string) (*Job, error) {
+	var j *Job
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, err := s.jobsBucket(tx)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", id, ErrNotFound)
+		}
+		v := b.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("job %s: %w", id, ErrNotFound)
+		}
+		j = new(Job)
+		return json.Unmarshal(v, j)
+	})
+	return j, err
+}
+
+func (s *Bolt) FinishJob(id, state, errMsg string, result []byte, cert *Cert) (bool, error) {
+	first := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := s.jobsBucket(tx)
+		if err != nil {
+			return err
+		}
+		v := b.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("job %s: %w", id, ErrNotFound)
+		}
+		j := new(Job)
+		if err := json.Unmarshal(v, j); err != nil {
+			return err
+		}
+		if j.State != JobQueued {
+			return nil // an earlier result won
+		}
+		if cert != nil {
+			serial, err := ParseSerial(cert.Serial)
+			if err != nil {
+				return err
+			}
+			if j.Serial != "" && serial.Cmp(mustSerial(j.Serial)) != 0 {
+				return fmt.Errorf("job %s: certificate serial %s is not the reserved %s", id, cert.Serial, j.Serial)
+			}
+			k := serialKey(serial)
+			certs := tx.Bucket(bucketCerts)
+			if certs.Get(k) != nil {
+				return ErrSerialInUse
+			}
+			val, err := json.Marshal(cert)
+			if err != nil {
+				return err
+			}
+			if err := certs.Put(k, val); err != nil {
+				return err
+			}
+		}
+		j.State, j.Error, j.Result, j.Finished = state, errMsg, result, time.Now().UTC()
+		val, err := json.Marshal(j)
+		if err != nil {
+			return err
+		}
+		first = true
+		return b.Put([]byte(id), val)
+	})
+	return first, err
+}
+
+func (s *Bolt) Jobs(state string) ([]*Job, error) {
+	var out []*Job
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, err := s.jobsBucket(tx)
+		if err != nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			j := new(Job)
+			if err := json.Unmarshal(v, j); err != nil {
+				return err
+			}
+			if state == "" || j.State == state {
+				out = append(out, j)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+func mustSerial(s string) *big.Int {
+	n, err := ParseSerial(s)
+	if err != nil {
+		return new(big.Int)
+	}
+	return n
+}
