@@ -137,7 +137,7 @@ func Sign(p *Prepared, serial *big.Int, iss x509x.Issuer) ([]byte, error) {
 
 // Record stores an issued certificate under its serial.
 func (c *CA) Record(der []byte, profile, jobID string) (*store.Cert, error) {
-	rec, err := certRecord(der, profile, c.Meta.Active, jobID)
+	rec, err := CertRecord(der, profile, c.Meta.Active, jobID)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,8 @@ func (c *CA) Issue(ctx context.Context, req IssueRequest, opts KeyOptions) (*sto
 	}
 }
 
-func certRecord(der []byte, profile, caVersion, jobID string) (*store.Cert, error) {
+// CertRecord describes a signed certificate for the store.
+func CertRecord(der []byte, profile, caVersion, jobID string) (*store.Cert, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, err

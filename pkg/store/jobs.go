@@ -35,6 +35,9 @@ type Job struct {
 	Error       string    `json:"error,omitempty"`
 	Created     time.Time `json:"created"`
 	Finished    time.Time `json:"finished,omitempty"`
+	// Payload is the job as published, kept to publish it again when the
+	// client retries a job that was recorded but never reached the queue.
+	Payload []byte `json:"payload,omitempty"`
 	// Result is the kind-specific outcome of a non-certificate job (a CRL's
 	// DER, a COSE message); certificates live in the certs bucket.
 	Result []byte `json:"result,omitempty"`
@@ -171,7 +174,7 @@ func (s *Bolt) FinishJob(id, state, errMsg string, result []byte, cert *Cert) (b
 				return err
 			}
 		}
-		j.State, j.Error, j.Result, j.Finished = state, errMsg, result, time.Now().UTC()
+		j.State, j.Error, j.Result, j.Finished, j.Payload = state, errMsg, result, time.Now().UTC(), nil
 		val, err := json.Marshal(j)
 		if err != nil {
 			return err

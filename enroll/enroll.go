@@ -1,0 +1,247 @@
+// Package enroll is the one place where a request for a certificate, a CRL
+// or a token is checked against the CA's policy, given its job id and
+// serial number, recorded, and published to the signing queue. Every
+// front-end (ACME, EST, the CLI, batch) goes through it, so they all obey
+// the same rules.
+package enroll
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/jobspec"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/pkg/x509x"
+	"github.com/qpki/qpki/queue"
+)
+
+// ErrPending is returned by Wait when the job has no result yet.
+var ErrPending = errors.New("the request is still being processed")
+
+// Request is one thing to sign.
+type Request struct {
+	// Kind is jobspec.KindIssue (the default) or KindCRL.
+	Kind    string
+	Profile string
+	Vars    map[string]any
+	// CSR (PEM or DER) or PublicKey (SubjectPublicKeyInfo, PEM or DER).
+	CSR       []byte
+	PublicKey []byte
+	// CRL options, for KindCRL.
+	CRL ca.CRLOptions
+	// Key is the caller's idempotency key (an ACME order id, an EST
+	// request hash, a batch line id): the same key gives the same job and,
+	// in the end, the same certificate.
+	Key string
+	// Class is queue.ClassInteractive (default) or queue.ClassBatch.
+	Class     string
+	RequestID string
+}
+
+// Result is how a job ended.
+type Result struct {
+	JobID string
+	State string // store.JobDone or store.JobFailed
+	Error string
+	Cert  *store.Cert // for issue jobs
+	DER   []byte      // the signed object: certificate or CRL
+}
+
+// Publisher is the part of the queue enroll needs.
+type Publisher interface {
+	PublishJob(ctx context.Context, job queue.Job) error
+}
+
+// Service submits requests for one CA.
+type Service struct {
+	CA    *ca.CA
+	Queue Publisher
+
+	store   store.Store
+	jobs    store.JobStore
+	caName  string
+	mu      sync.Mutex
+	waiters map[string][]chan struct{}
+}
+
+// New returns the enrollment service of a CA. The CA's store must be a
+// JobStore (the embedded bbolt store is).
+func New(c *ca.CA, pub Publisher) (*Service, error) {
+	st, err := c.Store()
+	if err != nil {
+		return nil, err
+	}
+	js, ok := st.(store.JobStore)
+	if !ok {
+		return nil, errors.New("enroll: the CA's store cannot keep jobs")
+	}
+	return &Service{CA: c, Queue: pub, store: st, jobs: js, caName: QueueName(c), waiters: map[string][]chan struct{}{}}, nil
+}
+
+// QueueName is the CA's name in queue subjects: its directory name with
+// anything but [A-Za-z0-9_-] replaced.
+func QueueName(c *ca.CA) string {
+	var b strings.Builder
+	for _, r := range c.Name() {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 || b.Len() > queue.MaxCANameLen {
+		sum := sha256.Sum256([]byte(c.Dir))
+		return "ca-" + hex.EncodeToString(sum[:8])
+	}
+	return b.String()
+}
+
+// JobID derives a job id from the CA and the idempotency key.
+func JobID(caName, key string) string {
+	sum := sha256.Sum256([]byte(caName + "\x00" + key))
+	return "j" + hex.EncodeToString(sum[:16])
+}
+
+// Submit checks a request against the profile's policy, records it with a
+// reserved serial number, and publishes it. A request the policy refuses
+// never reaches the queue. Submitting the same key again returns the same
+// job id (and republishes it if it is still queued, which the queue
+// de-duplicates).
+func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
+	if r.Key == "" {
+		return "", errors.New("enroll: an idempotency key is required")
+	}
+	if r.Kind == "" {
+		r.Kind = jobspec.KindIssue
+	}
+	if r.Class == "" {
+		r.Class = queue.ClassInteractive
+	}
+	if !queue.ValidClass(r.Class) {
+		return "", fmt.Errorf("enroll: unknown job class %q", r.Class)
+	}
+	id := JobID(s.caName, r.Key)
+	var payload any
+	rec := &store.Job{ID: id, Key: r.Key, Kind: r.Kind, Class: r.Class, State: store.JobQueued, Created: time.Now().UTC()}
+	switch r.Kind {
+	case jobspec.KindIssue:
+		p, err := s.checkIssue(r)
+		if err != nil {
+			return "", err
+		}
+		rec.Profile, rec.RequestHash = r.Profile, requestHash(r.Kind, p.Profile, p.Vars, p.CSR, p.PublicKey)
+		if old, err := s.jobs.Job(id); err == nil {
+			if old.RequestHash != rec.RequestHash {
+				return "", fmt.Errorf("%w (key %q)", store.ErrKeyReused, r.Key)
+			}
+			return id, s.republish(ctx, old, r, p)
+		}
+		serial, err := ca.NewSerial()
+		if err != nil {
+			return "", err
+		}
+		p.Serial, rec.Serial = store.FormatSerial(serial), store.FormatSerial(serial)
+		payload = p
+	case jobspec.KindCRL:
+		if old, err := s.jobs.Job(id); err == nil {
+			return id, s.republish(ctx, old, r, nil)
+		}
+		req, err := s.CA.CRLRequest(r.CRL)
+		if err != nil {
+			return "", err
+		}
+		rec.RequestHash = requestHash(r.Kind, req.Version, nil, nil, nil)
+		payload = req
+	default:
+		return "", fmt.Errorf("enroll: unknown job kind %q", r.Kind)
+	}
+	data, err := jobspec.Encode(payload)
+	if err != nil {
+		return "", err
+	}
+	rec.Payload = data
+	existing, created, err := s.jobs.CreateJob(rec)
+	if err != nil {
+		return "", err
+	}
+	if !created {
+		return existing.ID, nil // a concurrent submit with the same key won
+	}
+	return id, s.publish(ctx, id, r, data)
+}
+
+// checkIssue parses the subject key and runs the profile's policy.
+func (s *Service) checkIssue(r Request) (*jobspec.Issue, error) {
+	p := &jobspec.Issue{Profile: r.Profile, Vars: r.Vars}
+	req := ca.IssueRequest{Profile: r.Profile, Vars: r.Vars}
+	switch {
+	case len(r.CSR) > 0 && len(r.PublicKey) > 0:
+		return nil, errors.New("give a CSR or a public key, not both")
+	case len(r.CSR) > 0:
+		der, err := x509x.DecodeCSR(r.CSR)
+		if err != nil {
+			return nil, err
+		}
+		csr, err := x509x.ParseCertificateRequest(der)
+		if err != nil {
+			return nil, err
+		}
+		req.CSR, p.CSR = csr, der
+	case len(r.PublicKey) > 0:
+		der, err := decodePublicKey(r.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		pub, err := algo.ParsePKIX(der)
+		if err != nil {
+			return nil, err
+		}
+		req.PublicKey, p.PublicKey = pub, der
+	default:
+		return nil, errors.New("no subject key: give a CSR or a public key")
+	}
+	if _, err := s.CA.Prepare(req); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (s *Service) publish(ctx context.Context, id string, r Request, payload []byte) error {
+	return s.Queue.PublishJob(ctx, queue.Job{
+		V: queue.JobVersion, ID: id, CA: s.caName, Kind: r.Kind, Class: r.Class,
+		Submitted: time.Now().UTC(), RequestID: r.RequestID, Payload: payload,
+	})
+}
+
+// republish sends a still-queued job again: after a crash between
+// recording and publishing, the retry of the client is what gets it
+// signed. The queue drops the copy when the first is still there.
+func (s *Service) republish(ctx context.Context, old *store.Job, r Request, _ *jobspec.Issue) error {
+	if old.State != store.JobQueued {
+		return nil
+	}
+	r.Class = old.Class
+	return s.publish(ctx, old.ID, r, old.Payload)
+}
+
+func requestHash(kind, profile string, vars map[string]any, csr, pub []byte) string {
+	h := sha256.New()
+	b, _ := json.Marshal(struct {
+		K string         `json:"k"`
+		P string         `json:"p"`
+		V map[string]any `json:"v"`
+		C []byte         `json:"c"`
+		U []byte         `json:"u"`
+	}{kind, profile, vars, csr, pub})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}

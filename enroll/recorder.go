@@ -1,0 +1,74 @@
+package enroll
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/jobspec"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/queue"
+)
+
+// Record commits one result to the store: the recorder's job, done by the
+// one process that holds the CA. The first result for a job wins; a
+// duplicate from a redelivery is dropped. It wakes whoever waits.
+func (s *Service) Record(r queue.Result) error {
+	j, err := s.jobs.Job(r.JobID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // not one of ours (submitted elsewhere): nothing to record
+	}
+	if err != nil {
+		return err
+	}
+	if j.State != store.JobQueued {
+		return nil
+	}
+	if !r.OK {
+		if _, err := s.jobs.FinishJob(r.JobID, store.JobFailed, r.Error, nil, nil); err != nil {
+			return err
+		}
+		s.wake(r.JobID)
+		return nil
+	}
+	switch j.Kind {
+	case jobspec.KindIssue:
+		var res jobspec.IssueResult
+		if err := jobspec.Decode(r.Payload, &res); err != nil {
+			return s.fail(r.JobID, err)
+		}
+		rec, err := ca.CertRecord(res.DER, j.Profile, res.CAVersion, r.JobID)
+		if err != nil {
+			return s.fail(r.JobID, err)
+		}
+		if rec.Serial != j.Serial {
+			return s.fail(r.JobID, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
+		}
+		if _, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", nil, rec); err != nil {
+			return err
+		}
+	case jobspec.KindCRL:
+		var res jobspec.CRLResult
+		if err := jobspec.Decode(r.Payload, &res); err != nil {
+			return s.fail(r.JobID, err)
+		}
+		if err := s.CA.StoreCRL(res.Version, res.DER); err != nil {
+			return err
+		}
+		if _, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.DER, nil); err != nil {
+			return err
+		}
+	default:
+		return s.fail(r.JobID, fmt.Errorf("unknown job kind %q", j.Kind))
+	}
+	s.wake(r.JobID)
+	return nil
+}
+
+func (s *Service) fail(id string, err error) error {
+	if _, ferr := s.jobs.FinishJob(id, store.JobFailed, err.Error(), nil, nil); ferr != nil {
+		return ferr
+	}
+	s.wake(id)
+	return nil
+}

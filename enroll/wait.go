@@ -1,0 +1,106 @@
+package enroll
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+
+	"github.com/qpki/qpki/pkg/store"
+)
+
+// Job returns a job's record.
+func (s *Service) Job(id string) (*store.Job, error) { return s.jobs.Job(id) }
+
+// Wait returns the job's result, waiting until it is recorded or ctx is
+// done; then it returns ErrPending (an EST server answers 202, an ACME
+// order stays processing).
+func (s *Service) Wait(ctx context.Context, id string) (*Result, error) {
+	for {
+		ch := make(chan struct{})
+		s.mu.Lock()
+		s.waiters[id] = append(s.waiters[id], ch)
+		s.mu.Unlock()
+		res, err := s.result(id)
+		if err != nil || res != nil {
+			s.forget(id, ch)
+			return res, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			s.forget(id, ch)
+			return nil, ErrPending
+		}
+	}
+}
+
+func (s *Service) forget(id string, ch chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[id]
+	for i, w := range ws {
+		if w == ch {
+			s.waiters[id] = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(s.waiters[id]) == 0 {
+		delete(s.waiters, id)
+	}
+}
+
+// wake tells the waiters of a job that its result is recorded.
+func (s *Service) wake(id string) {
+	s.mu.Lock()
+	ws := s.waiters[id]
+	delete(s.waiters, id)
+	s.mu.Unlock()
+	for _, ch := range ws {
+		close(ch)
+	}
+}
+
+// result returns the recorded outcome of a job, or nil while it is queued.
+func (s *Service) result(id string) (*Result, error) {
+	j, err := s.jobs.Job(id)
+	if err != nil {
+		return nil, err
+	}
+	if j.State == store.JobQueued {
+		return nil, nil
+	}
+	res := &Result{JobID: id, State: j.State, Error: j.Error, DER: j.Result}
+	if j.State == store.JobDone && j.Serial != "" {
+		serial, err := store.ParseSerial(j.Serial)
+		if err != nil {
+			return nil, err
+		}
+		if res.Cert, err = s.store.Cert(serial); err != nil {
+			return nil, fmt.Errorf("job %s is done but its certificate is missing: %w", id, err)
+		}
+		res.DER = res.Cert.DER
+	}
+	return res, nil
+}
+
+// Err turns a failed result into an error.
+func (r *Result) Err() error {
+	if r.State == store.JobFailed {
+		return errors.New(r.Error)
+	}
+	return nil
+}
+
+func decodePublicKey(data []byte) ([]byte, error) {
+	if block, _ := pem.Decode(data); block != nil {
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("unexpected PEM block %q, want PUBLIC KEY", block.Type)
+		}
+		return block.Bytes, nil
+	}
+	if len(data) == 0 || data[0] != 0x30 {
+		return nil, errors.New("public key is neither PEM nor DER")
+	}
+	return data, nil
+}

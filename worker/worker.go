@@ -1,0 +1,281 @@
+// Package worker signs the jobs of one CA's queue. Each worker goroutine
+// owns one signer session (an HSM session or a file key) for its whole
+// life, re-checks every job against the CA's profile policy, signs with the
+// serial enroll reserved, publishes the result and only then acks.
+package worker
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/jobspec"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/pkg/x509x"
+	"github.com/qpki/qpki/queue"
+)
+
+// Options tune a pool of workers.
+type Options struct {
+	// Sessions is the number of worker goroutines, each with its own
+	// signer session (default 1).
+	Sessions int
+	// Rate caps signatures per second across the pool, so that batch work
+	// never asks more of the HSM than it can do; 0 means no limit.
+	Rate float64
+	// Keys unlocks the CA's keys.
+	Keys    ca.KeyOptions
+	Consume queue.ConsumeOptions
+	Log     *slog.Logger
+	// QueueName is the CA's name in queue subjects.
+	QueueName string
+}
+
+// Run consumes and signs jobs until ctx is done, then finishes the jobs in
+// hand and returns.
+func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
+	if o.Sessions < 1 {
+		o.Sessions = 1
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	cons, err := q.Jobs(ctx, o.QueueName, o.Consume)
+	if err != nil {
+		return err
+	}
+	defer cons.Close()
+	var limiter *rate.Limiter
+	if o.Rate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(o.Rate), 1)
+	}
+	// Open every session before taking work, so that a wrong PIN or a
+	// missing key fails the start, not the first jobs.
+	sessions := make([]*session, o.Sessions)
+	for i := range sessions {
+		s, err := openSession(c, o.Keys)
+		if err != nil {
+			for _, s := range sessions[:i] {
+				s.close()
+			}
+			return err
+		}
+		sessions[i] = s
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, o.Sessions)
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.close()
+			w := &worker{id: i, ca: c, q: q, cons: cons, limiter: limiter, o: o, s: s}
+			if err := w.loop(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// session is one signer session and the CA version it signs for.
+type session struct {
+	iss     x509x.Issuer
+	closer  io.Closer
+	version string
+}
+
+func openSession(c *ca.CA, keys ca.KeyOptions) (*session, error) {
+	name, _, err := c.Version("")
+	if err != nil {
+		return nil, err
+	}
+	iss, closer, err := c.Issuer(name, keys)
+	if err != nil {
+		return nil, err
+	}
+	return &session{iss: iss, closer: closer, version: name}, nil
+}
+
+func (s *session) close() {
+	if s != nil && s.closer != nil {
+		s.closer.Close()
+	}
+}
+
+type worker struct {
+	id      int
+	ca      *ca.CA
+	q       *queue.Queue
+	cons    *queue.JobConsumer
+	limiter *rate.Limiter
+	o       Options
+	s       *session
+}
+
+func (w *worker) loop(ctx context.Context) error {
+	for {
+		d, err := w.cons.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, queue.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		// A job in hand is finished even when ctx ends meanwhile: SIGTERM
+		// stops the taking of work, not the work taken.
+		w.handle(context.WithoutCancel(ctx), d)
+	}
+}
+
+// permanent marks errors that no retry can fix.
+type permanent struct{ error }
+
+func (w *worker) handle(ctx context.Context, d *queue.Delivery) {
+	log := w.o.Log.With("job", d.Job.ID, "kind", d.Job.Kind, "request_id", d.Job.RequestID, "worker", w.id)
+	payload, err := w.sign(ctx, d.Job)
+	res := queue.Result{V: queue.ResultVersion, JobID: d.Job.ID, CA: d.Job.CA, Kind: d.Job.Kind, Finished: time.Now().UTC()}
+	var perm permanent
+	switch {
+	case err == nil:
+		res.OK, res.Payload = true, payload
+	case errors.As(err, &perm):
+		res.Error, res.Permanent = perm.Error(), true
+		log.Info("job refused", "error", perm.Error())
+	default:
+		// A transient signer failure: reopen the session, retry later.
+		log.Warn("signing failed; will retry", "error", err, "delivery", d.NumDelivered)
+		w.reopen()
+		if rerr := d.Retry(ctx, err, backoff(d.NumDelivered)); rerr != nil {
+			log.Error("nak failed", "error", rerr)
+		}
+		return
+	}
+	if err := w.q.PublishResult(ctx, res); err != nil {
+		// Not acked: the job comes back after AckWait and is signed again
+		// with the same serial; the recorder keeps the first result.
+		log.Error("publishing the result failed", "error", err)
+		d.Nak(time.Second)
+		return
+	}
+	if err := d.Ack(); err != nil {
+		log.Warn("ack failed (the job will be redelivered and find its result)", "error", err)
+	}
+}
+
+func (w *worker) reopen() {
+	s, err := openSession(w.ca, w.o.Keys)
+	if err != nil {
+		w.o.Log.Error("reopening the signer session failed", "error", err)
+		return
+	}
+	w.s.close()
+	w.s = s
+}
+
+func backoff(delivered uint64) time.Duration {
+	d := 200 * time.Millisecond << min(delivered, 6)
+	return min(d, 10*time.Second)
+}
+
+func (w *worker) sign(ctx context.Context, job queue.Job) ([]byte, error) {
+	switch job.Kind {
+	case jobspec.KindIssue:
+		return w.issue(ctx, job)
+	case jobspec.KindCRL:
+		return w.crl(ctx, job)
+	}
+	return nil, permanent{fmt.Errorf("this worker does not sign %q jobs", job.Kind)}
+}
+
+func (w *worker) wait(ctx context.Context) error {
+	if w.limiter == nil {
+		return nil
+	}
+	return w.limiter.Wait(ctx)
+}
+
+func (w *worker) issue(ctx context.Context, job queue.Job) ([]byte, error) {
+	var spec jobspec.Issue
+	if err := jobspec.Decode(job.Payload, &spec); err != nil {
+		return nil, permanent{err}
+	}
+	req := ca.IssueRequest{Profile: spec.Profile, Vars: spec.Vars}
+	switch {
+	case len(spec.CSR) > 0:
+		csr, err := x509x.ParseCertificateRequest(spec.CSR)
+		if err != nil {
+			return nil, permanent{err}
+		}
+		req.CSR = csr
+	case len(spec.PublicKey) > 0:
+		pub, err := algo.ParsePKIX(spec.PublicKey)
+		if err != nil {
+			return nil, permanent{err}
+		}
+		req.PublicKey = pub
+	default:
+		return nil, permanent{errors.New("job has no subject key")}
+	}
+	serial, err := store.ParseSerial(spec.Serial)
+	if err != nil {
+		return nil, permanent{fmt.Errorf("job has no valid reserved serial: %v", err)}
+	}
+	// The policy is checked again here: a job that reached the stream by
+	// another route than enroll is refused, not signed.
+	p, err := w.ca.Prepare(req)
+	if err != nil {
+		return nil, permanent{err}
+	}
+	if err := w.wait(ctx); err != nil {
+		return nil, err
+	}
+	der, err := ca.Sign(p, serial, w.s.iss)
+	if err != nil {
+		var lintErr *ca.LintError
+		if errors.As(err, &lintErr) {
+			return nil, permanent{err}
+		}
+		return nil, err
+	}
+	return jobspec.Encode(jobspec.IssueResult{DER: der, CAVersion: w.s.version})
+}
+
+func (w *worker) crl(ctx context.Context, job queue.Job) ([]byte, error) {
+	var spec jobspec.CRL
+	if err := jobspec.Decode(job.Payload, &spec); err != nil {
+		return nil, permanent{err}
+	}
+	iss := w.s.iss
+	if spec.Version != "" && spec.Version != w.s.version {
+		// Another version's CRL: open its key for this job only.
+		other, closer, err := w.ca.Issuer(spec.Version, w.o.Keys)
+		if err != nil {
+			return nil, err
+		}
+		defer closer.Close()
+		iss = other
+	}
+	if err := w.wait(ctx); err != nil {
+		return nil, err
+	}
+	der, err := ca.SignCRL(&spec, iss)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := x509.ParseRevocationList(der); err != nil {
+		return nil, permanent{err}
+	}
+	return jobspec.Encode(jobspec.CRLResult{DER: der, Version: spec.Version})
+}
