@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"math/big"
 	"sync"
 	"testing"
@@ -58,7 +57,7 @@ func newSigner(t testing.TB, a algo.Algorithm) algo.Signer {
 var serial int64
 
 // issue signs a certificate through pkg/x509x, which hands classical
-// issuers to crypto/x509 and handles post-quantum subject keys.
+// certificates to crypto/x509 and makes the post-quantum ones itself.
 func issue(t testing.TB, tmpl *x509.Certificate, pub crypto.PublicKey, parent *x509.Certificate, parentKey algo.Signer) *x509.Certificate {
 	t.Helper()
 	serial++
@@ -70,9 +69,6 @@ func issue(t testing.TB, tmpl *x509.Certificate, pub crypto.PublicKey, parent *x
 		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
 	}
 	der, err := x509x.CreateCertificate(rand.Reader, tmpl, pub, nil, x509x.Issuer{Cert: parent, Signer: parentKey})
-	if err != nil && parent != nil {
-		der, err = spliceKey(tmpl, pub, parent, parentKey)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,51 +155,3 @@ func signRaw(t testing.TB, s algo.Signer, protected map[any]any, unprotected map
 	return rawMessage(t, TagSign1, prot, unprotected, payload, sig)
 }
 
-// spliceKey makes a certificate for a subject key crypto/x509 cannot encode
-// (ML-DSA, SLH-DSA) under a classical issuer: it issues the certificate for
-// a stand-in key, puts the real SubjectPublicKeyInfo in its place and signs
-// the TBSCertificate again. It stands in for pkg/x509x until that package
-// issues post-quantum subject keys itself.
-func spliceKey(tmpl *x509.Certificate, pub crypto.PublicKey, parent *x509.Certificate, parentKey algo.Signer) ([]byte, error) {
-	spki, err := algo.MarshalPKIX(pub)
-	if err != nil {
-		return nil, err
-	}
-	standIn, err := algo.GenerateKey(algo.Ed25519, rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	t := *tmpl
-	t.SubjectKeyId = []byte{1, 2, 3, 4}
-	der, err := x509x.CreateCertificate(rand.Reader, &t, standIn.(crypto.Signer).Public(), nil, x509x.Issuer{Cert: parent, Signer: parentKey})
-	if err != nil {
-		return nil, err
-	}
-	var cert struct {
-		TBS    asn1.RawValue
-		SigAlg asn1.RawValue
-		Sig    asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(der, &cert); err != nil {
-		return nil, err
-	}
-	var tbs struct {
-		Version, Serial, SigAlg, Issuer, Validity, Subject, SPKI asn1.RawValue
-		Rest                                                     asn1.RawValue `asn1:"optional"`
-	}
-	if _, err := asn1.Unmarshal(cert.TBS.FullBytes, &tbs); err != nil {
-		return nil, err
-	}
-	tbs.SPKI = asn1.RawValue{FullBytes: spki}
-	tbsDER, err := asn1.Marshal(tbs)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := algo.SignDigest(parentKey, rand.Reader, tbsDER, false)
-	if err != nil {
-		return nil, err
-	}
-	cert.TBS = asn1.RawValue{FullBytes: tbsDER}
-	cert.Sig = asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}
-	return asn1.Marshal(cert)
-}
