@@ -1,0 +1,253 @@
+package enroll_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/jobspec"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/pkg/x509x"
+	"github.com/qpki/qpki/queue"
+	"github.com/qpki/qpki/worker"
+)
+
+// pipeline is a CA, an embedded queue, a recorder and workers, as serve
+// runs them.
+type pipeline struct {
+	ca     *ca.CA
+	q      *queue.Queue
+	svc    *enroll.Service
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+func startPipeline(t testing.TB, sessions int, rate float64) *pipeline {
+	t.Helper()
+	dir := t.TempDir()
+	c, err := ca.Init(ca.InitOptions{Dir: filepath.Join(dir, "ca"), Profile: "ec/root-ca", Vars: map[string]any{"cn": "Pipeline Root"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	q, err := queue.Start(ctx, queue.Options{DataDir: filepath.Join(dir, "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := enroll.New(c, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pipeline{ca: c, q: q, svc: svc, cancel: cancel}
+	name := enroll.QueueName(c)
+	p.done.Add(2)
+	go func() {
+		defer p.done.Done()
+		q.Results(ctx, name, svc.Record)
+	}()
+	go func() {
+		defer p.done.Done()
+		if err := worker.Run(ctx, c, q, worker.Options{Sessions: sessions, Rate: rate, QueueName: name}); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *pipeline) stop() {
+	p.cancel()
+	p.done.Wait()
+	p.q.Close()
+	p.ca.Close()
+}
+
+func csrFor(t testing.TB, name string) []byte {
+	t.Helper()
+	priv, _ := algo.GenerateKey(algo.ECDSAP256, rand.Reader)
+	s, _ := algo.NewSigner(priv, algo.ECDSAP256)
+	der, err := x509x.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}}, s, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func waitFor(t testing.TB, svc *enroll.Service, id string) *enroll.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := svc.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("job %s: %v", id, err)
+	}
+	return res
+}
+
+func TestIssueThroughQueue(t *testing.T) {
+	p := startPipeline(t, 2, 0)
+	const n = 100
+	ids := make([]string, n)
+	for i := range ids {
+		name := fmt.Sprintf("h%d.example.com", i)
+		id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name, Class: []string{queue.ClassBatch, queue.ClassInteractive}[i%2]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+	}
+	serials := map[string]bool{}
+	for i, id := range ids {
+		res := waitFor(t, p.svc, id)
+		if res.State != store.JobDone || res.Cert == nil {
+			t.Fatalf("job %d: %+v", i, res)
+		}
+		cert, err := x509.ParseCertificate(res.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cert.DNSNames[0] != fmt.Sprintf("h%d.example.com", i) {
+			t.Errorf("job %d got the certificate for %v", i, cert.DNSNames)
+		}
+		if serials[res.Cert.Serial] {
+			t.Fatalf("serial %s repeated", res.Cert.Serial)
+		}
+		serials[res.Cert.Serial] = true
+		job, _ := p.svc.Job(id)
+		if job.Serial != res.Cert.Serial {
+			t.Errorf("certificate serial %s is not the reserved %s", res.Cert.Serial, job.Serial)
+		}
+	}
+}
+
+func TestDuplicateSubmissionGivesSameCertificate(t *testing.T) {
+	p := startPipeline(t, 1, 0)
+	csr := csrFor(t, "dup.example.com")
+	req := enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "order-1"}
+	id1, err := p.svc.Submit(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := waitFor(t, p.svc, id1)
+	id2, err := p.svc.Submit(context.Background(), req)
+	if err != nil || id2 != id1 {
+		t.Fatalf("second submit: %s %v", id2, err)
+	}
+	second := waitFor(t, p.svc, id2)
+	if string(first.DER) != string(second.DER) {
+		t.Fatal("the same key gave two different certificates")
+	}
+	// The same key with another request is refused.
+	req.CSR = csrFor(t, "other.example.com")
+	if _, err := p.svc.Submit(context.Background(), req); !errors.Is(err, store.ErrKeyReused) {
+		t.Fatalf("reused key: %v", err)
+	}
+	st, _ := p.ca.Store()
+	if certs, _ := st.List(store.Filter{}); len(certs) != 1 {
+		t.Fatalf("%d certificates issued, want 1", len(certs))
+	}
+}
+
+func TestPolicyRefusalNeverReachesQueue(t *testing.T) {
+	p := startPipeline(t, 1, 0)
+	_, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "bad..name"), Key: "bad"})
+	if err == nil {
+		t.Fatal("forbidden request accepted")
+	}
+	if _, err := p.svc.Job(enroll.JobID(enroll.QueueName(p.ca), "bad")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused request left a job record: %v", err)
+	}
+	st, err := p.q.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Interactive.Pending+st.Batch.Pending != 0 || st.ResultsSeq != 0 {
+		t.Fatalf("queue saw the refused request: %+v", st)
+	}
+}
+
+// A worker that re-checks policy refuses a job that reached the stream
+// without enroll, and answers it with a permanent error.
+func TestWorkerRefusesForbiddenJob(t *testing.T) {
+	p := startPipeline(t, 1, 0)
+	payload, _ := jobspec.Encode(jobspec.Issue{Profile: "ec/tls-server", CSR: csrFor(t, "x.example.com"), Vars: map[string]any{"validity": "100y"}, Serial: "1234"})
+	job := queue.Job{V: queue.JobVersion, ID: "rogue-1", CA: enroll.QueueName(p.ca), Kind: jobspec.KindIssue, Class: queue.ClassInteractive, Submitted: time.Now(), Payload: payload}
+	if err := p.q.PublishJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := p.q.LookupResult(context.Background(), job.CA, job.ID)
+		if err == nil {
+			if res.OK || !res.Permanent {
+				t.Fatalf("rogue job result: %+v", res)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no result for the rogue job")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A throttled signer makes jobs wait, never fail.
+func TestThrottledSignerNeverFails(t *testing.T) {
+	p := startPipeline(t, 2, 20)
+	var ids []string
+	for i := 0; i < 30; i++ {
+		name := fmt.Sprintf("t%d.example.com", i)
+		id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name, Class: queue.ClassBatch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		if res := waitFor(t, p.svc, id); res.State != store.JobDone {
+			t.Fatalf("throttled job failed: %+v", res)
+		}
+	}
+}
+
+func TestCRLThroughQueue(t *testing.T) {
+	p := startPipeline(t, 1, 0)
+	id, _ := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "r.example.com"), Key: "r"})
+	res := waitFor(t, p.svc, id)
+	if _, err := p.ca.Revoke(res.Cert.Serial, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	crlID, err := p.svc.Submit(context.Background(), enroll.Request{Kind: jobspec.KindCRL, Key: "crl-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlRes := waitFor(t, p.svc, crlID)
+	crl, err := x509.ParseRevocationList(crlRes.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Text(16) != res.Cert.Serial {
+		t.Fatalf("CRL entries: %+v", crl.RevokedCertificateEntries)
+	}
+	if err := ca.CheckCRLSignature(crl, mustCACert(t, p.ca)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustCACert(t testing.TB, c *ca.CA) *x509.Certificate {
+	cert, err := c.Certificate("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
