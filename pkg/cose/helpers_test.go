@@ -154,4 +154,3 @@ func signRaw(t testing.TB, s algo.Signer, protected map[any]any, unprotected map
 	}
 	return rawMessage(t, TagSign1, prot, unprotected, payload, sig)
 }
-
