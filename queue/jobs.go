@@ -1,0 +1,363 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Job classes in the order Next serves them.
+var classes = [2]string{ClassInteractive, ClassBatch}
+
+// JobConsumer hands one CA's jobs to workers, interactive before batch.
+//
+// Each class has its own durable pull consumer on QPKI_JOBS (filter
+// qpki.jobs.<ca>.*.<class>), shared by every worker process of the CA.
+// Next asks the interactive consumer first and the batch consumer only
+// when no interactive job is waiting, so an interactive job waits at most
+// for the jobs already in progress. When both are empty, one long-poll
+// per class (not per caller) waits at the server, and a job it receives
+// is held for the next caller in the same order.
+//
+// Ack rules, for the worker:
+//   - Ack only after PublishResult has returned nil: the result is then
+//     durable, and a redelivery of the job (after a crash or a lost ack)
+//     finds it and is acked by Next without reaching a worker.
+//   - A job that can never succeed (bad request, policy refusal): publish
+//     a Result with Permanent set, then Ack.
+//   - A transient failure (HSM busy, session lost): Retry(ctx, err, delay),
+//     which naks with that delay or, on the last allowed delivery, moves
+//     the job to the dead letters with err and publishes its failure
+//     result.
+//   - A long signing operation: InProgress before AckWait runs out.
+//
+// A JobConsumer is safe for concurrent use by many worker goroutines.
+type JobConsumer struct {
+	q    *Queue
+	ca   string
+	opts ConsumeOptions
+	cons [2]jetstream.Consumer
+
+	ctx    context.Context // done on Close
+	cancel context.CancelFunc
+	polls  sync.WaitGroup
+
+	mu      sync.Mutex
+	held    [2][]jetstream.Msg // received by a long-poll, not yet handed out
+	polling [2]bool
+	wake    chan struct{} // closed and replaced when held or polling changes
+}
+
+// Jobs opens the job consumers of one CA, creating or updating them.
+func (q *Queue) Jobs(ctx context.Context, ca string, opts ConsumeOptions) (*JobConsumer, error) {
+	if q.isClosed() {
+		return nil, ErrClosed
+	}
+	if err := CheckCA(ca); err != nil {
+		return nil, err
+	}
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &JobConsumer{q: q, ca: ca, opts: opts, wake: make(chan struct{})}
+	for i, class := range classes {
+		c.cons[i], err = q.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       jobConsumerName(ca, class),
+			Description:   "qpki " + class + " jobs of CA " + ca,
+			FilterSubject: jobFilter(ca, class),
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       opts.AckWait,
+			// Unlimited at the server: Next counts deliveries itself and
+			// dead-letters, so a job is never left stranded in the work
+			// queue after its last delivery.
+			MaxDeliver:    -1,
+			MaxAckPending: opts.MaxAckPending,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("queue: %s job consumer of CA %s: %w", class, ca, err)
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	q.mu.Lock()
+	if q.isClosed() {
+		q.mu.Unlock()
+		c.cancel()
+		return nil, ErrClosed
+	}
+	q.consumers[c] = struct{}{}
+	q.mu.Unlock()
+	return c, nil
+}
+
+// Delivery is one delivery of a job to a worker.
+type Delivery struct {
+	Job Job
+	// NumDelivered counts deliveries of this job, this one included.
+	NumDelivered uint64
+	// MaxDeliver is the consumer's limit: the delivery with
+	// NumDelivered == MaxDeliver is the last one.
+	MaxDeliver int
+
+	msg jetstream.Msg
+	q   *Queue
+}
+
+// Ack removes the job from the queue. Call it only after PublishResult
+// returned nil for the job.
+func (d *Delivery) Ack() error { return d.msg.Ack() }
+
+// Nak asks for redelivery after delay (at once when delay ≤ 0). The
+// delivery still counts towards MaxDeliver.
+func (d *Delivery) Nak(delay time.Duration) error {
+	if delay <= 0 {
+		return d.msg.Nak()
+	}
+	return d.msg.NakWithDelay(delay)
+}
+
+// InProgress resets the job's AckWait timer.
+func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+
+// Term drops the job without redelivery and without a result. Prefer a
+// Result with Permanent set followed by Ack, so that whoever waits
+// learns why.
+func (d *Delivery) Term() error { return d.msg.TermWithReason("terminated by worker") }
+
+// LastAttempt reports whether this is the last delivery before the job
+// goes to the dead letters.
+func (d *Delivery) LastAttempt() bool { return d.NumDelivered >= uint64(d.MaxDeliver) }
+
+// Retry handles a transient failure: it naks the job for redelivery after
+// delay, or, on the last attempt, moves it to the dead letters with cause
+// as its error, publishes its failure result and terminates it.
+func (d *Delivery) Retry(ctx context.Context, cause error, delay time.Duration) error {
+	if !d.LastAttempt() {
+		return d.Nak(delay)
+	}
+	msg := "unknown error"
+	if cause != nil {
+		msg = cause.Error()
+	}
+	return d.q.deadLetter(ctx, d.msg, &d.Job, true, d.NumDelivered, msg)
+}
+
+// Next returns the next job, interactive before batch, waiting until one
+// arrives, ctx is done or the consumer is closed. Transient NATS errors
+// (a lost connection, a leader election) are retried inside Next.
+//
+// Before a job reaches the caller, Next settles what needs no worker: a
+// job delivered more than MaxDeliver times (its workers crashed or let
+// AckWait run out) goes to the dead letters; a redelivered job whose
+// result is already stored is acked; a malformed job, or one whose body
+// disagrees with its subject, goes to the dead letters.
+func (c *JobConsumer) Next(ctx context.Context) (*Delivery, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if c.ctx.Err() != nil || c.q.isClosed() {
+			return nil, ErrClosed
+		}
+		c.mu.Lock()
+		wake := c.wake
+		c.mu.Unlock()
+
+		m, err := c.take()
+		if err != nil {
+			c.q.log.Debug("queue: fetching jobs", "ca", c.ca, "err", err)
+			if err := c.sleep(ctx, backoff); err != nil {
+				return nil, err
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if m == nil {
+			c.startPolls()
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-c.ctx.Done():
+				return nil, ErrClosed
+			}
+		}
+		d, err := c.admit(ctx, m)
+		if err != nil {
+			// The job stays unacked and comes back after AckWait.
+			c.q.log.Warn("queue: settling a job", "ca", c.ca, "subject", m.Subject(), "err", err)
+			continue
+		}
+		if d != nil {
+			return d, nil
+		}
+	}
+}
+
+func (c *JobConsumer) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// take returns a waiting job in priority order, or nil when none waits.
+func (c *JobConsumer) take() (jetstream.Msg, error) {
+	for i := range classes {
+		if m := c.popHeld(i); m != nil {
+			return m, nil
+		}
+		m, err := c.fetchNoWait(i)
+		if m != nil || err != nil {
+			return m, err
+		}
+	}
+	return nil, nil
+}
+
+func (c *JobConsumer) popHeld(i int) jetstream.Msg {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.held[i]) == 0 {
+		return nil
+	}
+	m := c.held[i][0]
+	c.held[i] = c.held[i][1:]
+	return m
+}
+
+// fetchNoWait asks the server for one job of class i that is available
+// now.
+func (c *JobConsumer) fetchNoWait(i int) (jetstream.Msg, error) {
+	b, err := c.cons[i].FetchNoWait(1)
+	if err != nil {
+		return nil, err
+	}
+	m := <-b.Messages()
+	if m != nil {
+		return m, nil
+	}
+	if err := b.Error(); err != nil && !isEmpty(err) {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// isEmpty reports the pull errors that only mean "nothing for you now".
+func isEmpty(err error) bool {
+	return errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrMaxBytesExceeded) ||
+		errors.Is(err, jetstream.ErrBatchCompleted) ||
+		err != nil && strings.Contains(err.Error(), "Exceeded MaxAckPending")
+}
+
+// startPolls starts a long-poll for each class that has none running.
+func (c *JobConsumer) startPolls() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range classes {
+		if !c.polling[i] && c.ctx.Err() == nil {
+			c.polling[i] = true
+			c.polls.Add(1)
+			go c.poll(i)
+		}
+	}
+}
+
+// poll waits at the server for one job of class i and holds it for Next.
+func (c *JobConsumer) poll(i int) {
+	defer c.polls.Done()
+	var m jetstream.Msg
+	ctx, cancel := context.WithTimeout(c.ctx, c.opts.PollWait)
+	b, err := c.cons[i].Fetch(1, jetstream.FetchContext(ctx))
+	if err == nil {
+		m = <-b.Messages()
+		if m == nil {
+			err = b.Error()
+		}
+	}
+	cancel()
+	if err != nil && !isEmpty(err) && !errors.Is(err, context.Canceled) && c.ctx.Err() == nil {
+		c.q.log.Debug("queue: long-poll for jobs", "ca", c.ca, "class", classes[i], "err", err)
+		// Do not spin on an error: let a moment pass before the next poll.
+		c.sleep(context.Background(), 200*time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.polling[i] = false
+	if m != nil {
+		if c.ctx.Err() != nil {
+			m.Nak()
+		} else {
+			c.held[i] = append(c.held[i], m)
+		}
+	}
+	close(c.wake)
+	c.wake = make(chan struct{})
+}
+
+// admit settles a received job that needs no worker, or returns it as a
+// Delivery.
+func (c *JobConsumer) admit(ctx context.Context, m jetstream.Msg) (*Delivery, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	job, err := DecodeJob(m.Data())
+	if err != nil {
+		return nil, c.q.deadLetter(ctx, m, nil, false, md.NumDelivered, err.Error())
+	}
+	if ca, kind, class, _ := parseJobSubject(m.Subject()); job.CA != ca || job.Kind != kind || job.Class != class {
+		return nil, c.q.deadLetter(ctx, m, &job, false, md.NumDelivered,
+			fmt.Sprintf("job %s (CA %s, %s, %s) published on subject %s", job.ID, job.CA, job.Kind, job.Class, m.Subject()))
+	}
+	if md.NumDelivered > uint64(c.opts.MaxDeliver) {
+		return nil, c.q.deadLetter(ctx, m, &job, true, md.NumDelivered,
+			fmt.Sprintf("no result after %d deliveries (worker crashed or let AckWait run out)", md.NumDelivered-1))
+	}
+	if md.NumDelivered > 1 {
+		// A redelivery: if a worker stored the result and then died
+		// before its ack, the job is done.
+		if _, err := c.q.LookupResult(ctx, job.CA, job.ID); err == nil {
+			return nil, m.Ack()
+		} else if !errors.Is(err, ErrNoResult) {
+			return nil, err
+		}
+	}
+	return &Delivery{Job: job, NumDelivered: md.NumDelivered, MaxDeliver: c.opts.MaxDeliver, msg: m, q: c.q}, nil
+}
+
+// Close stops the consumer's long-polls and naks the jobs it holds; the
+// durable consumers stay on the server for the next worker. Deliveries
+// already handed out can still be acked until the Queue is closed.
+func (c *JobConsumer) Close() {
+	c.cancel()
+	c.polls.Wait()
+	c.mu.Lock()
+	for i := range c.held {
+		for _, m := range c.held[i] {
+			m.Nak()
+		}
+		c.held[i] = nil
+	}
+	c.mu.Unlock()
+	c.q.mu.Lock()
+	delete(c.q.consumers, c)
+	c.q.mu.Unlock()
+}

@@ -1,0 +1,583 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNoResult is returned by LookupResult when no result is stored for the
+// job yet.
+var ErrNoResult = errors.New("queue: no result for this job yet")
+
+// ErrClosed is returned by calls on a closed Queue or JobConsumer.
+var ErrClosed = errors.New("queue: closed")
+
+// headerRoom is what a message needs beyond its payload for its headers.
+const headerRoom = 4 << 10
+
+// Queue is a connection to the qpki streams, on the embedded server or an
+// external one. It is safe for concurrent use.
+type Queue struct {
+	opts       Options
+	log        *slog.Logger
+	emb        *embeddedServer // nil when external
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	jobs       jetstream.Stream
+	results    jetstream.Stream
+	dead       jetstream.Stream
+	url        string
+	maxMsg     int // largest job or result payload accepted
+	connClosed chan struct{}
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	mu        sync.Mutex
+	consumers map[*JobConsumer]struct{}
+	loops     sync.WaitGroup // running Results loops
+}
+
+// Start opens the queue: it starts the embedded server when Options name
+// no external server (NATSURL and EmbeddedDataDir empty), else connects
+// as Connect does. Either way it declares the streams (create or update,
+// so starting again on the same store is harmless).
+func Start(ctx context.Context, o Options) (*Queue, error) {
+	logServer := o.Logger != nil
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if !o.embedded() {
+		return connect(ctx, o)
+	}
+	emb, err := startEmbedded(o, logServer)
+	if err != nil {
+		return nil, err
+	}
+	// The process that runs the server talks to it without a socket.
+	q, err := open(ctx, o, emb.url, emb, nats.InProcessServer(emb.srv), nats.UserInfo(emb.creds.User, emb.creds.Password))
+	if err != nil {
+		emb.stop()
+		return nil, err
+	}
+	return q, nil
+}
+
+// Connect opens the queue as a client only, never starting a server: to
+// Options.NATSURL with its credentials and TLS files, or to the embedded
+// server of the local process whose data dir is Options.EmbeddedDataDir.
+// It declares the streams like Start.
+func Connect(ctx context.Context, o Options) (*Queue, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if o.embedded() {
+		return nil, errors.New("queue: Connect needs NATSURL or EmbeddedDataDir")
+	}
+	return connect(ctx, o)
+}
+
+func connect(ctx context.Context, o Options) (*Queue, error) {
+	url := o.NATSURL
+	var nopts []nats.Option
+	if o.EmbeddedDataDir != "" {
+		dir := natsDir(o.EmbeddedDataDir)
+		creds, err := readCredentials(filepath.Join(dir, credentialsName))
+		if err != nil {
+			return nil, err
+		}
+		nopts = append(nopts, nats.UserInfo(creds.User, creds.Password))
+		if url == "" {
+			si, err := readServerInfo(dir)
+			if err != nil {
+				return nil, err
+			}
+			url = si.URL
+		}
+	}
+	if o.CredsFile != "" {
+		nopts = append(nopts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.NKeySeedFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("queue: nkey seed: %w", err)
+		}
+		nopts = append(nopts, opt)
+	}
+	if o.TLSCAFile != "" {
+		nopts = append(nopts, nats.RootCAs(o.TLSCAFile))
+	}
+	if o.TLSCertFile != "" {
+		nopts = append(nopts, nats.ClientCert(o.TLSCertFile, o.TLSKeyFile))
+	}
+	return open(ctx, o, url, nil, nopts...)
+}
+
+// open connects to url and declares the streams.
+func open(ctx context.Context, o Options, url string, emb *embeddedServer, extra ...nats.Option) (*Queue, error) {
+	q := &Queue{
+		opts:       o,
+		log:        o.Logger,
+		emb:        emb,
+		connClosed: make(chan struct{}),
+		closed:     make(chan struct{}),
+		consumers:  make(map[*JobConsumer]struct{}),
+	}
+	nopts := append([]nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DrainTimeout(10 * time.Second),
+		nats.ClosedHandler(func(*nats.Conn) { close(q.connClosed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				q.log.Warn("queue: disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			q.log.Info("queue: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			q.log.Warn("queue: NATS error", "err", err)
+		}),
+	}, extra...)
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("queue: connecting to NATS: %w", err)
+	}
+	q.nc = nc
+	q.url = url
+	if emb == nil {
+		q.url = nc.ConnectedUrlRedacted()
+	}
+	q.js, err = jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	q.maxMsg = int(o.MaxMsgSize)
+	if mp := int(nc.MaxPayload()) - headerRoom; mp < q.maxMsg {
+		q.maxMsg = mp
+	}
+	if q.opts.Replicas == 0 {
+		q.opts.Replicas = 1
+		if nc.ConnectedClusterName() != "" && len(nc.Servers()) >= 3 {
+			q.opts.Replicas = 3
+		}
+	}
+	if err := q.declareStreams(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+// streamConfigs are the three streams. QPKI_JOBS is a work queue: a job
+// leaves it when acked. QPKI_RESULTS and QPKI_DEAD keep one message per
+// job subject and refuse a second (discard new, per subject), so the
+// first result for a job id is the only one, even past the duplicate
+// window.
+func (q *Queue) streamConfigs() []jetstream.StreamConfig {
+	o := q.opts
+	return []jetstream.StreamConfig{{
+		Name:              StreamJobs,
+		Description:       "qpki signing jobs, " + jobsPrefix + ".<ca>.<kind>.<class>",
+		Subjects:          []string{jobsPrefix + ".>"},
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		Duplicates:        o.DuplicateWindow,
+		MaxMsgSize:        o.MaxMsgSize,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgsPerSubject: -1,
+		Discard:           jetstream.DiscardOld,
+	}, {
+		Name:                 StreamResults,
+		Description:          "qpki job results, " + resultsPrefix + ".<ca>.<job id>",
+		Subjects:             []string{resultsPrefix + ".>"},
+		Retention:            jetstream.LimitsPolicy,
+		Storage:              jetstream.FileStorage,
+		Replicas:             o.Replicas,
+		Duplicates:           o.DuplicateWindow,
+		MaxMsgSize:           o.MaxMsgSize,
+		MaxMsgs:              -1,
+		MaxBytes:             -1,
+		MaxAge:               o.ResultsMaxAge,
+		MaxMsgsPerSubject:    1,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		AllowDirect:          true,
+	}, {
+		Name:                 StreamDead,
+		Description:          "qpki dead letters, " + deadPrefix + ".<ca>.<job id>",
+		Subjects:             []string{deadPrefix + ".>"},
+		Retention:            jetstream.LimitsPolicy,
+		Storage:              jetstream.FileStorage,
+		Replicas:             o.Replicas,
+		Duplicates:           o.DuplicateWindow,
+		MaxMsgSize:           o.MaxMsgSize + 64<<10, // the job plus its error
+		MaxMsgs:              -1,
+		MaxBytes:             -1,
+		MaxMsgsPerSubject:    1,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		AllowDirect:          true,
+	}}
+}
+
+func (q *Queue) declareStreams(ctx context.Context) error {
+	for _, cfg := range q.streamConfigs() {
+		s, err := q.js.CreateOrUpdateStream(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("queue: declaring stream %s: %w", cfg.Name, err)
+		}
+		switch cfg.Name {
+		case StreamJobs:
+			q.jobs = s
+		case StreamResults:
+			q.results = s
+		case StreamDead:
+			q.dead = s
+		}
+	}
+	return nil
+}
+
+// URL is the server's client URL: for the embedded server the loopback
+// URL that other local processes reach it on (with the stored
+// credentials), else the URL connected to, without credentials.
+func (q *Queue) URL() string { return q.url }
+
+// Embedded reports whether this Queue runs the embedded server.
+func (q *Queue) Embedded() bool { return q.emb != nil }
+
+// Conn is the underlying NATS connection, for packages (such as a
+// JetStream key-value store) that share it. Do not close it.
+func (q *Queue) Conn() *nats.Conn { return q.nc }
+
+// JetStream is the JetStream context on Conn.
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
+// Close stops the job consumers (their undelivered held jobs are naked),
+// waits for Results loops to return, drains the connection so that
+// pending acks and publishes reach the server, and shuts the embedded
+// server down. It is safe to call more than once.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		close(q.closed)
+		q.mu.Lock()
+		cs := make([]*JobConsumer, 0, len(q.consumers))
+		for c := range q.consumers {
+			cs = append(cs, c)
+		}
+		q.mu.Unlock()
+		for _, c := range cs {
+			c.Close()
+		}
+		q.loops.Wait()
+		if err := q.nc.Drain(); err == nil {
+			select {
+			case <-q.connClosed:
+			case <-time.After(15 * time.Second):
+			}
+		}
+		q.nc.Close()
+		if q.emb != nil {
+			q.emb.stop()
+		}
+	})
+	return nil
+}
+
+func (q *Queue) isClosed() bool {
+	select {
+	case <-q.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// PublishJob publishes a job and waits for the stream to store it. The
+// job id is the message id, so publishing the same job again within the
+// duplicate window stores nothing new and returns nil. A zero V or
+// Submitted is filled in.
+func (q *Queue) PublishJob(ctx context.Context, job Job) error {
+	if q.isClosed() {
+		return ErrClosed
+	}
+	if job.V == 0 {
+		job.V = JobVersion
+	}
+	if job.Submitted.IsZero() {
+		job.Submitted = time.Now().UTC()
+	}
+	if err := job.Validate(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(&job)
+	if err != nil {
+		return fmt.Errorf("queue: job %s: %w", job.ID, err)
+	}
+	if len(data) > q.maxMsg {
+		return fmt.Errorf("queue: job %s is %d bytes, over the %d-byte message limit", job.ID, len(data), q.maxMsg)
+	}
+	err = q.retry(ctx, func(ctx context.Context) error {
+		_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: job.Subject(), Data: data},
+			jetstream.WithMsgID(job.ID), jetstream.WithExpectStream(StreamJobs))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("queue: publishing job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// PublishResult stores a job's result and returns once the stream has
+// acknowledged it, i.e. once it is durable (on a quorum of replicas when
+// clustered). Only then may the worker ack the job. If a result for the
+// job id is already stored, the new one is dropped and PublishResult
+// returns nil: the first result wins. A zero V or Finished is filled in.
+func (q *Queue) PublishResult(ctx context.Context, r Result) error {
+	if q.isClosed() {
+		return ErrClosed
+	}
+	if r.V == 0 {
+		r.V = ResultVersion
+	}
+	if r.Finished.IsZero() {
+		r.Finished = time.Now().UTC()
+	}
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(&r)
+	if err != nil {
+		return fmt.Errorf("queue: result %s: %w", r.JobID, err)
+	}
+	if len(data) > q.maxMsg {
+		return fmt.Errorf("queue: result of job %s is %d bytes, over the %d-byte message limit", r.JobID, len(data), q.maxMsg)
+	}
+	return q.publishOnce(ctx, StreamResults, r.Subject(), r.JobID, data)
+}
+
+// publishOnce publishes to a stream that keeps one message per subject;
+// finding one already there is success.
+func (q *Queue) publishOnce(ctx context.Context, stream, subject, id string, data []byte) error {
+	err := q.retry(ctx, func(ctx context.Context) error {
+		_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data},
+			jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))
+		if isSubjectFull(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("queue: publishing to %s for job %s: %w", stream, id, err)
+	}
+	return nil
+}
+
+// maxRetryTime bounds how long one call retries transient failures.
+const maxRetryTime = time.Minute
+
+// retry runs op, each attempt bounded by the request timeout, and
+// retries transient failures (a timeout, a node lost, a leader election)
+// until ctx is done or maxRetryTime has passed. Every operation retried
+// here is idempotent: publishes carry their message id.
+func (q *Queue) retry(ctx context.Context, op func(context.Context) error) error {
+	giveUp := time.Now().Add(maxRetryTime)
+	backoff := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, q.opts.RequestTimeout)
+		err := op(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !isTransient(err) || time.Now().After(giveUp) {
+			return err
+		}
+		q.log.Debug("queue: retrying", "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// isTransient reports failures that another attempt may not meet.
+func isTransient(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503 // JetStream not ready, no quorum yet
+	}
+	return false
+}
+
+// isSubjectFull reports the error of a discard-new-per-subject stream
+// that already holds its one message for the subject.
+func isSubjectFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 && // JSStreamStoreFailedF
+		strings.Contains(apiErr.Description, "maximum messages per subject")
+}
+
+// LookupResult returns the stored result of one job, or ErrNoResult.
+// It is one direct get of the last message on the job's result subject.
+func (q *Queue) LookupResult(ctx context.Context, ca, jobID string) (Result, error) {
+	if err := CheckCA(ca); err != nil {
+		return Result{}, err
+	}
+	if err := CheckJobID(jobID); err != nil {
+		return Result{}, err
+	}
+	var m *jetstream.RawStreamMsg
+	err := q.retry(ctx, func(ctx context.Context) (err error) {
+		m, err = q.results.GetLastMsgForSubject(ctx, ResultSubject(ca, jobID))
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Result{}, ErrNoResult
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("queue: looking up the result of job %s: %w", jobID, err)
+	}
+	return DecodeResult(m.Data)
+}
+
+// LookupDeadLetter returns the dead letter of one job, or ErrNoResult
+// when the job was not dead-lettered.
+func (q *Queue) LookupDeadLetter(ctx context.Context, ca, jobID string) (DeadLetter, error) {
+	if err := CheckCA(ca); err != nil {
+		return DeadLetter{}, err
+	}
+	if err := CheckJobID(jobID); err != nil {
+		return DeadLetter{}, err
+	}
+	var m *jetstream.RawStreamMsg
+	err := q.retry(ctx, func(ctx context.Context) (err error) {
+		m, err = q.dead.GetLastMsgForSubject(ctx, DeadSubject(ca, jobID))
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetter{}, ErrNoResult
+	}
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("queue: looking up the dead letter of job %s: %w", jobID, err)
+	}
+	return DecodeDeadLetter(m.Data)
+}
+
+// DeadLetters returns up to limit dead letters of one CA (all CAs when ca
+// is ""), oldest first.
+func (q *Queue) DeadLetters(ctx context.Context, ca string, limit int) ([]DeadLetter, error) {
+	if ca != "" {
+		if err := CheckCA(ca); err != nil {
+			return nil, err
+		}
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	cons, err := q.dead.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadFilter(ca)}})
+	if err != nil {
+		return nil, fmt.Errorf("queue: reading dead letters: %w", err)
+	}
+	var out []DeadLetter
+	for len(out) < limit {
+		b, err := cons.FetchNoWait(limit - len(out))
+		if err != nil {
+			return nil, fmt.Errorf("queue: reading dead letters: %w", err)
+		}
+		n := 0
+		for m := range b.Messages() {
+			n++
+			d, err := DecodeDeadLetter(m.Data())
+			if err != nil {
+				q.log.Warn("queue: skipping malformed dead letter", "subject", m.Subject(), "err", err)
+				continue
+			}
+			out = append(out, d)
+		}
+		if err := b.Error(); err != nil {
+			return nil, fmt.Errorf("queue: reading dead letters: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// deadLetter records a job that is given up on and terminates its
+// delivery. For a job that was valid (job != nil, trusted), it also
+// publishes the job's failure result, so that whoever waits learns the
+// outcome. A message that is not a valid job, or whose body disagrees
+// with its subject, is filed under its stream sequence instead of a job
+// id it might have borrowed, and gets no result. Each step is idempotent,
+// so a crash half-way only repeats it at the next delivery.
+func (q *Queue) deadLetter(ctx context.Context, m jetstream.Msg, job *Job, trusted bool, deliveries uint64, cause string) error {
+	d := DeadLetter{
+		V:          DeadLetterVersion,
+		Job:        job,
+		Subject:    m.Subject(),
+		Error:      cause,
+		Deliveries: deliveries,
+		Time:       time.Now().UTC(),
+	}
+	ca, _, _, _ := parseJobSubject(m.Subject())
+	var id string
+	if job != nil && trusted {
+		id = job.ID
+	} else {
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		id = fmt.Sprintf("stream-seq-%d", md.Sequence.Stream)
+		if job == nil {
+			d.Raw = m.Data()
+		}
+	}
+	data, err := json.Marshal(&d)
+	if err != nil {
+		return err
+	}
+	if err := q.publishOnce(ctx, StreamDead, DeadSubject(ca, id), id, data); err != nil {
+		return err
+	}
+	if job != nil && trusted {
+		err := q.PublishResult(ctx, Result{
+			JobID:      job.ID,
+			CA:         job.CA,
+			Kind:       job.Kind,
+			Error:      fmt.Sprintf("dead letter after %d deliveries: %s", deliveries, cause),
+			DeadLetter: true,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	q.log.Warn("queue: job moved to dead letters", "id", id, "subject", m.Subject(), "deliveries", deliveries, "err", cause)
+	return m.TermWithReason("dead letter")
+}

@@ -1,0 +1,140 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// resultRetryDelay is how long a result waits before it is offered again
+// after the handler failed on it.
+const resultRetryDelay = time.Second
+
+// Results feeds the stored results of one CA (of all CAs when ca is "")
+// to handler, one at a time, through a durable consumer: this is the
+// recorder, the single writer of results to the store. A result is acked
+// when handler returns nil; when handler fails, the result is offered
+// again a second later, so handler must be idempotent (the first result
+// for a job id wins; a redelivered one is dropped). Results returns when
+// ctx is done or the Queue is closed.
+func (q *Queue) Results(ctx context.Context, ca string, handler func(Result) error) error {
+	return q.ResultBatches(ctx, ca, 1, func(rs []Result) error {
+		return handler(rs[0])
+	})
+}
+
+// ResultBatches is Results for a handler that commits up to maxBatch results
+// at a time (one store transaction for many results). A batch holds what
+// has arrived; it never waits to fill up.
+func (q *Queue) ResultBatches(ctx context.Context, ca string, maxBatch int, handler func([]Result) error) error {
+	if ca != "" {
+		if err := CheckCA(ca); err != nil {
+			return err
+		}
+	}
+	if maxBatch < 1 || maxBatch > 10000 {
+		return errors.New("queue: result batch size must be between 1 and 10000")
+	}
+	if q.isClosed() {
+		return ErrClosed
+	}
+	q.loops.Add(1)
+	defer q.loops.Done()
+
+	cons, err := q.results.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       resultConsumerName(ca),
+		Description:   "qpki recorder",
+		FilterSubject: resultFilter(ca),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       DefaultAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: max(2*maxBatch, 64),
+	})
+	if err != nil {
+		return fmt.Errorf("queue: recorder consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*maxBatch, 16)))
+	if err != nil {
+		return fmt.Errorf("queue: recorder consumer: %w", err)
+	}
+	// The iterator blocks in Next; a feeder turns it into a channel so
+	// that the loop can gather a batch and watch ctx.
+	msgs := make(chan jetstream.Msg, maxBatch)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					q.log.Warn("queue: recorder consumer stopped", "err", err)
+				}
+				return
+			}
+			msgs <- m
+		}
+	}()
+	defer func() {
+		it.Stop()
+		for range msgs { // unblock the feeder; unacked results come back later
+		}
+	}()
+
+	batch := make([]jetstream.Msg, 0, maxBatch)
+	results := make([]Result, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return errors.New("queue: recorder consumer stopped")
+			}
+			batch = append(batch, m)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-q.closed:
+			return ErrClosed
+		}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, m)
+			default:
+				break gather
+			}
+		}
+		results = results[:0]
+		kept := batch[:0]
+		for _, m := range batch {
+			r, err := DecodeResult(m.Data())
+			if err != nil {
+				// It can never decode: drop it rather than block the recorder.
+				q.log.Error("queue: dropping malformed result", "subject", m.Subject(), "err", err)
+				m.TermWithReason("malformed result")
+				continue
+			}
+			results = append(results, r)
+			kept = append(kept, m)
+		}
+		if len(results) == 0 {
+			continue
+		}
+		if err := handler(results); err != nil {
+			q.log.Warn("queue: recording results failed; will retry", "n", len(results), "err", err)
+			for _, m := range kept {
+				m.NakWithDelay(resultRetryDelay)
+			}
+			continue
+		}
+		for _, m := range kept {
+			m.Ack()
+		}
+	}
+}
