@@ -292,3 +292,22 @@ func verifyPrimary(p *tbsParts, tbs, sig []byte, issuer *x509.Certificate) error
 	}
 	return nil
 }
+
+// SignatureAlgorithms names a certificate's signature algorithm and, for a
+// Catalyst certificate, its alternative one ("" otherwise), as people read
+// them: "ml-dsa-65", "composite-mldsa65-ecdsa-p256", "ecdsa-with-SHA384".
+func SignatureAlgorithms(c *x509.Certificate) (primary, alt string) {
+	p, err := parseCertTBS(c.RawTBSCertificate)
+	if err != nil {
+		return "", ""
+	}
+	if a, err := p.signatureAlgorithm(); err == nil {
+		primary = signatureAlgorithmName(a)
+	}
+	if v := extensionValue(c.Extensions, OIDAltSignatureAlgorithm); v != nil {
+		if a, err := parseAlgorithmID(v); err == nil {
+			alt = signatureAlgorithmName(a)
+		}
+	}
+	return primary, alt
+}
