@@ -19,10 +19,11 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// Composite ML-DSA as specified by draft-ietf-lamps-pq-composite-sigs
-// (implemented from the text of the revisions that carry the IANA early
-// allocations 1.3.6.1.5.5.7.6.37-54; -19, April 2026, is the newest
-// revision known here). What this file takes from the draft:
+// Composite ML-DSA as specified by draft-ietf-lamps-pq-composite-sigs-19
+// (21 April 2026, in the RFC Editor queue), with the OIDs IANA allocated
+// early (1.3.6.1.5.5.7.6.37-54). The wire format is checked against the
+// Bouncy Castle composite certificates of the IETF hackathon (r5). What
+// this file takes from the draft:
 //
 //   - M' = Prefix || Label || len(ctx) || ctx || PH(M), with Prefix the
 //     ASCII string "CompositeAlgorithmSignatures2025";
@@ -154,7 +155,7 @@ func (p *compositeParams) mldsaParams() *mldsaParams {
 	return mp
 }
 
-// tradDigest returns what the traditional signer signs and its options.
+// tradInput returns what the traditional signer signs and its options.
 func (p *compositeParams) tradInput(m []byte) ([]byte, crypto.SignerOpts) {
 	if p.tradHash == 0 {
 		return m, crypto.Hash(0)
