@@ -1,0 +1,271 @@
+package hsm
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"sync"
+
+	"github.com/miekg/pkcs11"
+	"github.com/qpki/qpki/pkg/algo"
+)
+
+// tokenSigner signs with a key held in a token. Each call takes its own
+// session from the token's pool for the whole operation, so signers run in
+// parallel up to the pool size.
+type tokenSigner struct {
+	key    *Key
+	alg    algo.Algorithm
+	family algo.Family
+	mech   uint // the mechanism for the algorithm (CKM_RSA_PKCS for RSA; PSS is chosen per call)
+
+	closeOnce sync.Once
+	onClose   func() error
+	closeErr  error
+	closed    bool
+	mu        sync.RWMutex // guards closed
+}
+
+// Signer returns a signer for key under algorithm alg, which comes from
+// policy (the profile and the CA metadata), never from the key. A key whose
+// type or size does not fit alg is an error, and so is a token that lacks
+// the mechanism alg needs. Closing the signer does not close the token.
+func (t *Token) Signer(key *Key, alg algo.Algorithm) (algo.SignerCloser, error) {
+	return t.signer(key, alg, nil)
+}
+
+func (t *Token) signer(key *Key, alg algo.Algorithm, onClose func() error) (*tokenSigner, error) {
+	if key == nil || key.st != t.st {
+		return nil, errors.New("hsm: the key does not belong to this token")
+	}
+	info, ok := algo.Lookup(alg)
+	if !ok {
+		return nil, fmt.Errorf("hsm: unknown algorithm %q", alg)
+	}
+	if !info.CanSign {
+		return nil, fmt.Errorf("hsm: %s is not a signature algorithm", alg)
+	}
+	st := t.st
+	var wantType, mech uint
+	switch info.Family {
+	case algo.FamilyECDSA:
+		wantType, mech = pkcs11.CKK_EC, pkcs11.CKM_ECDSA
+	case algo.FamilyRSA:
+		wantType, mech = pkcs11.CKK_RSA, pkcs11.CKM_RSA_PKCS
+	case algo.FamilyEd25519:
+		wantType, mech = CKK_EC_EDWARDS, CKM_EDDSA
+	default:
+		m, ok := st.table.For(alg)
+		if !ok || m.Sign == 0 {
+			return nil, fmt.Errorf("hsm: mechanism table %q has no signature mechanism for %s", st.table.Name, alg)
+		}
+		// TODO(pkcs11-3.2): signing with a context string (FIPS 204/205
+		// ctx) or a hedging choice needs CK_SIGN_ADDITIONAL_CONTEXT, and
+		// tokens that speak only 3.x need C_GetInterface; both want a small
+		// cgo layer beside miekg/pkcs11 (which speaks 2.40). Without a
+		// parameter, CKM_ML_DSA/CKM_SLH_DSA sign with an empty context,
+		// hedged, which this signer does.
+		wantType, mech = m.KeyType, m.Sign
+	}
+	if key.KeyType != wantType {
+		return nil, fmt.Errorf("hsm: key %q (id %s) is a %s key, but policy requires %s (%s)",
+			key.Label, key.IDHex(), KeyTypeName(key.KeyType), alg, KeyTypeName(wantType))
+	}
+	if err := algo.CheckKey(key.public, alg); err != nil {
+		return nil, fmt.Errorf("hsm: key %q (id %s): %v", key.Label, key.IDHex(), err)
+	}
+	if err := st.need(mech, "sign with "+string(alg)); err != nil {
+		return nil, err
+	}
+	return &tokenSigner{key: key, alg: alg, family: info.Family, mech: mech, onClose: onClose}, nil
+}
+
+func (s *tokenSigner) Public() crypto.PublicKey  { return s.key.public }
+func (s *tokenSigner) Algorithm() algo.Algorithm { return s.alg }
+
+// Close releases what the signer holds (the token, for OpenSigner).
+func (s *tokenSigner) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		if s.onClose != nil {
+			s.closeErr = s.onClose()
+		}
+	})
+	return s.closeErr
+}
+
+// Sign follows crypto.Signer: for ECDSA and RSA, digest is the hash that
+// opts names, computed by the caller; for Ed25519 and the post-quantum
+// algorithms, it is the whole message and opts.HashFunc() must be 0.
+// *rsa.PSSOptions selects RSASSA-PSS.
+func (s *tokenSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errors.New("hsm: signer is closed")
+	}
+	if opts == nil {
+		opts = crypto.Hash(0)
+	}
+	switch s.family {
+	case algo.FamilyECDSA:
+		h := opts.HashFunc()
+		if h == 0 || len(digest) != h.Size() {
+			return nil, fmt.Errorf("hsm: %s signs a digest: got %d bytes for hash %v", s.alg, len(digest), h)
+		}
+		raw, err := s.sign(pkcs11.CKM_ECDSA, nil, digest)
+		if err != nil {
+			return nil, err
+		}
+		return ecdsaDER(raw)
+	case algo.FamilyRSA:
+		if pss, ok := opts.(*rsa.PSSOptions); ok {
+			return s.signPSS(digest, pss)
+		}
+		h := opts.HashFunc()
+		prefix, ok := digestInfoPrefix[h]
+		if !ok {
+			return nil, fmt.Errorf("hsm: RSA PKCS#1 v1.5 with hash %v is not supported", h)
+		}
+		if len(digest) != h.Size() {
+			return nil, fmt.Errorf("hsm: %s: got %d bytes for a %v digest", s.alg, len(digest), h)
+		}
+		di := make([]byte, 0, len(prefix)+len(digest))
+		di = append(append(di, prefix...), digest...)
+		return s.sign(pkcs11.CKM_RSA_PKCS, nil, di)
+	case algo.FamilyEd25519:
+		if opts.HashFunc() != 0 {
+			return nil, errors.New("hsm: Ed25519ph is not supported; ed25519 signs the message itself")
+		}
+		if o, ok := opts.(*ed25519.Options); ok && o.Context != "" {
+			return nil, errors.New("hsm: Ed25519ctx is not supported")
+		}
+		return s.sign(CKM_EDDSA, nil, digest)
+	}
+	if opts.HashFunc() != 0 {
+		return nil, fmt.Errorf("hsm: %s signs the message itself, not a %v digest", s.alg, opts.HashFunc())
+	}
+	if _, plain := opts.(crypto.Hash); !plain {
+		// A context string needs CK_SIGN_ADDITIONAL_CONTEXT (see signer()).
+		return nil, fmt.Errorf("hsm: %s signing options of type %T (a context string) are not supported through PKCS#11 yet", s.alg, opts)
+	}
+	return s.sign(s.mech, nil, digest)
+}
+
+func (s *tokenSigner) signPSS(digest []byte, o *rsa.PSSOptions) ([]byte, error) {
+	h := o.HashFunc()
+	hp, ok := pssHash[h]
+	if !ok {
+		return nil, fmt.Errorf("hsm: RSA-PSS with hash %v is not supported", h)
+	}
+	if len(digest) != h.Size() {
+		return nil, fmt.Errorf("hsm: %s: got %d bytes for a %v digest", s.alg, len(digest), h)
+	}
+	salt := o.SaltLength
+	switch salt {
+	case rsa.PSSSaltLengthEqualsHash, rsa.PSSSaltLengthAuto:
+		// Auto lets the verifier accept any length; the hash length is the
+		// usual choice and what RFC 4055 profiles expect.
+		salt = h.Size()
+	}
+	if salt < 0 {
+		return nil, fmt.Errorf("hsm: invalid PSS salt length %d", o.SaltLength)
+	}
+	if err := s.key.st.need(pkcs11.CKM_RSA_PKCS_PSS, "sign with RSA-PSS"); err != nil {
+		return nil, err
+	}
+	return s.sign(pkcs11.CKM_RSA_PKCS_PSS, pkcs11.NewPSSParams(hp.mech, hp.mgf, uint(salt)), digest)
+}
+
+// sign runs C_SignInit and C_Sign on a pooled session. If the token no
+// longer knows the key handle, the key is looked up again once.
+func (s *tokenSigner) sign(mech uint, param []byte, data []byte) ([]byte, error) {
+	st := s.key.st
+	ctx := st.mod.ctx
+	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, param)}
+	once := func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
+		if err := ctx.SignInit(sess, m, h); err != nil {
+			return nil, err
+		}
+		return ctx.Sign(sess, data)
+	}
+	var sig []byte
+	err := st.withSession(func(sess pkcs11.SessionHandle) error {
+		out, err := once(sess, s.key.handle())
+		if isCKR(err, pkcs11.CKR_KEY_HANDLE_INVALID) || isCKR(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) {
+			if !st.sessionLoggedIn(sess) {
+				// Logged out behind our back: log in again and retry.
+				return pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN)
+			}
+			h, ferr := s.key.refind(sess)
+			if ferr != nil {
+				return ferr
+			}
+			out, err = once(sess, h)
+		}
+		if err != nil {
+			if isStale(err) {
+				return err
+			}
+			if isCKR(err, pkcs11.CKR_MECHANISM_INVALID) || isCKR(err, pkcs11.CKR_MECHANISM_PARAM_INVALID) {
+				return fmt.Errorf("hsm: token %q refuses %s for key %q: %w", st.label, MechanismName(mech), s.key.Label, err)
+			}
+			return fmt.Errorf("hsm: token %q: signing with key %q (%s): %w", st.label, s.key.Label, MechanismName(mech), err)
+		}
+		sig = out
+		return nil
+	})
+	return sig, err
+}
+
+// ecdsaDER turns the r||s that CKM_ECDSA returns into the ASN.1
+// Ecdsa-Sig-Value that X.509 and crypto/ecdsa use.
+func ecdsaDER(raw []byte) ([]byte, error) {
+	if len(raw) == 0 || len(raw)%2 != 0 {
+		return nil, fmt.Errorf("hsm: CKM_ECDSA returned %d bytes, not r||s", len(raw))
+	}
+	n := len(raw) / 2
+	return asn1.Marshal(struct{ R, S *big.Int }{
+		new(big.Int).SetBytes(raw[:n]), new(big.Int).SetBytes(raw[n:]),
+	})
+}
+
+type pssParams struct{ mech, mgf uint }
+
+var pssHash = map[crypto.Hash]pssParams{
+	crypto.SHA224: {pkcs11.CKM_SHA224, pkcs11.CKG_MGF1_SHA224},
+	crypto.SHA256: {pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256},
+	crypto.SHA384: {pkcs11.CKM_SHA384, pkcs11.CKG_MGF1_SHA384},
+	crypto.SHA512: {pkcs11.CKM_SHA512, pkcs11.CKG_MGF1_SHA512},
+}
+
+// digestInfoPrefix holds, per hash, the DER DigestInfo (RFC 8017 §9.2)
+// up to the digest itself: CKM_RSA_PKCS pads whatever it is given, so the
+// caller supplies the DigestInfo.
+var digestInfoPrefix = map[crypto.Hash][]byte{}
+
+func init() {
+	for h, oid := range map[crypto.Hash]asn1.ObjectIdentifier{
+		crypto.SHA224: {2, 16, 840, 1, 101, 3, 4, 2, 4},
+		crypto.SHA256: {2, 16, 840, 1, 101, 3, 4, 2, 1},
+		crypto.SHA384: {2, 16, 840, 1, 101, 3, 4, 2, 2},
+		crypto.SHA512: {2, 16, 840, 1, 101, 3, 4, 2, 3},
+	} {
+		der, err := asn1.Marshal(struct {
+			Algo   pkix.AlgorithmIdentifier
+			Digest []byte
+		}{pkix.AlgorithmIdentifier{Algorithm: oid, Parameters: asn1.NullRawValue}, make([]byte, h.Size())})
+		if err != nil {
+			panic(err)
+		}
+		digestInfoPrefix[h] = der[:len(der)-h.Size()]
+	}
+}
