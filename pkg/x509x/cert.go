@@ -1,6 +1,7 @@
 package x509x
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -42,7 +43,8 @@ func equalKeys(a, b crypto.PublicKey) bool {
 }
 
 // checkIssuerKeys makes sure the signers are the keys of the issuing
-// certificate (or, self-signed, of the subject).
+// certificate (or, self-signed, of the subject). It compares encodings, so
+// that no issuer key is decoded on every issuance.
 func checkIssuerKeys(iss Issuer, pub, altPub crypto.PublicKey) error {
 	if iss.Cert == nil {
 		if pub != nil && !equalKeys(iss.Signer.Public(), pub) {
@@ -53,19 +55,13 @@ func checkIssuerKeys(iss Issuer, pub, altPub crypto.PublicKey) error {
 		}
 		return nil
 	}
-	ipub, err := PublicKey(iss.Cert)
-	if err != nil {
-		return fmt.Errorf("x509x: issuer certificate: %w", err)
-	}
-	if !equalKeys(iss.Signer.Public(), ipub) {
+	spki, err := algo.MarshalPKIX(iss.Signer.Public())
+	if err != nil || !bytes.Equal(spki, iss.Cert.RawSubjectPublicKeyInfo) {
 		return errors.New("x509x: signer key does not match the issuer certificate")
 	}
 	if iss.AltSigner != nil {
-		ialt, err := AltPublicKey(iss.Cert)
-		if err != nil {
-			return fmt.Errorf("x509x: issuer certificate: %w", err)
-		}
-		if ialt == nil || !equalKeys(iss.AltSigner.Public(), ialt) {
+		alt, err := algo.MarshalPKIX(iss.AltSigner.Public())
+		if ext := extensionValue(iss.Cert.Extensions, OIDSubjectAltPublicKeyInfo); err != nil || !bytes.Equal(alt, ext) {
 			return errors.New("x509x: alternative signer key does not match the issuer's subjectAltPublicKeyInfo")
 		}
 	}
