@@ -185,9 +185,6 @@ func (p *tbsParts) verifyCatalystSignature(altPub crypto.PublicKey) error {
 	if valueExt == nil {
 		return ErrNotCatalyst
 	}
-	if extensionCritical(valueExt) {
-		return errors.New("altSignatureValue extension must not be critical")
-	}
 	var sig asn1.BitString
 	if rest, err := asn1.Unmarshal(extensionContent(valueExt), &sig); err != nil || len(rest) != 0 || sig.BitLength%8 != 0 {
 		return errors.New("malformed altSignatureValue")
@@ -212,15 +209,10 @@ func (p *tbsParts) verifyCatalystSignature(altPub crypto.PublicKey) error {
 }
 
 // extensionContent returns an Extension's extnValue contents (nil if
-// malformed); extensionCritical its critical flag.
+// malformed).
 func extensionContent(ext []byte) []byte {
 	_, _, v := parseExtension(ext)
 	return v
-}
-
-func extensionCritical(ext []byte) bool {
-	_, c, _ := parseExtension(ext)
-	return c
 }
 
 func parseExtension(ext []byte) (oid asn1.ObjectIdentifier, critical bool, value []byte) {
