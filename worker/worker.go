@@ -38,6 +38,9 @@ type Options struct {
 	Log     *slog.Logger
 	// QueueName is the CA's name in queue subjects.
 	QueueName string
+	// Ready, when not nil, receives nil once every session is open and
+	// the consumers are ready, or the error that stopped the start.
+	Ready chan<- error
 }
 
 // Run consumes and signs jobs until ctx is done, then finishes the jobs in
@@ -49,9 +52,18 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	ready := func(err error) error {
+		if o.Ready != nil {
+			o.Ready <- err
+		}
+		return err
+	}
 	cons, err := q.Jobs(ctx, o.QueueName, o.Consume)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return ready(nil) // stopped while starting: not a failure
+		}
+		return ready(err)
 	}
 	defer cons.Close()
 	var limiter *rate.Limiter
@@ -67,10 +79,11 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 			for _, s := range sessions[:i] {
 				s.close()
 			}
-			return err
+			return ready(err)
 		}
 		sessions[i] = s
 	}
+	ready(nil)
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Sessions)
 	for i, s := range sessions {
@@ -142,18 +155,31 @@ func (w *worker) loop(ctx context.Context) error {
 // permanent marks errors that no retry can fix.
 type permanent struct{ error }
 
-func (w *worker) handle(ctx context.Context, d *queue.Delivery) {
-	log := w.o.Log.With("job", d.Job.ID, "kind", d.Job.Kind, "request_id", d.Job.RequestID, "worker", w.id)
-	payload, err := w.sign(ctx, d.Job)
-	res := queue.Result{V: queue.ResultVersion, JobID: d.Job.ID, CA: d.Job.CA, Kind: d.Job.Kind, Finished: time.Now().UTC()}
+// result turns the outcome of signing into a result message; transient
+// is true when the job should be retried instead.
+func result(job queue.Job, payload []byte, err error) (res queue.Result, transient bool) {
+	res = queue.Result{V: queue.ResultVersion, JobID: job.ID, CA: job.CA, Kind: job.Kind, Finished: time.Now().UTC()}
 	var perm permanent
 	switch {
 	case err == nil:
 		res.OK, res.Payload = true, payload
 	case errors.As(err, &perm):
 		res.Error, res.Permanent = perm.Error(), true
-		log.Info("job refused", "error", perm.Error())
 	default:
+		res.Error = err.Error()
+		return res, true
+	}
+	return res, false
+}
+
+func (w *worker) handle(ctx context.Context, d *queue.Delivery) {
+	log := w.o.Log.With("job", d.Job.ID, "kind", d.Job.Kind, "request_id", d.Job.RequestID, "worker", w.id)
+	payload, err := w.sign(ctx, d.Job)
+	res, transient := result(d.Job, payload, err)
+	switch {
+	case !transient && !res.OK:
+		log.Info("job refused", "error", res.Error)
+	case transient:
 		// A transient signer failure: reopen the session, retry later.
 		log.Warn("signing failed; will retry", "error", err, "delivery", d.NumDelivered)
 		w.reopen()

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -16,6 +16,7 @@ import (
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/inspect"
 	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/server"
 )
 
 func newCertCmd() *cobra.Command {
@@ -42,27 +43,41 @@ func newCertIssueCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := ca.IssueRequest{Profile: prof, Vars: v}
+			req := server.SubmitRequest{Profile: prof, Vars: v, Key: "cli-" + randomID(), Wait: 2 * time.Minute}
 			if csrFile != "" {
-				if req.CSR, err = readCSR(csrFile); err != nil {
+				csr, err := readCSR(csrFile)
+				if err != nil {
 					return err
 				}
-			} else if req.PublicKey, err = readPublicKey(pubFile); err != nil {
-				return err
+				req.CSR = csr.Raw
+			} else {
+				pub, err := readPublicKey(pubFile)
+				if err != nil {
+					return err
+				}
+				if req.PublicKey, err = algo.MarshalPKIX(pub); err != nil {
+					return err
+				}
 			}
-			c, err := ca.Open(dir)
+			p, err := server.OpenPipeline(dir, keys.options(), 1)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			rec, err := c.Issue(context.Background(), req, keys.options())
+			defer p.Close()
+			st, err := p.Submit(cmd.Context(), req)
 			if err != nil {
 				return err
+			}
+			switch st.State {
+			case store.JobFailed:
+				return errors.New(st.Error)
+			case store.JobQueued:
+				return fmt.Errorf("job %s is still queued; the server will finish it (the certificate will appear in `qpki cert list`)", st.JobID)
 			}
 			if out != "" {
-				fmt.Fprintf(os.Stderr, "issued serial %s (%s) to %s\n", rec.Serial, rec.Subject, out)
+				fmt.Fprintf(os.Stderr, "issued serial %s (%s) to %s\n", st.Serial, st.Cert.Subject, out)
 			}
-			return writeOut(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rec.DER}), 0o644)
+			return writeOut(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: st.DER}), 0o644)
 		},
 	}
 	addCADirFlag(cmd, &dir)
@@ -115,17 +130,13 @@ func newCertListCmd() *cobra.Command {
 		Example: `  qpki cert list --ca-dir ./ca --status revoked --json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := ca.Open(dir)
+			p, err := server.OpenPipeline(dir, ca.KeyOptions{}, 1)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			st, err := c.Store()
-			if err != nil {
-				return err
-			}
+			defer p.Close()
 			now := time.Now()
-			certs, err := st.List(store.Filter{Status: status, Now: now})
+			certs, err := p.Certs(cmd.Context(), status)
 			if err != nil {
 				return err
 			}
@@ -163,16 +174,12 @@ func newCertShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := ca.Open(dir)
+			p, err := server.OpenPipeline(dir, ca.KeyOptions{}, 1)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			st, err := c.Store()
-			if err != nil {
-				return err
-			}
-			rec, err := st.Cert(serial)
+			defer p.Close()
+			rec, err := p.Cert(cmd.Context(), store.FormatSerial(serial))
 			if err != nil {
 				return err
 			}
@@ -219,12 +226,12 @@ func newCertRevokeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := ca.Open(dir)
+			p, err := server.OpenPipeline(dir, ca.KeyOptions{}, 1)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			rec, err := c.Revoke(args[0], code, time.Now())
+			defer p.Close()
+			rec, err := p.Revoke(cmd.Context(), args[0], code)
 			if err != nil {
 				return err
 			}

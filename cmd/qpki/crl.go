@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -8,6 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/jobspec"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/server"
 )
 
 func newCRLCmd() *cobra.Command {
@@ -30,19 +34,26 @@ func newCRLGenCmd() *cobra.Command {
 			if days < 1 || days > 3650 {
 				return fmt.Errorf("--days must be between 1 and 3650")
 			}
-			c, err := ca.Open(dir)
+			p, err := server.OpenPipeline(dir, keys.options(), 1)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			der, err := c.GenerateCRL(ca.CRLOptions{Version: version, Validity: time.Duration(days) * 24 * time.Hour, Keys: keys.options()})
+			defer p.Close()
+			st, err := p.Submit(cmd.Context(), server.SubmitRequest{Kind: jobspec.KindCRL, Key: "crl-" + randomID(),
+				CRLVersion: version, CRLDays: days, Wait: 2 * time.Minute})
 			if err != nil {
 				return err
+			}
+			switch st.State {
+			case store.JobFailed:
+				return errors.New(st.Error)
+			case store.JobQueued:
+				return fmt.Errorf("CRL job %s is still queued; the server will store the CRL in %s/%s/", st.JobID, dir, ca.CRLDir)
 			}
 			if out != "" {
-				fmt.Fprintf(os.Stderr, "CRL stored in %s/%s/ and written to %s\n", c.Dir, ca.CRLDir, out)
+				fmt.Fprintf(os.Stderr, "CRL stored in %s/%s/ and written to %s\n", dir, ca.CRLDir, out)
 			}
-			return writeOut(out, ca.EncodeCRL(der), 0o644)
+			return writeOut(out, ca.EncodeCRL(st.DER), 0o644)
 		},
 	}
 	addCADirFlag(cmd, &dir)

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -138,4 +141,13 @@ func (f *varFlags) values() (map[string]any, error) {
 
 func openCA(dir string) (*ca.CA, error) {
 	return ca.Open(dir)
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// randomID names a one-off CLI request (its idempotency key).
+func randomID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -74,7 +74,10 @@ func (s *Bolt) jobsBucket(tx *bolt.Tx) (*bolt.Bucket, error) {
 func (s *Bolt) CreateJob(j *Job) (*Job, bool, error) {
 	var existing *Job
 	created := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// Batch coalesces concurrent submissions into one transaction (one
+	// fsync); fn may run more than once, so it resets what it reports.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		existing, created = nil, false
 		b, err := s.jobsBucket(tx)
 		if err != nil {
 			return err
@@ -137,7 +140,8 @@ func (s *Bolt) Job(id string) (*Job, error) {
 
 func (s *Bolt) FinishJob(id, state, errMsg string, result []byte, cert *Cert) (bool, error) {
 	first := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		first = false
 		b, err := s.jobsBucket(tx)
 		if err != nil {
 			return err

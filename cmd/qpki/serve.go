@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/queue"
+	"github.com/qpki/qpki/server"
+	"github.com/qpki/qpki/worker"
+)
+
+// natsFlags reach an external NATS server or cluster.
+func addNATSFlags(cmd *cobra.Command, cfg *server.Config) {
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS server or cluster (default: the embedded server)")
+	fl.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS user credentials file")
+	fl.StringVar(&cfg.NATSNKey, "nats-nkey", "", "NATS nkey seed file")
+	fl.StringVar(&cfg.NATSCA, "nats-ca", "", "CA certificate for the NATS servers' TLS")
+	fl.StringVar(&cfg.NATSCert, "nats-cert", "", "client certificate for NATS TLS")
+	fl.StringVar(&cfg.NATSKey, "nats-key", "", "client key for NATS TLS")
+}
+
+func newLogger(format string) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// loadConfig reads --config; flags given on the command line win.
+func loadConfig(cmd *cobra.Command, path string, cfg *server.Config) error {
+	if path == "" {
+		return nil
+	}
+	data, err := readLimited(path, 1<<20)
+	if err != nil {
+		return err
+	}
+	var file server.Config
+	dec := yaml.NewDecoder(bytesReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&file); err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	set := func(flag string, dst *string, v string) {
+		if !cmd.Flags().Changed(flag) && v != "" {
+			*dst = v
+		}
+	}
+	set("ca-dir", &cfg.CADir, file.CADir)
+	set("data-dir", &cfg.DataDir, file.DataDir)
+	set("listen", &cfg.Listen, file.Listen)
+	set("nats-url", &cfg.NATSURL, file.NATSURL)
+	set("nats-creds", &cfg.NATSCreds, file.NATSCreds)
+	set("nats-nkey", &cfg.NATSNKey, file.NATSNKey)
+	set("nats-ca", &cfg.NATSCA, file.NATSCA)
+	set("nats-cert", &cfg.NATSCert, file.NATSCert)
+	set("nats-key", &cfg.NATSKey, file.NATSKey)
+	set("hsm-config", &cfg.HSMConfig, file.HSMConfig)
+	set("tls-cert", &cfg.TLSCert, file.TLSCert)
+	set("tls-key", &cfg.TLSKey, file.TLSKey)
+	if !cmd.Flags().Changed("workers") && file.Workers != 0 {
+		cfg.Workers = file.Workers
+	}
+	if !cmd.Flags().Changed("rate") && file.Rate != 0 {
+		cfg.Rate = file.Rate
+	}
+	return nil
+}
+
+func newServeCmd() *cobra.Command {
+	var cfg server.Config
+	var configFile, passEnv, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the CA: queue, workers, recorder and HTTPS front-ends in one process",
+		Long: `serve runs everything for one CA: the embedded NATS JetStream queue (or an
+external cluster with --nats-url), signing workers, the recorder that commits
+results to the CA's store, and the HTTPS listener (/healthz, /readyz).
+CLI commands on the same CA dir go through serve's local socket while it
+runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
+		Example: `  qpki serve --ca-dir ./data/issuing --data-dir ./data --workers 2
+  qpki serve --config qpki.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := loadConfig(cmd, configFile, &cfg); err != nil {
+				return err
+			}
+			cfg.Keys = ca.KeyOptions{Passphrase: passphrase(passEnv, false), HSMConfig: cfg.HSMConfig}
+			cfg.Log = newLogger(logFormat)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			s, err := server.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("qpki serving %s\n  HTTPS       https://%s/  (/healthz, /readyz)\n  local API   %s\n  queue       %s\n",
+				s.Core.CA.Dir, s.Addr, server.SocketPath(s.Core.CA.Dir), s.Core.Queue.URL())
+			err = s.Wait(ctx)
+			s.Shutdown()
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.CADir, "ca-dir", defaultCADir(), "CA directory")
+	fl.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory (queue store, TLS key)")
+	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
+	fl.IntVar(&cfg.Workers, "workers", 2, "signer sessions in this process (0: leave signing to `qpki worker`)")
+	fl.Float64Var(&cfg.Rate, "rate", 0, "maximum signatures per second (0: no limit)")
+	fl.StringVar(&cfg.HSMConfig, "hsm-config", "", "HSM config overriding the one in the CA dir")
+	fl.StringVar(&cfg.TLSCert, "tls-cert", "", "HTTPS certificate (default: issued by the served CA)")
+	fl.StringVar(&cfg.TLSKey, "tls-key", "", "HTTPS key")
+	fl.StringVar(&configFile, "config", "", "YAML file with any of these settings")
+	fl.StringVar(&passEnv, "passphrase-env", "QPKI_CA_PASSPHRASE", "environment variable with the CA key passphrase")
+	fl.StringVar(&logFormat, "log-format", "text", "text or json")
+	addNATSFlags(cmd, &cfg)
+	return cmd
+}
+
+func newWorkerCmd() *cobra.Command {
+	var cfg server.Config
+	var passEnv, logFormat string
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run signing workers alone, against the queue of a qpki serve",
+		Long: `worker signs a CA's jobs from NATS: it needs the NATS URL, the CA's
+directory (metadata and certificates; the store stays with serve) and the
+CA's keys (a file or, usually, an HSM). Without --nats-url it joins the
+embedded server of the serve process whose --data-dir is given.`,
+		Example: `  qpki worker --nats-url nats://10.0.0.5:4222 --nats-creds worker.creds --ca-dir ./ca --hsm-config hsm.yaml --workers 4
+  qpki worker --data-dir ./data --ca-dir ./data/issuing`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := ca.Open(cfg.CADir)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			o := queue.Options{NATSURL: cfg.NATSURL, CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey,
+				TLSCAFile: cfg.NATSCA, TLSCertFile: cfg.NATSCert, TLSKeyFile: cfg.NATSKey, Name: "qpki-worker"}
+			if cfg.NATSURL == "" {
+				o.EmbeddedDataDir = server.QueueDir(cfg.DataDir)
+			}
+			q, err := queue.Connect(ctx, o)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			log := newLogger(logFormat)
+			err = worker.Run(ctx, c, q, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Log: log,
+				Keys: ca.KeyOptions{Passphrase: passphrase(passEnv, false), HSMConfig: cfg.HSMConfig}, QueueName: server.QueueName(c)})
+			if err == nil {
+				log.Info("worker stopped")
+			}
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.CADir, "ca-dir", defaultCADir(), "CA directory")
+	fl.StringVar(&cfg.DataDir, "data-dir", "./data", "data dir of the local serve whose embedded NATS to join")
+	fl.IntVar(&cfg.Workers, "workers", 1, "signer sessions")
+	fl.Float64Var(&cfg.Rate, "rate", 0, "maximum signatures per second (0: no limit)")
+	fl.StringVar(&cfg.HSMConfig, "hsm-config", "", "HSM config overriding the one in the CA dir")
+	fl.StringVar(&passEnv, "passphrase-env", "QPKI_CA_PASSPHRASE", "environment variable with the CA key passphrase")
+	fl.StringVar(&logFormat, "log-format", "text", "text or json")
+	addNATSFlags(cmd, &cfg)
+	return cmd
+}
+
+func newQueueCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "queue", Short: "Inspect the signing queue"}
+	var dir string
+	status := &cobra.Command{
+		Use:     "status",
+		Short:   "Pending and in-flight jobs, signing rate, dead letters (through the running server)",
+		Example: `  qpki queue status --ca-dir ./data/issuing`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := server.Dial(dir)
+			if err != nil {
+				return fmt.Errorf("%w: start `qpki serve --ca-dir %s` first", err, dir)
+			}
+			defer cl.Close()
+			st, err := cl.QueueStatus(cmd.Context())
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(append(st, '\n'))
+			return err
+		},
+	}
+	addCADirFlag(status, &dir)
+	status.Flags().Bool("json", true, "machine-readable output (the default)")
+	cmd.AddCommand(status)
+	return cmd
+}

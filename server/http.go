@@ -1,0 +1,142 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/store"
+)
+
+// Frontend is a protocol front-end (ACME, EST) mounted on the HTTPS
+// listener.
+type Frontend interface {
+	Mount(mux *http.ServeMux, svc *enroll.Service) error
+}
+
+// Server is a running `qpki serve`.
+type Server struct {
+	Core  *Core
+	Addr  string // the HTTPS listener's address
+	https *http.Server
+	local *http.Server
+	sock  string
+	done  chan error
+}
+
+// SocketPath is where the local API of the server holding caDir listens.
+func SocketPath(caDir string) string { return filepath.Join(caDir, "qpki.sock") }
+
+// Start runs the whole server: the pipeline, the HTTPS listener with
+// /healthz, /readyz and the front-ends, and the local API socket.
+func Start(ctx context.Context, cfg Config, fronts ...Frontend) (*Server, error) {
+	cfg.defaults()
+	if _, err := os.Stat(SocketPath(cfg.CADir)); err == nil {
+		if cl, err := Dial(cfg.CADir); err == nil {
+			cl.Close()
+			return nil, fmt.Errorf("a qpki server already holds %s", cfg.CADir)
+		}
+	}
+	core, err := StartCore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Core: core, done: make(chan error, 2)}
+	if err := s.startHTTPS(ctx, fronts); err != nil {
+		core.Stop()
+		return nil, err
+	}
+	if err := s.startLocal(); err != nil {
+		s.https.Close()
+		core.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
+	cert, err := listenerCertificate(ctx, s.Core)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	for _, f := range fronts {
+		if err := f.Mount(mux, s.Core.Enroll); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", s.Core.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	s.Addr = ln.Addr().String()
+	s.https = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	go func() {
+		if err := s.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.done <- err
+		}
+	}()
+	return nil
+}
+
+// ready answers whether the queue, the store and the signers are usable.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := map[string]string{"queue": "ok", "store": "ok", "pipeline": "ok"}
+	code := http.StatusOK
+	if _, err := s.Core.Queue.Status(ctx); err != nil {
+		checks["queue"], code = err.Error(), http.StatusServiceUnavailable
+	}
+	if st, err := s.Core.CA.Store(); err != nil {
+		checks["store"], code = err.Error(), http.StatusServiceUnavailable
+	} else if _, err := st.Reservation(big.NewInt(0)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		checks["store"], code = err.Error(), http.StatusServiceUnavailable
+	}
+	if err := s.Core.Err(); err != nil {
+		checks["pipeline"], code = err.Error(), http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(checks)
+}
+
+// Wait blocks until ctx is done or a listener fails.
+func (s *Server) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.done:
+		return err
+	}
+}
+
+// Shutdown stops the listeners, then the pipeline: work in hand is
+// finished and its results recorded before it returns.
+func (s *Server) Shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if s.https != nil {
+		s.https.Shutdown(ctx)
+	}
+	if s.local != nil {
+		s.local.Shutdown(ctx)
+		os.Remove(s.sock)
+	}
+	s.Core.Stop()
+}

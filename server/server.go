@@ -1,0 +1,212 @@
+// Package server runs a CA's signing pipeline in one process: the queue
+// (embedded NATS or a cluster), the recorder, the workers, the HTTPS
+// listener where the front-ends join, and the local API on a Unix socket
+// through which the CLI works while the server holds the CA.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/queue"
+	"github.com/qpki/qpki/worker"
+)
+
+// Config is everything `qpki serve` takes.
+type Config struct {
+	CADir   string `yaml:"ca_dir"`
+	DataDir string `yaml:"data_dir"`
+	Listen  string `yaml:"listen"`
+	// Workers is the number of signer sessions in this process; 0 runs no
+	// worker (signing is left to `qpki worker` processes).
+	Workers int     `yaml:"workers"`
+	Rate    float64 `yaml:"rate"`
+
+	NATSURL   string `yaml:"nats_url"`
+	NATSCreds string `yaml:"nats_creds"`
+	NATSNKey  string `yaml:"nats_nkey"`
+	NATSCA    string `yaml:"nats_ca"`
+	NATSCert  string `yaml:"nats_cert"`
+	NATSKey   string `yaml:"nats_key"`
+
+	HSMConfig string `yaml:"hsm_config"`
+	TLSCert   string `yaml:"tls_cert"`
+	TLSKey    string `yaml:"tls_key"`
+
+	// Keys unlocks the CA's keys (passphrase from the environment).
+	Keys ca.KeyOptions `yaml:"-"`
+	// Consume shapes the job consumers.
+	Consume queue.ConsumeOptions `yaml:"-"`
+	Log     *slog.Logger         `yaml:"-"`
+}
+
+func (c *Config) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8443"
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.HSMConfig != "" {
+		c.Keys.HSMConfig = c.HSMConfig
+	}
+}
+
+// Core is the pipeline without the network front: what `qpki serve` and
+// an in-process `qpki batch` share.
+type Core struct {
+	CA     *ca.CA
+	Queue  *queue.Queue
+	Enroll *enroll.Service
+	cfg    Config
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+}
+
+// StartCore opens the CA and its store, the queue, the recorder and the
+// workers.
+func StartCore(ctx context.Context, cfg Config) (*Core, error) {
+	cfg.defaults()
+	c, err := ca.Open(cfg.CADir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Store(); err != nil {
+		return nil, err
+	}
+	q, err := startQueue(ctx, cfg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	svc, err := enroll.New(c, q)
+	if err != nil {
+		q.Close()
+		c.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	core := &Core{CA: c, Queue: q, Enroll: svc, cfg: cfg, cancel: cancel}
+	name := enroll.QueueName(c)
+	core.wg.Add(1)
+	go func() {
+		defer core.wg.Done()
+		// The recorder: the one writer of results into the store.
+		if err := q.ResultBatches(ctx, name, 256, core.record); err != nil && ctx.Err() == nil {
+			core.fail(fmt.Errorf("recorder: %w", err))
+		}
+	}()
+	if cfg.Workers > 0 {
+		ready := make(chan error, 1)
+		core.wg.Add(1)
+		go func() {
+			defer core.wg.Done()
+			err := worker.Run(ctx, c, q, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Keys: cfg.Keys,
+				Consume: cfg.Consume, Log: cfg.Log, QueueName: name, Ready: ready})
+			if err != nil {
+				core.fail(fmt.Errorf("workers: %w", err))
+			}
+		}()
+		select {
+		case err := <-ready:
+			if err != nil {
+				core.Stop()
+				return nil, err
+			}
+		case <-time.After(2 * time.Minute):
+			core.Stop()
+			return nil, errors.New("workers did not start")
+		}
+	}
+	return core, nil
+}
+
+// record commits a batch of results. They are recorded concurrently so
+// that the store coalesces them into a few transactions; each Record is
+// idempotent, so a failed batch is simply offered again.
+func (core *Core) record(rs []queue.Result) error {
+	errs := make([]error, len(rs))
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = core.Enroll.Record(r)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (core *Core) fail(err error) {
+	core.cfg.Log.Error("pipeline", "error", err)
+	core.mu.Lock()
+	core.errs = append(core.errs, err)
+	core.mu.Unlock()
+}
+
+// Err reports a failure of the recorder or the workers.
+func (core *Core) Err() error {
+	core.mu.Lock()
+	defer core.mu.Unlock()
+	return errors.Join(core.errs...)
+}
+
+// Stop stops taking work, lets the workers finish what they hold, flushes
+// results, closes the queue, the signer sessions and the store.
+func (core *Core) Stop() {
+	core.cancel()
+	core.wg.Wait()
+	core.Queue.Close()
+	core.CA.Close()
+}
+
+// QueueDir is where a data dir keeps the embedded queue.
+func QueueDir(dataDir string) string { return filepath.Join(dataDir, "queue") }
+
+// QueueName is the CA's name in queue subjects.
+func QueueName(c *ca.CA) string { return enroll.QueueName(c) }
+
+func startQueue(ctx context.Context, cfg Config) (*queue.Queue, error) {
+	o := queue.Options{
+		DataDir: QueueDir(cfg.DataDir), NATSURL: cfg.NATSURL, CredsFile: cfg.NATSCreds,
+		NKeySeedFile: cfg.NATSNKey, TLSCAFile: cfg.NATSCA, TLSCertFile: cfg.NATSCert, TLSKeyFile: cfg.NATSKey,
+		Name: "qpki-serve", Logger: slog.New(minLevel{cfg.Log.Handler(), slog.LevelWarn}),
+	}
+	if cfg.NATSURL == "" {
+		return queue.Start(ctx, o)
+	}
+	return queue.Connect(ctx, o)
+}
+
+// minLevel drops records below a level: the embedded NATS server's
+// start-up banner is noise in qpki's log.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
+}
