@@ -98,7 +98,17 @@ runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
 			cfg.Log = newLogger(logFormat)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			s, err := server.Start(ctx, cfg)
+			var fronts []server.Frontend
+			for _, mk := range frontends {
+				f, err := mk.build(cfg)
+				if err != nil {
+					return err
+				}
+				if f != nil {
+					fronts = append(fronts, f)
+				}
+			}
+			s, err := server.Start(ctx, cfg, fronts...)
 			if err != nil {
 				return err
 			}
@@ -122,8 +132,22 @@ runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
 	fl.StringVar(&passEnv, "passphrase-env", "QPKI_CA_PASSPHRASE", "environment variable with the CA key passphrase")
 	fl.StringVar(&logFormat, "log-format", "text", "text or json")
 	addNATSFlags(cmd, &cfg)
+	for _, f := range frontends {
+		f.flags(cmd)
+	}
 	return cmd
 }
+
+// frontend is a protocol front-end's part of `qpki serve`: its flags, and
+// how to build it from them. Each front-end adds itself from its own file
+// (serve_acme.go, serve_est.go) in an init function.
+type frontend struct {
+	flags func(cmd *cobra.Command)
+	// build returns nil when the front-end is not enabled.
+	build func(cfg server.Config) (server.Frontend, error)
+}
+
+var frontends []frontend
 
 func newWorkerCmd() *cobra.Command {
 	var cfg server.Config
