@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -18,19 +19,21 @@ import (
 )
 
 // Frontend is a protocol front-end (ACME, EST) mounted on the HTTPS
-// listener.
+// listener. A front-end that is also an io.Closer is closed at shutdown,
+// after the listener stopped and before the pipeline does.
 type Frontend interface {
 	Mount(mux *http.ServeMux, svc *enroll.Service) error
 }
 
 // Server is a running `qpki serve`.
 type Server struct {
-	Core  *Core
-	Addr  string // the HTTPS listener's address
-	https *http.Server
-	local *http.Server
-	sock  string
-	done  chan error
+	Core   *Core
+	Addr   string // the HTTPS listener's address
+	fronts []Frontend
+	https  *http.Server
+	local  *http.Server
+	sock   string
+	done   chan error
 }
 
 // SocketPath is where the local API of the server holding caDir listens.
@@ -79,6 +82,7 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 			return err
 		}
 	}
+	s.fronts = fronts
 	ln, err := net.Listen("tcp", s.Core.cfg.Listen)
 	if err != nil {
 		return err
@@ -137,6 +141,11 @@ func (s *Server) Shutdown() {
 	if s.local != nil {
 		s.local.Shutdown(ctx)
 		os.Remove(s.sock)
+	}
+	for _, f := range s.fronts {
+		if c, ok := f.(io.Closer); ok {
+			c.Close()
+		}
 	}
 	s.Core.Stop()
 }
