@@ -89,7 +89,10 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	}
 	s.Addr = ln.Addr().String()
 	s.https = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			// Client certificates are asked for, never required: EST checks
+			// them per endpoint, ACME and the health checks ignore them.
+			ClientAuth: tls.RequestClientCert}}
 	go func() {
 		if err := s.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.done <- err
