@@ -13,12 +13,11 @@ if [ ! -f "$data/issuing/ca.meta.json" ]; then
 fi
 cat <<EOT
 
-Development CA ready:
-  root CA     $data/root     ($("$qpki" ca info --ca-dir "$data/root" --json | grep -m1 '"active"' | tr -d ' ,'))
-  issuing CA  $data/issuing
-
-Try:
+Development CA ready under $data: root CA $data/root, issuing CA $data/issuing.
+Starting qpki serve on the issuing CA (Ctrl-C stops it). In another shell:
   $qpki csr gen --algorithm ecdsa-p256 --keyout $data/server.key --cn server.example.com --dns server.example.com --out $data/server.csr
   $qpki cert issue --ca-dir $data/issuing --profile ec/tls-server --csr $data/server.csr --out $data/server.crt
-  $qpki cert verify $data/server.crt --ca $data/root/ca.crt --untrusted $data/issuing/ca.crt
+  curl --cacert $data/root/ca.crt https://127.0.0.1:8443/readyz
+
 EOT
+exec "$qpki" serve --ca-dir "$data/issuing" --data-dir "$data" --listen "${QPKI_LISTEN:-127.0.0.1:8443}"
