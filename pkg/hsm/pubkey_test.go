@@ -112,6 +112,25 @@ func TestECDSADER(t *testing.T) {
 	if _, err := ecdsaDER(nil); err == nil {
 		t.Error("empty r||s accepted")
 	}
+	// Against encoding/asn1, for integers with leading zeros, the top bit
+	// set, zero, and P-521 sizes (long-form sequence length).
+	type sigValue struct{ R, S *big.Int }
+	for _, size := range []int{32, 48, 66} {
+		for _, c := range []struct{ r, s []byte }{
+			{bytes.Repeat([]byte{0xff}, size), bytes.Repeat([]byte{0x01}, size)},
+			{append(make([]byte, size-1), 7), append([]byte{0x80}, make([]byte, size-1)...)},
+			{make([]byte, size), append([]byte{0, 0, 0x7f}, bytes.Repeat([]byte{0xaa}, size-3)...)},
+		} {
+			der, err := ecdsaDER(append(bytes.Clone(c.r), c.s...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := asn1.Marshal(sigValue{new(big.Int).SetBytes(c.r), new(big.Int).SetBytes(c.s)})
+			if !bytes.Equal(der, want) {
+				t.Errorf("size %d: ecdsaDER = %x, encoding/asn1 gives %x", size, der, want)
+			}
+		}
+	}
 }
 
 // The DigestInfo prefixes must be the RFC 8017 §9.2 encodings.
