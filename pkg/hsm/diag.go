@@ -348,7 +348,9 @@ func Info(w io.Writer, cfg *Config) error {
 // SelfTest walks through what signing needs — load the module, find the
 // token, open a session, log in, generate a session-only key (CKA_TOKEN
 // false), sign and verify, log out — printing each step to w. The error
-// names the step that failed.
+// names the step that failed. The final logout ends the process's login on
+// that token (PKCS#11 logins are per application), so run it on its own,
+// as `qpki hsm test` does, not beside a signing server in one process.
 func SelfTest(w io.Writer, cfg *Config) error {
 	const steps = 7
 	n := 0

@@ -89,6 +89,12 @@ var (
 // repeat, for ambiguity tests) and removes the SoftHSM2 directory after.
 // Call it from TestMain.
 func Main(m *testing.M, tokenLabels ...string) {
+	os.Exit(Run(m, tokenLabels...))
+}
+
+// Run is Main for a TestMain that does more: it runs the tests, removes
+// the SoftHSM2 directory and returns the exit code.
+func Run(m *testing.M, tokenLabels ...string) int {
 	if len(tokenLabels) > 0 {
 		labels = tokenLabels
 	}
@@ -96,7 +102,7 @@ func Main(m *testing.M, tokenLabels ...string) {
 	if shared != nil {
 		os.RemoveAll(shared.Dir)
 	}
-	os.Exit(code)
+	return code
 }
 
 // Get returns the SoftHSM2 environment, setting it up on first use. Without
