@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/qpki/qpki/enroll"
@@ -27,13 +28,15 @@ type Frontend interface {
 
 // Server is a running `qpki serve`.
 type Server struct {
-	Core   *Core
-	Addr   string // the HTTPS listener's address
-	fronts []Frontend
-	https  *http.Server
-	local  *http.Server
-	sock   string
-	done   chan error
+	Core    *Core
+	Addr    string // the HTTPS listener's address, once HTTPSReady is closed
+	fronts  []Frontend
+	httpsUp chan struct{}
+	mu      sync.Mutex
+	https   *http.Server
+	local   *http.Server
+	sock    string
+	done    chan error
 }
 
 // SocketPath is where the local API of the server holding caDir listens.
@@ -53,18 +56,33 @@ func Start(ctx context.Context, cfg Config, fronts ...Frontend) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Core: core, done: make(chan error, 2)}
-	if err := s.startHTTPS(ctx, fronts); err != nil {
+	s := &Server{Core: core, done: make(chan error, 2), httpsUp: make(chan struct{})}
+	if err := s.startLocal(); err != nil {
 		core.Stop()
 		return nil, err
 	}
-	if err := s.startLocal(); err != nil {
-		s.https.Close()
+	if cfg.Workers == 0 && cfg.TLSCert == "" {
+		// The listener's certificate is signed by a worker process that
+		// may not have started yet: bring HTTPS up when it is.
+		cfg.Log.Info("waiting for a worker to sign the HTTPS listener's certificate")
+		go func() {
+			if err := s.startHTTPS(ctx, fronts); err != nil {
+				s.done <- fmt.Errorf("HTTPS listener: %w", err)
+			}
+		}()
+		return s, nil
+	}
+	if err := s.startHTTPS(ctx, fronts); err != nil {
+		s.local.Close()
+		os.Remove(s.sock)
 		core.Stop()
 		return nil, err
 	}
 	return s, nil
 }
+
+// HTTPSReady is closed once the HTTPS listener serves.
+func (s *Server) HTTPSReady() <-chan struct{} { return s.httpsUp }
 
 func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	cert, err := listenerCertificate(ctx, s.Core)
@@ -87,6 +105,8 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.Addr = ln.Addr().String()
 	s.https = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
@@ -98,6 +118,7 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 			s.done <- err
 		}
 	}()
+	close(s.httpsUp)
 	return nil
 }
 
@@ -138,8 +159,11 @@ func (s *Server) Wait(ctx context.Context) error {
 func (s *Server) Shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if s.https != nil {
-		s.https.Shutdown(ctx)
+	s.mu.Lock()
+	h := s.https
+	s.mu.Unlock()
+	if h != nil {
+		h.Shutdown(ctx)
 	}
 	if s.local != nil {
 		s.local.Shutdown(ctx)

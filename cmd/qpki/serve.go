@@ -112,8 +112,21 @@ runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
 			if err != nil {
 				return err
 			}
-			fmt.Printf("qpki serving %s\n  HTTPS       https://%s/  (/healthz, /readyz)\n  local API   %s\n  queue       %s\n",
-				s.Core.CA.Dir, s.Addr, server.SocketPath(s.Core.CA.Dir), s.Core.Queue.URL())
+			fmt.Printf("qpki serving %s\n  local API   %s\n  queue       %s\n", s.Core.CA.Dir, server.SocketPath(s.Core.CA.Dir), s.Core.Queue.URL())
+			go func() {
+				select {
+				case <-s.HTTPSReady():
+					fmt.Printf("  HTTPS       https://%s/  (/healthz, /readyz)\n", s.Addr)
+					for _, f := range fronts {
+						if d, ok := f.(interface{ Endpoints() []string }); ok {
+							for _, ep := range d.Endpoints() {
+								fmt.Printf("              https://%s%s\n", s.Addr, ep)
+							}
+						}
+					}
+				case <-ctx.Done():
+				}
+			}()
 			err = s.Wait(ctx)
 			s.Shutdown()
 			return err

@@ -1,0 +1,276 @@
+package server_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/store"
+)
+
+// These tests run the real qpki binary as separate processes and kill
+// them with SIGKILL in the middle of a batch: every request must end with
+// exactly one certificate, no serial repeated, nothing lost.
+
+var qpkiBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "qpki-rel-")
+	if err != nil {
+		panic(err)
+	}
+	qpkiBin = filepath.Join(dir, "qpki")
+	if out, err := exec.Command("go", "build", "-o", qpkiBin, "../cmd/qpki").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type env struct {
+	t     *testing.T
+	dir   string
+	caDir string
+	data  string
+}
+
+func newEnv(t *testing.T) *env {
+	dir := t.TempDir()
+	e := &env{t: t, dir: dir, caDir: filepath.Join(dir, "ca"), data: filepath.Join(dir, "data")}
+	e.run("ca", "init", "--profile", "ec/root-ca", "--var", "cn=Reliability Root", "--ca-dir", e.caDir)
+	return e
+}
+
+func (e *env) run(args ...string) string {
+	e.t.Helper()
+	out, err := exec.Command(qpkiBin, args...).CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("qpki %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (e *env) start(name string, args ...string) *exec.Cmd {
+	e.t.Helper()
+	cmd := exec.Command(qpkiBin, args...)
+	logf, _ := os.Create(filepath.Join(e.dir, name+".log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	return cmd
+}
+
+func (e *env) startServe(workers int) *exec.Cmd {
+	cmd := e.start("serve", "serve", "--ca-dir", e.caDir, "--data-dir", e.data, "--listen", "127.0.0.1:0", "--workers", fmt.Sprint(workers))
+	e.waitSocket()
+	return cmd
+}
+
+func (e *env) waitSocket() {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if out, err := exec.Command(qpkiBin, "queue", "status", "--ca-dir", e.caDir).CombinedOutput(); err == nil && bytes.Contains(out, []byte("results")) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(filepath.Join(e.dir, "serve.log"))
+	e.t.Fatalf("serve did not come up:\n%s", log)
+}
+
+// writeBatch writes n requests, each with its own key and name.
+func (e *env) writeBatch(n int) string {
+	path := filepath.Join(e.dir, "requests.jsonl")
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("host-%d.example.com", i)
+		priv, _ := algo.GenerateKey(algo.ECDSAP256, rand.Reader)
+		s, _ := algo.NewSigner(priv, algo.ECDSAP256)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}}, s)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		line, _ := json.Marshal(map[string]any{"id": fmt.Sprintf("line-%d", i), "profile": "ec/tls-server",
+			"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
+		b.Write(append(line, '\n'))
+	}
+	os.WriteFile(path, b.Bytes(), 0o644)
+	return path
+}
+
+func countFiles(dir string) int {
+	entries, _ := os.ReadDir(dir)
+	return len(entries)
+}
+
+// waitFiles waits until at least n certificates were written.
+func waitFiles(t *testing.T, dir string, n int) {
+	deadline := time.Now().Add(3 * time.Minute)
+	for countFiles(dir) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d certificates after 3 minutes", countFiles(dir))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// check verifies the outcome: one certificate per line, for that line's
+// name, each recorded once in the store under its job, no serial twice.
+func (e *env) check(n int, out string) {
+	e.t.Helper()
+	c, err := ca.Open(e.caDir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Store()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	certs, err := st.List(store.Filter{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	bySerial := map[string]*store.Cert{}
+	perJob := map[string]int{}
+	for _, rec := range certs {
+		if bySerial[rec.Serial] != nil {
+			e.t.Fatalf("serial %s recorded twice", rec.Serial)
+		}
+		bySerial[rec.Serial] = rec
+		if rec.JobID != "" {
+			perJob[rec.JobID]++
+		}
+	}
+	for job, k := range perJob {
+		if k != 1 {
+			e.t.Fatalf("job %s has %d certificates", job, k)
+		}
+	}
+	serials := map[string]bool{}
+	for i := 0; i < n; i++ {
+		data, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("line-%d.crt", i)))
+		if err != nil {
+			e.t.Fatalf("line %d: %v", i, err)
+		}
+		block, _ := pem.Decode(data)
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if want := fmt.Sprintf("host-%d.example.com", i); cert.DNSNames[0] != want {
+			e.t.Fatalf("line %d got the certificate of %s", i, cert.DNSNames[0])
+		}
+		s := store.FormatSerial(cert.SerialNumber)
+		if serials[s] {
+			e.t.Fatalf("serial %s delivered twice", s)
+		}
+		serials[s] = true
+		rec := bySerial[s]
+		if rec == nil || !bytes.Equal(rec.DER, cert.Raw) {
+			e.t.Fatalf("line %d: delivered certificate %s is not the one recorded", i, s)
+		}
+	}
+	// Only the batch's certificates and the listener's own were issued.
+	if extra := len(certs) - n; extra < 0 || extra > 3 {
+		e.t.Fatalf("%d certificates recorded for %d requests", len(certs), n)
+	}
+}
+
+const batchSize = 2000
+
+// kill -9 the worker process in the middle of a batch and start it again.
+func TestKillWorkerMidBatch(t *testing.T) {
+	e := newEnv(t)
+	e.startServe(0) // no in-process workers: signing is the worker process's
+	worker := e.start("worker", "worker", "--ca-dir", e.caDir, "--data-dir", e.data, "--workers", "2")
+	reqs := e.writeBatch(batchSize)
+	out := filepath.Join(e.dir, "certs")
+	batch := exec.Command(qpkiBin, "batch", "submit", reqs, "--ca-dir", e.caDir, "--out", out)
+	var blog bytes.Buffer
+	batch.Stdout, batch.Stderr = &blog, &blog
+	if err := batch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFiles(t, out, batchSize/4)
+	worker.Process.Kill() // SIGKILL: no chance to ack, flush or close
+	worker.Wait()
+	e.start("worker2", "worker", "--ca-dir", e.caDir, "--data-dir", e.data, "--workers", "2")
+	if err := batch.Wait(); err != nil {
+		t.Fatalf("batch: %v\n%s", err, tail(blog.String()))
+	}
+	e.stopAll(t)
+	e.check(batchSize, out)
+}
+
+// kill -9 the serve process (embedded NATS and recorder included) in the
+// middle of a batch, start it again and resubmit the same file.
+func TestKillServeMidBatch(t *testing.T) {
+	e := newEnv(t)
+	serve := e.startServe(2)
+	reqs := e.writeBatch(batchSize)
+	out := filepath.Join(e.dir, "certs")
+	batch := exec.Command(qpkiBin, "batch", "submit", reqs, "--ca-dir", e.caDir, "--out", out)
+	var blog bytes.Buffer
+	batch.Stdout, batch.Stderr = &blog, &blog
+	if err := batch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFiles(t, out, batchSize/3)
+	serve.Process.Kill()
+	serve.Wait()
+	batch.Wait() // fails: its server died
+	before := countFiles(out)
+	if before >= batchSize {
+		t.Fatalf("the batch finished before serve was killed (%d certificates)", before)
+	}
+	e.startServe(2)
+	res := e.run("batch", "submit", reqs, "--ca-dir", e.caDir, "--out", out)
+	if !strings.Contains(res, fmt.Sprintf("%d issued, 0 failed, 0 pending", batchSize)) {
+		t.Fatalf("resubmitted batch: %s", tail(res))
+	}
+	e.stopAll(t)
+	e.check(batchSize, out)
+}
+
+// stopAll stops serve and workers (SIGTERM) so the store can be read.
+func (e *env) stopAll(t *testing.T) {
+	exec.Command("pkill", "-TERM", "-f", qpkiBin+" (serve|worker) --ca-dir "+e.caDir).Run()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(e.caDir, "qpki.sock")); err != nil {
+			if exec.Command("pgrep", "-f", qpkiBin+" (serve|worker) --ca-dir "+e.caDir).Run() != nil {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("serve or worker did not stop on SIGTERM")
+}
+
+func tail(s string) string {
+	if len(s) > 3000 {
+		return s[len(s)-3000:]
+	}
+	return s
+}
