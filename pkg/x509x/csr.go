@@ -66,3 +66,25 @@ func ParseCertificateRequest(der []byte) (*CertificateRequest, error) {
 	}
 	return &CertificateRequest{CertificateRequest: csr, PublicKey: csr.PublicKey, Algorithm: a}, nil
 }
+
+// ParseCertificateRequestUnverified parses a CSR whose signature was
+// already checked by whoever accepted it (enroll, before publishing a
+// job). Post-quantum and hybrid CSRs are still fully verified: their
+// parsing and checking are one step.
+func ParseCertificateRequestUnverified(der []byte) (*CertificateRequest, error) {
+	if len(der) > MaxCSR {
+		return nil, fmt.Errorf("CSR too large (%d bytes, limit %d)", len(der), MaxCSR)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("malformed CSR: %v", err)
+	}
+	if csr.PublicKey == nil || csr.SignatureAlgorithm == x509.UnknownSignatureAlgorithm || isCatalystCSR(csr) {
+		return parseCertificateRequest(csr)
+	}
+	a, err := algo.Of(csr.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("CSR key: %v", err)
+	}
+	return &CertificateRequest{CertificateRequest: csr, PublicKey: csr.PublicKey, Algorithm: a}, nil
+}
