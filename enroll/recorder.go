@@ -58,6 +58,10 @@ func (s *Service) Record(r queue.Result) error {
 		if _, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.DER, nil); err != nil {
 			return err
 		}
+	case jobspec.KindCOSE:
+		if err := s.recordCOSE(r); err != nil {
+			return err
+		}
 	default:
 		return s.fail(r.JobID, fmt.Errorf("unknown job kind %q", j.Kind))
 	}
