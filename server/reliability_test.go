@@ -274,3 +274,48 @@ func tail(s string) string {
 	}
 	return s
 }
+
+// Every CLI command that reads or writes the store works while serve
+// holds it, through the local socket, without waiting on the bbolt lock.
+func TestCLIWhileServeRuns(t *testing.T) {
+	e := newEnv(t)
+	e.startServe(1)
+	reqs := e.writeBatch(1)
+	var line struct{ CSR string }
+	data, _ := os.ReadFile(reqs)
+	json.Unmarshal(data, &line)
+	csr := filepath.Join(e.dir, "a.csr")
+	os.WriteFile(csr, []byte(line.CSR), 0o644)
+	crt := filepath.Join(e.dir, "a.crt")
+	e.run("cert", "issue", "--ca-dir", e.caDir, "--profile", "ec/tls-server", "--csr", csr, "--out", crt)
+	var list []struct{ Serial, Subject string }
+	if err := json.Unmarshal([]byte(e.run("cert", "list", "--ca-dir", e.caDir, "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	serial := ""
+	for _, c := range list {
+		if c.Subject == "CN=host-0.example.com" {
+			serial = c.Serial
+		}
+	}
+	if serial == "" {
+		t.Fatalf("issued certificate not listed: %+v", list)
+	}
+	if out := e.run("cert", "show", serial, "--ca-dir", e.caDir); !strings.Contains(out, "host-0.example.com") {
+		t.Errorf("cert show: %s", out)
+	}
+	e.run("cert", "revoke", serial, "--reason", "superseded", "--ca-dir", e.caDir)
+	e.run("crl", "gen", "--ca-dir", e.caDir, "--out", filepath.Join(e.dir, "ca.crl"))
+	out := e.run("crl", "gen", "--ca-dir", e.caDir)
+	if !strings.Contains(out, "BEGIN X509 CRL") {
+		t.Fatalf("crl gen: %s", out)
+	}
+	crlText, err := exec.Command("openssl", "crl", "-in", filepath.Join(e.caDir, "crl", "ca.crl"), "-noout", "-text").CombinedOutput()
+	if err != nil || !strings.Contains(strings.ToUpper(string(crlText)), strings.ToUpper(serial)) {
+		t.Fatalf("stored CRL lacks the revoked serial: %v\n%s", err, crlText)
+	}
+	if out := e.run("queue", "status", "--ca-dir", e.caDir); !strings.Contains(out, "results") {
+		t.Errorf("queue status: %s", out)
+	}
+	e.stopAll(t)
+}
