@@ -21,9 +21,10 @@ var classes = [2]string{ClassInteractive, ClassBatch}
 // qpki.jobs.<ca>.*.<class>), shared by every worker process of the CA.
 // Next asks the interactive consumer first and the batch consumer only
 // when no interactive job is waiting, so an interactive job waits at most
-// for the jobs already in progress. When both are empty, one long-poll
-// per class (not per caller) waits at the server, and a job it receives
-// is held for the next caller in the same order.
+// for the jobs already in progress (plus interactiveRecheck, 2 ms). When both are empty, one long-poll
+// per class (not per caller) waits at the server while any caller waits,
+// and a job it receives is held for the next caller in the same order
+// and wakes one waiting caller.
 //
 // Ack rules, for the worker:
 //   - Ack only after PublishResult has returned nil: the result is then
@@ -49,9 +50,17 @@ type JobConsumer struct {
 	polls  sync.WaitGroup
 
 	mu      sync.Mutex
-	held    [2][]jetstream.Msg // received by a long-poll, not yet handed out
+	held    [2][]heldMsg // received by a long-poll, not yet handed out
 	polling [2]bool
-	wake    chan struct{} // closed and replaced when held or polling changes
+	// interactiveEmpty is when the interactive consumer last had nothing.
+	interactiveEmpty time.Time
+	waiters          int           // Next calls waiting for a job
+	notify           chan struct{} // one token per job held: wakes one waiter
+}
+
+type heldMsg struct {
+	msg jetstream.Msg
+	at  time.Time
 }
 
 // Jobs opens the job consumers of one CA, creating or updating them.
@@ -66,7 +75,7 @@ func (q *Queue) Jobs(ctx context.Context, ca string, opts ConsumeOptions) (*JobC
 	if err != nil {
 		return nil, err
 	}
-	c := &JobConsumer{q: q, ca: ca, opts: opts, wake: make(chan struct{})}
+	c := &JobConsumer{q: q, ca: ca, opts: opts, notify: make(chan struct{}, 64)}
 	for i, class := range classes {
 		c.cons[i], err = q.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       jobConsumerName(ca, class),
@@ -167,10 +176,6 @@ func (c *JobConsumer) Next(ctx context.Context) (*Delivery, error) {
 		if c.ctx.Err() != nil || c.q.isClosed() {
 			return nil, ErrClosed
 		}
-		c.mu.Lock()
-		wake := c.wake
-		c.mu.Unlock()
-
 		m, err := c.take()
 		if err != nil {
 			c.q.log.Debug("queue: fetching jobs", "ca", c.ca, "err", err)
@@ -182,15 +187,10 @@ func (c *JobConsumer) Next(ctx context.Context) (*Delivery, error) {
 		}
 		backoff = 50 * time.Millisecond
 		if m == nil {
-			c.startPolls()
-			select {
-			case <-wake:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-c.ctx.Done():
-				return nil, ErrClosed
+			if err := c.wait(ctx); err != nil {
+				return nil, err
 			}
+			continue
 		}
 		d, err := c.admit(ctx, m)
 		if err != nil {
@@ -223,23 +223,49 @@ func (c *JobConsumer) take() (jetstream.Msg, error) {
 		if m := c.popHeld(i); m != nil {
 			return m, nil
 		}
+		if i == 0 && !c.interactiveDue() {
+			continue
+		}
 		m, err := c.fetchNoWait(i)
 		if m != nil || err != nil {
 			return m, err
+		}
+		if i == 0 {
+			c.mu.Lock()
+			c.interactiveEmpty = time.Now()
+			c.mu.Unlock()
 		}
 	}
 	return nil, nil
 }
 
+// interactiveRecheck is how long batch jobs are taken without asking the
+// interactive consumer again after it was found empty. It spares a round
+// trip per batch job under load, for at most this much delay to an
+// interactive job (while callers wait, the long-poll catches it at once).
+const interactiveRecheck = 2 * time.Millisecond
+
+func (c *JobConsumer) interactiveDue() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Since(c.interactiveEmpty) >= interactiveRecheck
+}
+
+// popHeld returns the oldest job held for class i. A job held for more
+// than half its AckWait (no caller came for it) is naked instead, so that
+// it is not worked on while the server redelivers it elsewhere.
 func (c *JobConsumer) popHeld(i int) jetstream.Msg {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.held[i]) == 0 {
-		return nil
+	for len(c.held[i]) > 0 {
+		h := c.held[i][0]
+		c.held[i] = c.held[i][1:]
+		if time.Since(h.at) < c.opts.AckWait/2 {
+			return h.msg
+		}
+		h.msg.Nak()
 	}
-	m := c.held[i][0]
-	c.held[i] = c.held[i][1:]
-	return m
+	return nil
 }
 
 // fetchNoWait asks the server for one job of class i that is available
@@ -267,10 +293,12 @@ func isEmpty(err error) bool {
 		err != nil && strings.Contains(err.Error(), "Exceeded MaxAckPending")
 }
 
-// startPolls starts a long-poll for each class that has none running.
-func (c *JobConsumer) startPolls() {
+// wait blocks until a long-poll holds a job (or may have: a token can
+// be stale) or ctx is done. A job held between take and wait left its
+// token in notify, so it is not missed.
+func (c *JobConsumer) wait(ctx context.Context) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.waiters++
 	for i := range classes {
 		if !c.polling[i] && c.ctx.Err() == nil {
 			c.polling[i] = true
@@ -278,38 +306,65 @@ func (c *JobConsumer) startPolls() {
 			go c.poll(i)
 		}
 	}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.waiters--
+		c.mu.Unlock()
+	}()
+	select {
+	case <-c.notify:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
 }
 
-// poll waits at the server for one job of class i and holds it for Next.
+// poll long-polls the server for jobs of class i, one at a time, while
+// any caller waits, holding each job for Next.
 func (c *JobConsumer) poll(i int) {
 	defer c.polls.Done()
-	var m jetstream.Msg
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.PollWait)
-	b, err := c.cons[i].Fetch(1, jetstream.FetchContext(ctx))
-	if err == nil {
-		m = <-b.Messages()
-		if m == nil {
-			err = b.Error()
+	for {
+		c.mu.Lock()
+		if c.waiters == 0 || c.ctx.Err() != nil {
+			c.polling[i] = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+
+		var m jetstream.Msg
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.PollWait)
+		b, err := c.cons[i].Fetch(1, jetstream.FetchContext(ctx))
+		if err == nil {
+			m = <-b.Messages()
+			if m == nil {
+				err = b.Error()
+			}
+		}
+		cancel()
+		if m != nil {
+			c.mu.Lock()
+			if c.ctx.Err() != nil {
+				m.Nak()
+			} else {
+				c.held[i] = append(c.held[i], heldMsg{m, time.Now()})
+			}
+			c.mu.Unlock()
+			select {
+			case c.notify <- struct{}{}:
+			default: // enough wake-ups are pending already
+			}
+			continue
+		}
+		if err != nil && !isEmpty(err) && !errors.Is(err, context.Canceled) && c.ctx.Err() == nil {
+			c.q.log.Debug("queue: long-poll for jobs", "ca", c.ca, "class", classes[i], "err", err)
+			// Do not spin on an error: let a moment pass before the next poll.
+			c.sleep(context.Background(), 200*time.Millisecond)
 		}
 	}
-	cancel()
-	if err != nil && !isEmpty(err) && !errors.Is(err, context.Canceled) && c.ctx.Err() == nil {
-		c.q.log.Debug("queue: long-poll for jobs", "ca", c.ca, "class", classes[i], "err", err)
-		// Do not spin on an error: let a moment pass before the next poll.
-		c.sleep(context.Background(), 200*time.Millisecond)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.polling[i] = false
-	if m != nil {
-		if c.ctx.Err() != nil {
-			m.Nak()
-		} else {
-			c.held[i] = append(c.held[i], m)
-		}
-	}
-	close(c.wake)
-	c.wake = make(chan struct{})
 }
 
 // admit settles a received job that needs no worker, or returns it as a
@@ -351,8 +406,8 @@ func (c *JobConsumer) Close() {
 	c.polls.Wait()
 	c.mu.Lock()
 	for i := range c.held {
-		for _, m := range c.held[i] {
-			m.Nak()
+		for _, h := range c.held[i] {
+			h.msg.Nak()
 		}
 		c.held[i] = nil
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,9 @@ func connect(ctx context.Context, o Options) (*Queue, error) {
 	if o.EmbeddedDataDir != "" {
 		dir := natsDir(o.EmbeddedDataDir)
 		creds, err := readCredentials(filepath.Join(dir, credentialsName))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("queue: no embedded NATS server credentials in %s (has qpki serve run with this data dir?)", dir)
+		}
 		if err != nil {
 			return nil, err
 		}
