@@ -69,6 +69,7 @@ func (s *Server) startLocal() error {
 	s.sock = path
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", s.submit)
+	mux.HandleFunc("POST /v1/cose", s.submitCOSE)
 	mux.HandleFunc("GET /v1/jobs/{id}", s.job)
 	mux.HandleFunc("GET /v1/certs", s.listCerts)
 	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
