@@ -66,11 +66,12 @@ type Service struct {
 	CA    *ca.CA
 	Queue Publisher
 
-	store   store.Store
-	jobs    store.JobStore
-	caName  string
-	mu      sync.Mutex
-	waiters map[string][]chan struct{}
+	store     store.Store
+	jobs      store.JobStore
+	caName    string
+	mu        sync.Mutex
+	waiters   map[string][]chan struct{}
+	recording [64]sync.Mutex // see lockJob
 }
 
 // New returns the enrollment service of a CA. The CA's store must be a

@@ -3,7 +3,9 @@ package enroll
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 
+	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/jobspec"
 	"github.com/qpki/qpki/pkg/store"
@@ -14,6 +16,10 @@ import (
 // one process that holds the CA. The first result for a job wins; a
 // duplicate from a redelivery is dropped. It wakes whoever waits.
 func (s *Service) Record(r queue.Result) error {
+	// One recording per job at a time, so that two results of the same
+	// job (a redelivery signed twice) never both reach the audit log.
+	unlock := s.lockJob(r.JobID)
+	defer unlock()
 	j, err := s.jobs.Job(r.JobID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // not one of ours (submitted elsewhere): nothing to record
@@ -32,7 +38,9 @@ func (s *Service) Record(r queue.Result) error {
 		return nil
 	}
 	switch j.Kind {
-	case jobspec.KindIssue:
+	case jobspec.KindIssue, jobspec.KindKeygen:
+		// A keygen result's sealed key is not decoded: it stays in the
+		// results stream, sealed to the front-end (SealedKey).
 		var res jobspec.IssueResult
 		if err := jobspec.Decode(r.Payload, &res); err != nil {
 			return s.fail(r.JobID, err)
@@ -44,6 +52,9 @@ func (s *Service) Record(r queue.Result) error {
 		if rec.Serial != j.Serial {
 			return s.fail(r.JobID, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
 		}
+		if err := s.CA.Audit(audit.EventIssue, ca.IssueFields(rec)); err != nil {
+			return err
+		}
 		if _, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", nil, rec); err != nil {
 			return err
 		}
@@ -51,6 +62,12 @@ func (s *Service) Record(r queue.Result) error {
 		var res jobspec.CRLResult
 		if err := jobspec.Decode(r.Payload, &res); err != nil {
 			return s.fail(r.JobID, err)
+		}
+		var req jobspec.CRL
+		if err := jobspec.Decode(j.Payload, &req); err == nil {
+			if err := s.CA.Audit(audit.EventCRL, ca.CRLFields(&req)); err != nil {
+				return err
+			}
 		}
 		if err := s.CA.StoreCRL(res.Version, res.DER); err != nil {
 			return err
@@ -75,4 +92,14 @@ func (s *Service) fail(id string, err error) error {
 	}
 	s.wake(id)
 	return nil
+}
+
+// lockJob serializes the recording of one job id (striped locks: two
+// jobs may share a stripe, which only costs a little parallelism).
+func (s *Service) lockJob(id string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	m := &s.recording[h.Sum32()%uint32(len(s.recording))]
+	m.Lock()
+	return m.Unlock
 }

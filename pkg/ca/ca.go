@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/x509x"
 )
@@ -21,6 +22,7 @@ type CA struct {
 
 	mu       sync.Mutex
 	store    store.Store
+	audit    *audit.Log
 	policies map[string]policyEntry
 	certs    map[string]*x509.Certificate
 }
@@ -42,7 +44,8 @@ func Open(dir string) (*CA, error) {
 // Name is a short name for the CA, used in queue subjects and logs.
 func (c *CA) Name() string { return filepath.Base(c.Dir) }
 
-// Store opens the CA's certificate store on first use.
+// Store opens the CA's certificate store on first use. Whoever holds the
+// store (its file lock) also holds the audit log: there is one writer.
 func (c *CA) Store() (store.Store, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -51,17 +54,29 @@ func (c *CA) Store() (store.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.store = s
+		l, err := audit.Open(filepath.Join(c.Dir, audit.FileName))
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		c.store, c.audit = s, l
 	}
 	return c.store, nil
 }
 
-// UseStore makes the CA use an already opened store (a server that
-// shares one handle between components).
-func (c *CA) UseStore(s store.Store) {
+// Audit appends an event to the CA's audit log, on disk before it
+// returns.
+func (c *CA) Audit(event string, fields map[string]any) error {
+	if _, err := c.Store(); err != nil {
+		return err
+	}
 	c.mu.Lock()
-	c.store = s
+	l := c.audit
 	c.mu.Unlock()
+	if l == nil {
+		return errors.New("audit log not open")
+	}
+	return l.Append(event, fields)
 }
 
 // Close releases the store.
@@ -71,8 +86,8 @@ func (c *CA) Close() error {
 	if c.store == nil {
 		return nil
 	}
-	err := c.store.Close()
-	c.store = nil
+	err := errors.Join(c.store.Close(), c.audit.Close())
+	c.store, c.audit = nil, nil
 	return err
 }
 

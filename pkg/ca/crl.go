@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/pkg/atomicfile"
+	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/jobspec"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/x509x"
@@ -63,6 +64,16 @@ func (c *CA) Revoke(serial string, reason int, t time.Time) (*store.Cert, error)
 	}
 	st, err := c.Store()
 	if err != nil {
+		return nil, err
+	}
+	rec, err := st.Cert(n)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Revocation != nil {
+		return nil, fmt.Errorf("certificate %s: %w", rec.Serial, store.ErrRevoked)
+	}
+	if err := c.Audit(audit.EventRevoke, map[string]any{"serial": rec.Serial, "subject": rec.Subject, "reason": ReasonName(reason)}); err != nil {
 		return nil, err
 	}
 	return st.Revoke(n, store.Revocation{Time: now(t).UTC().Truncate(time.Second), Reason: reason})
@@ -173,7 +184,16 @@ func (c *CA) GenerateCRL(o CRLOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.Audit(audit.EventCRL, CRLFields(req)); err != nil {
+		return nil, err
+	}
 	return der, c.StoreCRL(name, der)
+}
+
+// CRLFields are the audit fields of a signed CRL.
+func CRLFields(req *jobspec.CRL) map[string]any {
+	return map[string]any{"version": req.Version, "number": req.Number, "entries": len(req.Entries),
+		"this_update": req.ThisUpdate, "next_update": req.ThisUpdate.Add(req.Validity)}
 }
 
 // EncodeCRL returns a CRL as PEM.

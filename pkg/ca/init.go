@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/pkg/atomicfile"
+	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/x509x"
 )
 
@@ -91,6 +92,9 @@ func Init(o InitOptions) (*CA, error) {
 	if err := writeMeta(stage, c.Meta); err != nil {
 		return nil, err
 	}
+	if err := auditVersion(stage, audit.EventInit, "v1", v); err != nil {
+		return nil, err
+	}
 	if err := os.Chmod(stage, 0o755); err != nil {
 		return nil, err
 	}
@@ -98,6 +102,27 @@ func Init(o InitOptions) (*CA, error) {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	return c, nil
+}
+
+// auditVersion starts or continues the audit log in dir with a new
+// version's key generations and the event that made it.
+func auditVersion(dir, event, name string, v *Version) error {
+	l, err := audit.Open(filepath.Join(dir, audit.FileName))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	return appendVersion(l.Append, event, name, v)
+}
+
+func appendVersion(appendFn func(string, map[string]any) error, event, name string, v *Version) error {
+	for _, k := range v.Keys {
+		if err := appendFn(audit.EventKeyGen, map[string]any{"version": name, "key": k.ID, "algorithm": k.Algorithm, "storage": k.Storage}); err != nil {
+			return err
+		}
+	}
+	return appendFn(event, map[string]any{"version": name, "status": v.Status, "profiles": v.Profiles, "algorithms": v.Algos,
+		"serial": v.Serial, "links": v.Links})
 }
 
 func now(t time.Time) time.Time {
@@ -110,7 +135,7 @@ func now(t time.Time) time.Time {
 // newVersion creates a version's keys under stage and its certificate:
 // self-signed, signed by a local parent, or a CSR for an external parent.
 func (c *CA) newVersion(stage, name string, pol *policy, vars map[string]any, spec KeySpec, parent *CA, parentKeys KeyOptions, t time.Time) (*Version, error) {
-	_, backend, err := backendFor(spec)
+	typ, backend, err := backendFor(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -118,9 +143,11 @@ func (c *CA) newVersion(stage, name string, pol *policy, vars map[string]any, sp
 	own := x509x.Issuer{PSS: pol.pss}
 	var keyClosers closers
 	defer keyClosers.Close()
-	for i, a := range pol.algos {
+	keyAlgs, algos := versionKeyAlgorithms(pol, typ)
+	v.Algos = algos
+	for i, a := range keyAlgs {
 		id := "default"
-		if len(pol.algos) > 1 {
+		if len(keyAlgs) > 1 {
 			id = []string{"classical", "pqc"}[i]
 		}
 		st, s, err := backend.Create(stage, c.Dir, name, id, a, spec)
@@ -128,7 +155,6 @@ func (c *CA) newVersion(stage, name string, pol *policy, vars map[string]any, sp
 			return nil, fmt.Errorf("CA key (%s): %w", a, err)
 		}
 		keyClosers = append(keyClosers, s)
-		v.Algos = append(v.Algos, string(a))
 		v.Keys = append(v.Keys, Key{ID: id, Algorithm: string(a), Storage: st})
 		if id == "pqc" {
 			own.AltSigner = s

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/x509x"
 )
@@ -145,10 +146,22 @@ func (c *CA) Record(der []byte, profile, jobID string) (*store.Cert, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Audited first: a crash between the two leaves an entry for a
+	// certificate that was never delivered, never a delivered one that
+	// is missing from the log.
+	if err := c.Audit(audit.EventIssue, IssueFields(rec)); err != nil {
+		return nil, err
+	}
 	if err := st.PutCert(rec); err != nil {
 		return nil, err
 	}
 	return rec, nil
+}
+
+// IssueFields are the audit fields of an issued certificate.
+func IssueFields(rec *store.Cert) map[string]any {
+	return map[string]any{"serial": rec.Serial, "subject": rec.Subject, "names": rec.Names, "profile": rec.Profile,
+		"ca_version": rec.CAVersion, "algorithm": rec.Algorithm, "not_after": rec.NotAfter, "sha256": rec.Fingerprint, "job_id": rec.JobID}
 }
 
 // Issue runs the whole issuance in process: policy, serial, signature,

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/x509x"
 )
 
@@ -74,6 +75,11 @@ func (c *CA) Rotate(o RotateOptions) (string, error) {
 		defer parent.Close()
 	}
 
+	// Holding the store holds the CA: no server may run meanwhile, and
+	// the audit log has one writer.
+	if _, err := c.Store(); err != nil {
+		return "", err
+	}
 	name := c.Meta.nextVersion(c.Dir)
 	stage, err := os.MkdirTemp(c.Dir, ".rotate-*")
 	if err != nil {
@@ -112,6 +118,9 @@ func (c *CA) Rotate(o RotateOptions) (string, error) {
 	c.Meta.Versions[name] = v
 	if v.Status == StatusActive {
 		c.switchActive(name, t)
+	}
+	if err := appendVersion(c.Audit, audit.EventRotate, name, v); err != nil {
+		return "", err
 	}
 	if err := writeMeta(c.Dir, c.Meta); err != nil {
 		return "", err
@@ -252,6 +261,9 @@ func (c *CA) Activate(name string) error {
 		return fmt.Errorf("version %s has no certificate yet: import it with `qpki ca import-cert`", name)
 	}
 	c.switchActive(name, time.Now())
+	if err := c.Audit(audit.EventActivate, map[string]any{"version": name}); err != nil {
+		return err
+	}
 	if err := writeMeta(c.Dir, c.Meta); err != nil {
 		return err
 	}
@@ -323,6 +335,9 @@ func (c *CA) ImportCert(certPEM, chainPEM []byte) (string, error) {
 	v.Cert, v.Chain = "versions/"+name+"/ca.crt", "versions/"+name+"/chain.pem"
 	setCertInfo(v, cert)
 	c.switchActive(name, time.Now())
+	if err := c.Audit(audit.EventImport, map[string]any{"version": name, "serial": v.Serial, "issuer": cert.Issuer.String()}); err != nil {
+		return "", err
+	}
 	if err := writeMeta(c.Dir, c.Meta); err != nil {
 		return "", err
 	}

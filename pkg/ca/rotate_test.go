@@ -171,7 +171,9 @@ func TestExternalParent(t *testing.T) {
 	if _, err := sub.ImportCert(signedPEM, rootPEMBytes); err != nil {
 		t.Fatal(err)
 	}
+	sub.Close()
 	re, _ := Open(sub.Dir)
+	defer re.Close()
 	if re.Meta.Active != "v1" {
 		t.Fatal("import-cert did not activate v1")
 	}

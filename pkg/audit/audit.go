@@ -1,0 +1,253 @@
+// Package audit keeps a CA's audit log, <ca-dir>/audit.jsonl: one JSON line
+// per issuance, revocation, CRL, key generation and CA change, each line
+// carrying the SHA-256 of the line before it, so that an edit, a deletion
+// or a reordering breaks the chain and Verify finds it.
+//
+// The log is written by the one process that holds the CA's store (the
+// recorder in `qpki serve`, or the CLI when no server runs); that process
+// holds the store's file lock, so there is one writer. Concurrent appends
+// inside that process are group-committed: one write and one fsync for all
+// the entries that arrived while the previous write was syncing.
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// FileName is the audit log's name in the CA dir.
+const FileName = "audit.jsonl"
+
+// Event kinds.
+const (
+	EventInit     = "ca.init"
+	EventKeyGen   = "key.generate"
+	EventRotate   = "ca.rotate"
+	EventActivate = "ca.activate"
+	EventImport   = "ca.import-cert"
+	EventIssue    = "cert.issue"
+	EventRevoke   = "cert.revoke"
+	EventCRL      = "crl.sign"
+)
+
+// genesis is the "previous hash" of the first entry.
+var genesis = hex.EncodeToString(make([]byte, 32))
+
+// Entry is one line of the log.
+type Entry struct {
+	Seq    uint64         `json:"seq"`
+	Time   time.Time      `json:"time"`
+	Event  string         `json:"event"`
+	Fields map[string]any `json:"fields,omitempty"`
+	Prev   string         `json:"prev"`
+	Hash   string         `json:"hash"`
+}
+
+// hash is the SHA-256 of the entry's JSON encoding without its hash.
+func (e *Entry) hash() (string, error) {
+	c := *e
+	c.Hash = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// Log appends to one CA's audit log.
+type Log struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	f       *os.File
+	seq     uint64
+	prev    string
+	buf     []byte // entries of the batch being gathered
+	gen     uint64 // number of the batch being gathered
+	durable uint64 // batches below this number are on disk
+	errs    map[uint64]error
+	syncing bool
+	closed  bool
+}
+
+// Open opens (or creates) the log at path and checks its last entry, so
+// that new entries chain to it.
+func Open(path string) (*Log, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{f: f, prev: genesis, errs: map[uint64]error{}}
+	l.cond = sync.NewCond(&l.mu)
+	last, err := lastEntry(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit log %s: %w", path, err)
+	}
+	if last != nil {
+		l.seq, l.prev = last.Seq, last.Hash
+	}
+	return l, nil
+}
+
+// lastEntry reads the final line of the log.
+func lastEntry(f *os.File) (*Entry, error) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return nil, err
+	}
+	size := fi.Size()
+	const chunk = 64 << 10
+	start := max(size-chunk, 0)
+	buf := make([]byte, size-start)
+	if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	buf = bytes.TrimRight(buf, "\n")
+	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+		buf = buf[i+1:]
+	} else if start > 0 {
+		return nil, errors.New("last entry longer than 64 KiB")
+	}
+	var e Entry
+	if err := json.Unmarshal(buf, &e); err != nil {
+		return nil, fmt.Errorf("last entry is not valid JSON (the log was cut mid-line?): %v", err)
+	}
+	if h, _ := e.hash(); h != e.Hash {
+		return nil, errors.New("last entry's hash does not match its content")
+	}
+	return &e, nil
+}
+
+// Append adds an entry and returns once it is on disk.
+func (l *Log) Append(event string, fields map[string]any) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("audit log closed")
+	}
+	// Fields are stored as they read back (structs become maps with
+	// sorted keys), so that the hash a verifier recomputes is the same.
+	fields, err := normalize(fields)
+	if err != nil {
+		return err
+	}
+	e := Entry{Seq: l.seq + 1, Time: time.Now().UTC(), Event: event, Fields: fields, Prev: l.prev}
+	h, err := e.hash()
+	if err != nil {
+		return err
+	}
+	e.Hash = h
+	line, err := json.Marshal(&e)
+	if err != nil {
+		return err
+	}
+	l.seq, l.prev = e.Seq, e.Hash
+	l.buf = append(append(l.buf, line...), '\n')
+	mine := l.gen
+	for l.durable <= mine {
+		if l.syncing {
+			l.cond.Wait()
+			continue
+		}
+		// Become the syncer for the batch gathered so far.
+		batch, gen := l.buf, l.gen
+		l.buf, l.gen, l.syncing = nil, l.gen+1, true
+		l.mu.Unlock()
+		_, werr := l.f.Write(batch)
+		if werr == nil {
+			werr = l.f.Sync()
+		}
+		l.mu.Lock()
+		if werr != nil {
+			l.errs[gen] = werr
+		}
+		l.durable, l.syncing = gen+1, false
+		l.cond.Broadcast()
+	}
+	if err, ok := l.errs[mine]; ok {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return nil
+}
+
+func normalize(fields map[string]any) (map[string]any, error) {
+	if fields == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]any
+	err = json.Unmarshal(b, &out)
+	return out, err
+}
+
+// Close closes the log file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	return l.f.Close()
+}
+
+// Report is what Verify found.
+type Report struct {
+	Entries int            `json:"entries"`
+	Events  map[string]int `json:"events"`
+	Last    *Entry         `json:"last,omitempty"`
+	// Serials lists the serials of cert.issue entries, for cross-checking
+	// against the store.
+	Serials map[string]bool `json:"-"`
+}
+
+// Verify reads a log and checks that every entry's hash matches its
+// content, chains to the entry before it, and follows it in sequence.
+func Verify(r io.Reader) (*Report, error) {
+	rep := &Report{Events: map[string]int{}, Serials: map[string]bool{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	prev := genesis
+	for n := 1; sc.Scan(); n++ {
+		var e Entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return rep, fmt.Errorf("line %d: not a valid entry: %v", n, err)
+		}
+		h, err := e.hash()
+		if err != nil {
+			return rep, err
+		}
+		switch {
+		case h != e.Hash:
+			return rep, fmt.Errorf("line %d (seq %d): content does not match its hash: the entry was edited", n, e.Seq)
+		case e.Prev != prev:
+			return rep, fmt.Errorf("line %d (seq %d): does not chain to the line before: an entry was removed, inserted or moved", n, e.Seq)
+		case e.Seq != uint64(n):
+			return rep, fmt.Errorf("line %d: sequence number %d, want %d", n, e.Seq, n)
+		}
+		prev = e.Hash
+		rep.Entries++
+		rep.Events[e.Event]++
+		if e.Event == EventIssue {
+			if s, ok := e.Fields["serial"].(string); ok {
+				rep.Serials[s] = true
+			}
+		}
+		last := e
+		rep.Last = &last
+	}
+	if err := sc.Err(); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}

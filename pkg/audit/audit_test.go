@@ -1,0 +1,99 @@
+package audit
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func writeLog(t *testing.T, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), FileName)
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Append(EventIssue, map[string]any{"serial": fmt.Sprintf("%x", i+1)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	l.Close()
+	return path
+}
+
+func verifyFile(t *testing.T, path string) (*Report, error) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return Verify(f)
+}
+
+func TestConcurrentAppendsChain(t *testing.T) {
+	path := writeLog(t, 200)
+	rep, err := verifyFile(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Entries != 200 || len(rep.Serials) != 200 {
+		t.Fatalf("entries %d serials %d", rep.Entries, len(rep.Serials))
+	}
+	// Reopening continues the chain.
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(EventRevoke, map[string]any{"serial": "1", "reason": 1}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if rep, err := verifyFile(t, path); err != nil || rep.Entries != 201 || rep.Last.Event != EventRevoke {
+		t.Fatalf("after reopen: %v %+v", err, rep)
+	}
+}
+
+func TestTamperingDetected(t *testing.T) {
+	path := writeLog(t, 10)
+	orig, _ := os.ReadFile(path)
+	lines := bytes.SplitAfter(orig, []byte("\n"))
+	lines = lines[:len(lines)-1] // trailing empty
+	cases := map[string][]byte{
+		"edit":    bytes.Join(append(append(append([][]byte{}, lines[:2]...), bytes.Replace(lines[2], []byte(EventIssue), []byte(EventRevoke), 1)), lines[3:]...), nil),
+		"field":   []byte(strings.Replace(string(orig), `"serial":"`, `"serial":"f`, 1)),
+		"delete":  bytes.Join(append(append([][]byte{}, lines[:4]...), lines[5:]...), nil),
+		"reorder": bytes.Join(append(append(append([][]byte{}, lines[:3]...), lines[4], lines[3]), lines[5:]...), nil),
+	}
+	for name, data := range cases {
+		os.WriteFile(path, data, 0o640)
+		if _, err := verifyFile(t, path); err == nil {
+			t.Errorf("%s not detected", name)
+		}
+	}
+	// Deleting the head is caught by the chain too.
+	os.WriteFile(path, bytes.Join(lines[1:], nil), 0o640)
+	if _, err := verifyFile(t, path); err == nil {
+		t.Error("deleting the first entry not detected")
+	}
+}
+
+func TestOpenRefusesBrokenTail(t *testing.T) {
+	path := writeLog(t, 3)
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, data[:len(data)-10], 0o640)
+	if _, err := Open(path); err == nil {
+		t.Fatal("opened a log whose last line was cut")
+	}
+}

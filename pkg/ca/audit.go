@@ -1,0 +1,31 @@
+package ca
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/qpki/qpki/pkg/audit"
+	"github.com/qpki/qpki/pkg/store"
+)
+
+// VerifyAudit checks the CA's audit log: the hash chain, and that every
+// certificate in the store has its issuance entry, which catches a log
+// whose last lines were cut off.
+func (c *CA) VerifyAudit(certs []*store.Cert) (*audit.Report, error) {
+	f, err := os.Open(filepath.Join(c.Dir, audit.FileName))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rep, err := audit.Verify(f)
+	if err != nil {
+		return rep, err
+	}
+	for _, rec := range certs {
+		if !rep.Serials[rec.Serial] {
+			return rep, fmt.Errorf("certificate %s (%s) is in the store but not in the audit log: entries are missing", rec.Serial, rec.Subject)
+		}
+	}
+	return rep, nil
+}
