@@ -218,6 +218,9 @@ func backoff(delivered uint64) time.Duration {
 func (w *worker) sign(ctx context.Context, job queue.Job) ([]byte, error) {
 	switch job.Kind {
 	case jobspec.KindIssue:
+		if jobspec.IsKeygen(job.Payload) {
+			return w.keygen(ctx, job)
+		}
 		return w.issue(ctx, job)
 	case jobspec.KindCRL:
 		return w.crl(ctx, job)
