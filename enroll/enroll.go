@@ -65,6 +65,8 @@ type Publisher interface {
 type Service struct {
 	CA    *ca.CA
 	Queue Publisher
+	// Observer, when set, is told of each new job (metrics).
+	Observer Observer
 
 	store     store.Store
 	jobs      store.JobStore
@@ -217,6 +219,19 @@ func (s *Service) checkIssue(r Request) (*jobspec.Issue, error) {
 }
 
 func (s *Service) publish(ctx context.Context, id string, r Request, payload []byte) error {
+	err := s.send(ctx, id, r, payload)
+	if err == nil && s.Observer != nil {
+		s.Observer.JobSubmitted(r.Kind, r.Profile, r.Class)
+	}
+	return err
+}
+
+// send publishes a job; the request id comes from r or else from ctx (the
+// front-end's request).
+func (s *Service) send(ctx context.Context, id string, r Request, payload []byte) error {
+	if r.RequestID == "" {
+		r.RequestID = RequestID(ctx)
+	}
 	return s.Queue.PublishJob(ctx, queue.Job{
 		V: queue.JobVersion, ID: id, CA: s.caName, Kind: r.Kind, Class: r.Class,
 		Submitted: time.Now().UTC(), RequestID: r.RequestID, Payload: payload,
@@ -231,7 +246,7 @@ func (s *Service) republish(ctx context.Context, old *store.Job, r Request, _ *j
 		return nil
 	}
 	r.Class = old.Class
-	return s.publish(ctx, old.ID, r, old.Payload)
+	return s.send(ctx, old.ID, r, old.Payload)
 }
 
 func requestHash(kind, profile string, vars map[string]any, csr, pub []byte) string {

@@ -1,0 +1,25 @@
+package enroll
+
+import "context"
+
+// Observer learns of each new job that enroll publishes, for metrics. Its
+// method must be fast and safe for concurrent use; a republished job (a
+// client's retry) is not reported again.
+type Observer interface {
+	JobSubmitted(kind, profile, class string)
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns a context that carries the id of the front-end
+// request being served. Submit puts it on the job when Request.RequestID is
+// empty, so that the worker's and the recorder's log lines name it.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id ctx carries, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
