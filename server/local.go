@@ -75,6 +75,7 @@ func (s *Server) startLocal() error {
 	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
 	mux.HandleFunc("POST /v1/revoke", s.revoke)
 	mux.HandleFunc("GET /v1/queue", s.queueStatus)
+	mux.HandleFunc("GET /v1/backup", s.backupHandler)
 	s.local = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.local.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -254,11 +255,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) (in
 		return 0, err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return resp.StatusCode, errors.New(e.Error)
-		}
-		return resp.StatusCode, fmt.Errorf("qpki server: %s", resp.Status)
+		return resp.StatusCode, errorBody(resp.Status, data)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -311,4 +308,18 @@ func (c *Client) QueueStatus(ctx context.Context) (json.RawMessage, error) {
 	var out json.RawMessage
 	_, err := c.do(ctx, http.MethodGet, "/v1/queue", nil, &out)
 	return out, err
+}
+
+// errorBody turns a local API error answer into an error.
+func errorBody(status string, data []byte) error {
+	var e struct{ Error string }
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	return fmt.Errorf("qpki server: %s", status)
+}
+
+func errorFrom(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return errorBody(resp.Status, data)
 }

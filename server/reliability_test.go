@@ -319,3 +319,5 @@ func TestCLIWhileServeRuns(t *testing.T) {
 	}
 	e.stopAll(t)
 }
+
+var execCommand = exec.Command

@@ -32,6 +32,6 @@ files or in an HSM, with classical, post-quantum and hybrid algorithms.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newKeyCmd(), newCSRCmd(), newCACmd(), newCertCmd(), newCRLCmd(), newProfileCmd(),
-		newServeCmd(), newWorkerCmd(), newBatchCmd(), newQueueCmd(), newCOSECmd(), newAuditCmd())
+		newServeCmd(), newWorkerCmd(), newBatchCmd(), newQueueCmd(), newCOSECmd(), newAuditCmd(), newBackupCmd(), newRestoreCmd())
 	return root
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/qpki/qpki/pkg/atomicfile"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/profile"
+	"github.com/qpki/qpki/pkg/store"
 )
 
 // defaultCADir is ./ca unless QPKI_CA_DIR says otherwise.
@@ -151,3 +152,5 @@ func randomID() string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+var storeFilterAll = store.Filter{}

@@ -268,3 +268,17 @@ func EncodeCerts(certs ...*x509.Certificate) []byte {
 	}
 	return out
 }
+
+// SnapshotStore writes a consistent copy of the store (one read
+// transaction) while the CA keeps working.
+func (c *CA) SnapshotStore(w io.Writer) error {
+	st, err := c.Store()
+	if err != nil {
+		return err
+	}
+	s, ok := st.(interface{ Snapshot(io.Writer) error })
+	if !ok {
+		return errors.New("this store cannot be snapshotted")
+	}
+	return s.Snapshot(w)
+}

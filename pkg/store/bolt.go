@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"time"
 
@@ -191,4 +192,13 @@ func (s *Bolt) NextCRLNumber() (*big.Int, error) {
 		return b.Put(keyCRLNumber, n.Bytes())
 	})
 	return n, err
+}
+
+// Snapshot writes a consistent copy of the whole store, taken in one read
+// transaction, while writers go on.
+func (s *Bolt) Snapshot(w io.Writer) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(w)
+		return err
+	})
 }
