@@ -134,7 +134,7 @@ func now(t time.Time) time.Time {
 
 // newVersion creates a version's keys under stage and its certificate:
 // self-signed, signed by a local parent, or a CSR for an external parent.
-func (c *CA) newVersion(stage, name string, pol *policy, vars map[string]any, spec KeySpec, parent *CA, parentKeys KeyOptions, t time.Time) (*Version, error) {
+func (c *CA) newVersion(stage, name string, pol *policy, vars map[string]any, spec KeySpec, parent *CA, parentKeys KeyOptions, t time.Time) (_ *Version, err error) {
 	typ, backend, err := backendFor(spec)
 	if err != nil {
 		return nil, err
@@ -143,6 +143,11 @@ func (c *CA) newVersion(stage, name string, pol *policy, vars map[string]any, sp
 	own := x509x.Issuer{PSS: pol.pss}
 	var keyClosers closers
 	defer keyClosers.Close()
+	defer func() {
+		if err != nil {
+			discardKeys(keyClosers) // no orphan keys in the HSM
+		}
+	}()
 	keyAlgs, algos := versionKeyAlgorithms(pol, typ)
 	v.Algos = algos
 	for i, a := range keyAlgs {

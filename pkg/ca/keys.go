@@ -32,6 +32,10 @@ type KeySpec struct {
 	ID    []byte
 	// UseExisting finds the key in the HSM instead of generating it.
 	UseExisting bool
+	// HSMAccess, when set, is the config that reaches the token from this
+	// machine, while the metadata records HSMConfig (a rotation with
+	// --hsm-config on a machine whose module path differs).
+	HSMAccess string
 }
 
 // Backend creates and opens keys of one storage type. Software keys are

@@ -60,9 +60,7 @@ func (c *CA) Rotate(o RotateOptions) (string, error) {
 	if _, ok := o.Vars["cn"]; !ok {
 		o.Vars["cn"] = c.Meta.Subject.CommonName
 	}
-	if o.Key.HSMConfig == "" && old != nil {
-		inheritHSM(&o.Key, old, c.Dir)
-	}
+	inheritHSM(&o.Key, c.Meta, c.Dir, o.Keys.HSMConfig)
 	var parent *CA
 	if c.Meta.Parent != nil && c.Meta.Parent.CADir != "" {
 		pdir := c.Meta.Parent.CADir
@@ -128,20 +126,6 @@ func (c *CA) Rotate(o RotateOptions) (string, error) {
 	return name, c.finishVersion(c.Dir, c.Meta.Active)
 }
 
-// inheritHSM keeps a rotated HSM CA's new key in the same HSM.
-func inheritHSM(spec *KeySpec, old *Version, dir string) {
-	for _, k := range old.Keys {
-		if k.Storage.Type == "pkcs11" {
-			cfg := k.Storage.Config
-			if !filepath.IsAbs(cfg) {
-				cfg = filepath.Join(dir, cfg)
-			}
-			spec.HSMConfig, spec.Label = cfg, k.Storage.Label
-			return
-		}
-	}
-}
-
 func (c *CA) switchActive(name string, t time.Time) {
 	ts := t.UTC().Truncate(time.Second)
 	if prev, ok := c.Meta.Versions[c.Meta.Active]; ok && c.Meta.Active != name {
@@ -169,7 +153,7 @@ func (c *CA) crossSign(stage, newName, oldName string, nv *Version, pol *policy,
 		return nil, fmt.Errorf("cross-sign with %s: %w", oldName, err)
 	}
 	defer oldClose.Close()
-	newIss, newClose, err := openIssuer(stage, nv, keys)
+	newIss, newClose, err := openIssuer(stage, nv, stagedKeyOptions(stage, c.Dir, nv, keys))
 	if err != nil {
 		// the new version's key files are still in the staging dir
 		return nil, fmt.Errorf("cross-sign with %s: %w", newName, err)
