@@ -137,12 +137,12 @@ func rawRate(b *testing.B, c *ca.CA, n int) float64 {
 	return float64(n*per) / time.Since(start).Seconds()
 }
 
-func benchCSR(b *testing.B, name string) []byte {
+func benchCSR(b testing.TB, name string) []byte {
 	priv, _ := algo.GenerateKey(algo.ECDSAP256, rand.Reader)
 	s, _ := algo.NewSigner(priv, algo.ECDSAP256)
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}}, s)
 	if err != nil {
-		b.Fatal(err)
+		panic(err)
 	}
 	return der
 }

@@ -30,8 +30,10 @@ type Frontend interface {
 type Server struct {
 	Core    *Core
 	Addr    string // the HTTPS listener's address, once HTTPSReady is closed
+	CRLAddr string // the plain HTTP CRL listener's address, if any
 	fronts  []Frontend
 	httpsUp chan struct{}
+	crlHTTP *http.Server
 	mu      sync.Mutex
 	https   *http.Server
 	local   *http.Server
@@ -60,6 +62,16 @@ func Start(ctx context.Context, cfg Config, fronts ...Frontend) (*Server, error)
 	if err := s.startLocal(); err != nil {
 		core.Stop()
 		return nil, err
+	}
+	if cfg.PublishCRL {
+		core.startCRLPublisher(core.ctx, time.Duration(max(cfg.CRLDays, 1))*24*time.Hour, cfg.CRLOnRevoke)
+	}
+	if cfg.CRLListen != "" {
+		if err := s.startCRLListener(cfg.CRLListen); err != nil {
+			s.local.Close()
+			core.Stop()
+			return nil, err
+		}
 	}
 	if cfg.Workers == 0 && cfg.TLSCert == "" {
 		// The listener's certificate is signed by a worker process that
@@ -95,6 +107,7 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
+	mux.HandleFunc("GET "+CRLPath, s.Core.crlHandler)
 	for _, f := range fronts {
 		if err := f.Mount(mux, s.Core.Enroll); err != nil {
 			return err
@@ -168,6 +181,9 @@ func (s *Server) Shutdown() {
 	if s.local != nil {
 		s.local.Shutdown(ctx)
 		os.Remove(s.sock)
+	}
+	if s.crlHTTP != nil {
+		s.crlHTTP.Shutdown(ctx)
 	}
 	for _, f := range s.fronts {
 		if c, ok := f.(io.Closer); ok {

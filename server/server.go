@@ -40,6 +40,15 @@ type Config struct {
 	TLSCert   string `yaml:"tls_cert"`
 	TLSKey    string `yaml:"tls_key"`
 
+	// PublishCRL keeps the CA's CRL fresh (regenerated through the queue
+	// at half its life) and serves it at CRLPath.
+	PublishCRL  bool `yaml:"publish_crl"`
+	CRLDays     int  `yaml:"crl_days"`
+	CRLOnRevoke bool `yaml:"crl_on_revoke"`
+	// CRLListen also serves the CRL over plain HTTP, where
+	// crlDistributionPoints URLs usually point.
+	CRLListen string `yaml:"crl_listen"`
+
 	// Keys unlocks the CA's keys (passphrase from the environment).
 	Keys ca.KeyOptions `yaml:"-"`
 	// Consume shapes the job consumers.
@@ -70,6 +79,7 @@ type Core struct {
 	Enroll *enroll.Service
 	cfg    Config
 
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -99,7 +109,7 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	core := &Core{CA: c, Queue: q, Enroll: svc, cfg: cfg, cancel: cancel}
+	core := &Core{CA: c, Queue: q, Enroll: svc, cfg: cfg, ctx: ctx, cancel: cancel}
 	name := enroll.QueueName(c)
 	core.wg.Add(1)
 	go func() {

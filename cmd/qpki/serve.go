@@ -67,6 +67,13 @@ func loadConfig(cmd *cobra.Command, path string, cfg *server.Config) error {
 	set("hsm-config", &cfg.HSMConfig, file.HSMConfig)
 	set("tls-cert", &cfg.TLSCert, file.TLSCert)
 	set("tls-key", &cfg.TLSKey, file.TLSKey)
+	set("crl-listen", &cfg.CRLListen, file.CRLListen)
+	if !cmd.Flags().Changed("crl-days") && file.CRLDays != 0 {
+		cfg.CRLDays = file.CRLDays
+	}
+	if !cmd.Flags().Changed("crl-on-revoke") && file.CRLOnRevoke {
+		cfg.CRLOnRevoke = true
+	}
 	if !cmd.Flags().Changed("workers") && file.Workers != 0 {
 		cfg.Workers = file.Workers
 	}
@@ -144,6 +151,10 @@ runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
 	fl.StringVar(&configFile, "config", "", "YAML file with any of these settings")
 	fl.StringVar(&passEnv, "passphrase-env", "QPKI_CA_PASSPHRASE", "environment variable with the CA key passphrase")
 	fl.StringVar(&logFormat, "log-format", "text", "text or json")
+	fl.BoolVar(&cfg.PublishCRL, "crl-publish", true, "keep the CA's CRL fresh and serve it at "+server.CRLPath)
+	fl.IntVar(&cfg.CRLDays, "crl-days", 7, "validity of published CRLs, in days (regenerated at half-life)")
+	fl.BoolVar(&cfg.CRLOnRevoke, "crl-on-revoke", false, "regenerate the CRL right after each revocation")
+	fl.StringVar(&cfg.CRLListen, "crl-listen", "", "also serve the CRL over plain HTTP on this address (e.g. :8080)")
 	addNATSFlags(cmd, &cfg)
 	for _, f := range frontends {
 		f.flags(cmd)

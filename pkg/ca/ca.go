@@ -19,6 +19,9 @@ import (
 type CA struct {
 	Dir  string
 	Meta *Meta
+	// OnRevoke, when set, is called after each revocation (a server
+	// publishing CRLs at once).
+	OnRevoke func(*store.Cert)
 
 	mu       sync.Mutex
 	store    store.Store

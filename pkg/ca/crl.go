@@ -76,7 +76,11 @@ func (c *CA) Revoke(serial string, reason int, t time.Time) (*store.Cert, error)
 	if err := c.Audit(audit.EventRevoke, map[string]any{"serial": rec.Serial, "subject": rec.Subject, "reason": ReasonName(reason)}); err != nil {
 		return nil, err
 	}
-	return st.Revoke(n, store.Revocation{Time: now(t).UTC().Truncate(time.Second), Reason: reason})
+	rec, err = st.Revoke(n, store.Revocation{Time: now(t).UTC().Truncate(time.Second), Reason: reason})
+	if err == nil && c.OnRevoke != nil {
+		c.OnRevoke(rec)
+	}
+	return rec, err
 }
 
 // CRLOptions controls GenerateCRL.
