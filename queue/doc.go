@@ -9,7 +9,8 @@
 // file store in <data dir>/nats, listening on 127.0.0.1 only. A user and
 // password are generated at first start and kept in
 // <data dir>/nats/credentials.json (mode 0600, written atomically); the
-// URL of the running server is in <data dir>/nats/server.json. Another
+// server's URL is in <data dir>/nats/server.json, and a restart reuses
+// its port so that connected workers find it again. Another
 // local process (qpki worker) reaches it with
 // Connect(ctx, Options{EmbeddedDataDir: dir}). A lock file keeps a second
 // embedded server off the same store.

@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -32,6 +35,9 @@ type credentials struct {
 	Password string `json:"password"`
 }
 
+// serverInfo records the URL of the embedded server. It stays after the
+// server stops: the next start reuses the port, so that workers connected
+// to it find it again when it comes back.
 type serverInfo struct {
 	URL     string    `json:"url"`
 	PID     int       `json:"pid"`
@@ -120,6 +126,34 @@ func readServerInfo(dir string) (serverInfo, error) {
 	return si, nil
 }
 
+// choosePort returns the port to listen on: the one asked for, else the
+// one the previous start used when it is free, else a random one.
+func choosePort(dir string, asked int) (int, error) {
+	if asked != 0 {
+		if !portFree(asked) {
+			return 0, fmt.Errorf("queue: port %d on 127.0.0.1 is in use", asked)
+		}
+		return asked, nil
+	}
+	if si, err := readServerInfo(dir); err == nil {
+		if u, err := url.Parse(si.URL); err == nil {
+			if p, err := strconv.Atoi(u.Port()); err == nil && p > 0 && portFree(p) {
+				return p, nil
+			}
+		}
+	}
+	return server.RANDOM_PORT, nil
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
 // embeddedServer is a running in-process nats-server.
 type embeddedServer struct {
 	srv   *server.Server
@@ -149,9 +183,9 @@ func startEmbedded(o Options, logServer bool) (*embeddedServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	port := o.Port
-	if port == 0 {
-		port = server.RANDOM_PORT
+	port, err := choosePort(dir, o.Port)
+	if err != nil {
+		return nil, err
 	}
 	sopts := &server.Options{
 		ServerName: "qpki-embedded",
@@ -176,7 +210,7 @@ func startEmbedded(o Options, logServer bool) (*embeddedServer, error) {
 		e.srv.SetLoggerV2(serverLogger{o.Logger}, false, false, false)
 	}
 	go e.srv.Start()
-	if !e.srv.ReadyForConnections(30 * time.Second) {
+	if !e.srv.ReadyForConnections(10 * time.Second) {
 		return nil, errors.New("queue: embedded NATS server did not become ready")
 	}
 	e.url = e.srv.ClientURL()
@@ -194,7 +228,6 @@ func (e *embeddedServer) stop() {
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
 		e.srv = nil
-		os.Remove(filepath.Join(e.dir, serverInfoName))
 	}
 	if e.lock != nil {
 		unlockDir(e.lock)

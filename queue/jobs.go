@@ -177,6 +177,10 @@ func (c *JobConsumer) Next(ctx context.Context) (*Delivery, error) {
 			return nil, ErrClosed
 		}
 		m, err := c.take()
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+			errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("queue: jobs of CA %s: %w", c.ca, err)
+		}
 		if err != nil {
 			c.q.log.Debug("queue: fetching jobs", "ca", c.ca, "err", err)
 			if err := c.sleep(ctx, backoff); err != nil {
@@ -194,8 +198,8 @@ func (c *JobConsumer) Next(ctx context.Context) (*Delivery, error) {
 		}
 		d, err := c.admit(ctx, m)
 		if err != nil {
-			// The job stays unacked and comes back after AckWait.
 			c.q.log.Warn("queue: settling a job", "ca", c.ca, "subject", m.Subject(), "err", err)
+			m.NakWithDelay(time.Second)
 			continue
 		}
 		if d != nil {

@@ -563,9 +563,25 @@ func (q *Queue) deadLetter(ctx context.Context, m jetstream.Msg, job *Job, trust
 			d.Raw = m.Data()
 		}
 	}
+	d.Error = truncate(d.Error, maxErrorLen)
 	data, err := json.Marshal(&d)
 	if err != nil {
 		return err
+	}
+	if len(data) > q.maxMsg {
+		// Keep the record, not the bulk: a dead letter that cannot be
+		// stored would leave the job coming back for ever.
+		if d.Job != nil {
+			j := *d.Job
+			j.Payload = json.RawMessage(fmt.Sprintf(`"omitted: %d bytes"`, len(j.Payload)))
+			d.Job = &j
+		}
+		if len(d.Raw) > 1024 {
+			d.Raw = d.Raw[:1024]
+		}
+		if data, err = json.Marshal(&d); err != nil {
+			return err
+		}
 	}
 	if err := q.publishOnce(ctx, StreamDead, DeadSubject(ca, id), id, data); err != nil {
 		return err
@@ -575,7 +591,7 @@ func (q *Queue) deadLetter(ctx context.Context, m jetstream.Msg, job *Job, trust
 			JobID:      job.ID,
 			CA:         job.CA,
 			Kind:       job.Kind,
-			Error:      fmt.Sprintf("dead letter after %d deliveries: %s", deliveries, cause),
+			Error:      fmt.Sprintf("dead letter after %d deliveries: %s", deliveries, d.Error),
 			DeadLetter: true,
 		})
 		if err != nil {
@@ -584,4 +600,14 @@ func (q *Queue) deadLetter(ctx context.Context, m jetstream.Msg, job *Job, trust
 	}
 	q.log.Warn("queue: job moved to dead letters", "id", id, "subject", m.Subject(), "deliveries", deliveries, "err", cause)
 	return m.TermWithReason("dead letter")
+}
+
+// maxErrorLen bounds an error kept in a dead letter.
+const maxErrorLen = 4 << 10
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }

@@ -694,3 +694,77 @@ func waitFor(t testing.TB, cond func() bool, what string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestDeadLetterOfLargestJob(t *testing.T) {
+	q := startQueue(t, t.TempDir())
+	ctx := testContext(t)
+	j := testJob("huge", ClassBatch)
+	j.Payload = json.RawMessage(`"` + strings.Repeat("a", DefaultMaxMsgSize-400) + `"`)
+	if err := q.PublishJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	jc, err := q.Jobs(ctx, "root", ConsumeOptions{MaxDeliver: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jc.Close()
+	d, err := jc.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Retry(ctx, errors.New(strings.Repeat("e", 10000)), 0); err != nil {
+		t.Fatal(err)
+	}
+	dl, err := q.LookupDeadLetter(ctx, "root", "huge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl.Job == nil || !strings.HasPrefix(string(dl.Job.Payload), `"omitted: `) || len(dl.Error) > maxErrorLen+8 {
+		t.Fatalf("dead letter: payload %.40s, error of %d bytes", dl.Job.Payload, len(dl.Error))
+	}
+	if r, err := q.LookupResult(ctx, "root", "huge"); err != nil || !r.DeadLetter {
+		t.Fatalf("result = %+v, %v", r, err)
+	}
+}
+
+// TestWorkerSurvivesServerRestart: a worker connected through the data
+// dir reconnects when the serving process restarts the embedded server,
+// which comes back on the same port.
+func TestWorkerSurvivesServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := testContext(t)
+	q, err := Start(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := q.URL()
+	worker, err := Connect(ctx, Options{EmbeddedDataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer worker.Close()
+	jc, err := worker.Jobs(ctx, "root", ConsumeOptions{PollWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+
+	q = startQueue(t, dir)
+	if q.URL() != url {
+		t.Fatalf("restarted on %s, was %s", q.URL(), url)
+	}
+	if err := q.PublishJob(ctx, testJob("after-restart", ClassInteractive)); err != nil {
+		t.Fatal(err)
+	}
+	d, err := jc.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	d.Ack()
+	if _, err := q.LookupResult(ctx, "root", "after-restart"); err != nil {
+		t.Fatal(err)
+	}
+}

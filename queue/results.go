@@ -38,10 +38,15 @@ func (q *Queue) ResultBatches(ctx context.Context, ca string, maxBatch int, hand
 	if maxBatch < 1 || maxBatch > 10000 {
 		return errors.New("queue: result batch size must be between 1 and 10000")
 	}
+	// Add to loops under mu, where Close cannot be between closing and
+	// waiting for the loops.
+	q.mu.Lock()
 	if q.isClosed() {
+		q.mu.Unlock()
 		return ErrClosed
 	}
 	q.loops.Add(1)
+	q.mu.Unlock()
 	defer q.loops.Done()
 
 	cons, err := q.results.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
