@@ -188,8 +188,12 @@ func coseRequestHash(req cose.SignRequest) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// recordCOSE stores a signed message as its job's result.
-func (s *Service) recordCOSE(r queue.Result) error {
+// auditCOSE is the audit event of a signed COSE message or CWT.
+// TODO: move to pkg/audit beside the other event kinds.
+const auditCOSE = "cose.sign"
+
+// recordCOSE audits a signed message and stores it as its job's result.
+func (s *Service) recordCOSE(j *store.Job, r queue.Result) error {
 	var res jobspec.COSEResult
 	if err := jobspec.Decode(r.Payload, &res); err != nil {
 		return s.fail(r.JobID, err)
@@ -197,6 +201,32 @@ func (s *Service) recordCOSE(r queue.Result) error {
 	if len(res.Message) == 0 {
 		return s.fail(r.JobID, errors.New("the worker returned an empty COSE message"))
 	}
+	if err := s.CA.Audit(auditCOSE, coseFields(j, &res)); err != nil {
+		return err
+	}
 	_, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.Message, nil)
 	return err
+}
+
+// coseFields describes a signed message for the audit log: what a token
+// says about whom, and the message's hash; never its payload.
+func coseFields(j *store.Job, res *jobspec.COSEResult) map[string]any {
+	sum := sha256.Sum256(res.Message)
+	f := map[string]any{"job_id": j.ID, "ca_version": res.CAVersion, "sha256": hex.EncodeToString(sum[:])}
+	var spec jobspec.COSE
+	if jobspec.Decode(j.Payload, &spec) != nil {
+		return f
+	}
+	req := &spec.Request
+	f["type"] = string(req.Type)
+	if c := req.Claims; c != nil {
+		f["iss"], f["sub"], f["aud"] = c.Issuer, c.Subject, c.Audience
+		f["iat"], f["cti"] = c.IssuedAt, hex.EncodeToString(c.CTI)
+		if !c.Expiry.IsZero() {
+			f["exp"] = c.Expiry
+		}
+	} else {
+		f["payload_bytes"] = len(req.Payload)
+	}
+	return f
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/cose"
 	"github.com/qpki/qpki/pkg/jobspec"
@@ -154,6 +156,19 @@ func TestCOSEThroughQueue(t *testing.T) {
 			m = verifyToken(t, p.ca, res.DER, cose.VerifyOptions{Type: cose.TypeSign1})
 			if string(m.Payload) != `{"hello":"world"}` || m.Protected.ContentType != "application/json" {
 				t.Errorf("sign1: payload %q, content type %v", m.Payload, m.Protected.ContentType)
+			}
+
+			// Both are in the CA's audit log, the token by its cti.
+			log, err := os.ReadFile(filepath.Join(p.ca.Dir, audit.FileName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := audit.Verify(bytes.NewReader(log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Events["cose.sign"] != 2 || !bytes.Contains(log, []byte(hex.EncodeToString(c.CTI))) {
+				t.Errorf("audit log: events %v, cti %x logged: %v", rep.Events, c.CTI, bytes.Contains(log, []byte(hex.EncodeToString(c.CTI))))
 			}
 		})
 	}

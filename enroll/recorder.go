@@ -76,7 +76,7 @@ func (s *Service) Record(r queue.Result) error {
 			return err
 		}
 	case jobspec.KindCOSE:
-		if err := s.recordCOSE(r); err != nil {
+		if err := s.recordCOSE(j, r); err != nil {
 			return err
 		}
 	default:
