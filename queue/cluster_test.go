@@ -119,5 +119,10 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	if r, _ := q.LookupResult(ctx, "root", "c0"); !r.OK {
 		t.Fatal("the late failure replaced the first result")
 	}
+	// The lost node comes back on its ports and store and catches up.
 	c.Restart(killed)
+	c.WaitReady()
+	if c.Server(killed) == nil {
+		t.Fatal("node did not restart")
+	}
 }
