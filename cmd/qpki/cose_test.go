@@ -209,7 +209,8 @@ func TestCOSEWithCAKey(t *testing.T) {
 }
 
 // A key in an HSM (SoftHSM2) signs with its certificate, or with
-// --algorithm and no certificate; the PIN comes from pin_env only.
+// --algorithm and no certificate, and so does a CA whose key is in the
+// HSM; the PIN comes from pin_env only.
 func TestCOSEWithHSMKey(t *testing.T) {
 	env := hsmtest.Get(t)
 	d := t.TempDir()
@@ -241,6 +242,15 @@ func TestCOSEWithHSMKey(t *testing.T) {
 	}
 	fails(t, d, "needs its certificate", "cose", "sign", "--hsm-config", cfg, "--key-label", "cose-signer", "--sub", "x", "-o", "x.cbor")
 	fails(t, d, "needs --hsm-config", "cose", "sign", "--key-label", "cose-signer", "--algorithm", "ecdsa-p256", "-o", "x.cbor")
+	// A CA whose key is in the HSM signs tokens through its pipeline.
+	tokenCA := writeProfile(t, d, "ec/root-ca", "token-ca.yaml",
+		`(?m)^algorithm: .*$`, "algorithm: ecdsa-p256", `(?m)^name: .*$`, "name: test/token-ca",
+		`values: \[keyCertSign, cRLSign\]`, "values: [digitalSignature, keyCertSign, cRLSign]")
+	ok(t, d, "ca", "init", "--profile", tokenCA, "--var", "cn=HSM Token CA", "--ca-dir", "htca", "--hsm-config", cfg, "--key-label", "cose-ca")
+	ok(t, d, "cose", "sign", "--ca-dir", "htca", "--sub", "from-hsm-ca", "-o", "c.cbor")
+	if out := ok(t, d, "cose", "verify", "c.cbor", "--ca", "htca/ca.crt"); !strings.Contains(out, "ES256: CN=HSM Token CA") {
+		t.Errorf("verify:\n%s", out)
+	}
 	r := run(t, d, []string{hsmtest.PINEnv + "=wrong-pin-4f1e"}, "cose", "sign", "--hsm-config", cfg, "--key-label", "cose-signer", "--cert", "hsm.crt", "-o", "x.cbor")
 	if r.code == 0 || strings.Contains(r.stderr, "wrong-pin-4f1e") || strings.Contains(r.stderr, hsmtest.PIN) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("wrong PIN: exit %d, stderr %q", r.code, r.stderr)
