@@ -96,6 +96,9 @@ func (c *CA) Prepare(req IssueRequest) (*Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := pol.checkAltKey(req.AltPublicKey); err != nil {
+		return nil, err
+	}
 	tmpl.SubjectKeyId, err = subjectKeyID(pub)
 	if err != nil {
 		return nil, err

@@ -118,3 +118,24 @@ func (pol *policy) apply(vars map[string]any, csr *x509.CertificateRequest, pub 
 	}
 	return pol.p.Apply(in)
 }
+
+// checkAltKey checks a Catalyst subject's alternative key against the
+// profile: only a catalyst profile certifies one, of an allowed algorithm.
+func (pol *policy) checkAltKey(alt crypto.PublicKey) error {
+	if alt == nil {
+		return nil
+	}
+	a, err := algo.Of(alt)
+	if err != nil {
+		return fmt.Errorf("alternative key: %v", err)
+	}
+	if pol.p.Mode != profile.ModeCatalyst {
+		return fmt.Errorf("profile %s: an alternative %s key needs a catalyst profile", pol.name, a)
+	}
+	for _, ok := range pol.p.AllowedAltAlgorithms {
+		if ok == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("profile %s: alternative key algorithm %s is not allowed", pol.name, a)
+}

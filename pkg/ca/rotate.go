@@ -220,7 +220,13 @@ func link(subject *x509.Certificate, iss x509x.Issuer, t time.Time) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	return x509x.CreateCertificate(rand.Reader, tmpl, pub, nil, iss)
+	// A Catalyst CA's link keeps its alternative key, which verifies the
+	// alternative signatures of what that CA issued.
+	altPub, err := x509x.AltPublicKey(subject)
+	if err != nil {
+		return nil, err
+	}
+	return x509x.CreateCertificate(rand.Reader, tmpl, pub, altPub, iss)
 }
 
 func mustReadCert(path string) []byte {
