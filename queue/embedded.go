@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Files under <data dir>/nats.
@@ -187,12 +188,18 @@ func startEmbedded(o Options, logServer bool) (*embeddedServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The server keeps only a bcrypt hash of the password (it would warn
+	// about a plaintext one); clients send the password from the file.
+	hash, err := bcrypt.GenerateFromPassword([]byte(e.creds.Password), bcrypt.MinCost)
+	if err != nil {
+		return nil, err
+	}
 	sopts := &server.Options{
 		ServerName: "qpki-embedded",
 		Host:       "127.0.0.1",
 		Port:       port,
 		Username:   e.creds.User,
-		Password:   e.creds.Password,
+		Password:   string(hash),
 		JetStream:  true,
 		StoreDir:   dir,
 		SyncAlways: o.SyncAlways,
