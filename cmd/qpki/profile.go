@@ -57,6 +57,7 @@ func newProfileListCmd() *cobra.Command {
 
 func newProfileShowCmd() *cobra.Command {
 	var dir string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:     "show NAME",
 		Short:   "Print a profile's YAML (the CA dir's override when there is one)",
@@ -67,11 +68,21 @@ func newProfileShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				vars := make([]string, len(p.Variables))
+				for i, v := range p.Variables {
+					vars[i] = v.Name
+				}
+				return printJSON(os.Stdout, map[string]any{"name": p.Name, "description": p.Description, "source": p.Source,
+					"algorithms": p.Algorithms, "mode": p.Mode, "ca": p.IsCA(), "validity": profile.FormatDuration(p.Validity),
+					"variables": vars, "lint": p.Lint, "yaml": string(p.Raw)})
+			}
 			_, err = os.Stdout.Write(p.Raw)
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&dir, "ca-dir", "", "CA dir whose profiles/ overrides built-ins")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	return cmd
 }
 
