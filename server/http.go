@@ -39,6 +39,7 @@ type Server struct {
 	local   *http.Server
 	sock    string
 	done    chan error
+	certs   certCache // the status page's view of the store
 }
 
 // SocketPath is where the local API of the server holding caDir listens.
@@ -107,6 +108,9 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", s.Core.Metrics.Handler())
+	mux.HandleFunc("GET /status", s.statusPage)
+	mux.HandleFunc("GET /status.json", s.statusJSON)
 	mux.HandleFunc("GET "+CRLPath, s.Core.crlHandler)
 	for _, f := range fronts {
 		if err := f.Mount(mux, s.Core.Enroll); err != nil {
@@ -121,7 +125,7 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Addr = ln.Addr().String()
-	s.https = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	s.https = &http.Server{Handler: s.observe(mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 			// Client certificates are asked for, never required: EST checks
 			// them per endpoint, ACME and the health checks ignore them.

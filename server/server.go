@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/metrics"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/queue"
 	"github.com/qpki/qpki/worker"
@@ -54,6 +55,11 @@ type Config struct {
 	// Consume shapes the job consumers.
 	Consume queue.ConsumeOptions `yaml:"-"`
 	Log     *slog.Logger         `yaml:"-"`
+	// Metrics collects the process's metrics (a fresh set when nil).
+	Metrics *metrics.Metrics `yaml:"-"`
+	// SampleEvery is how often the status page's chart reads the queue
+	// (DefaultSampleEvery when 0).
+	SampleEvery time.Duration `yaml:"-"`
 }
 
 func (c *Config) defaults() {
@@ -66,6 +72,9 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.New()
+	}
 	if c.HSMConfig != "" {
 		c.Keys.HSMConfig = c.HSMConfig
 	}
@@ -77,7 +86,10 @@ type Core struct {
 	CA     *ca.CA
 	Queue  *queue.Queue
 	Enroll *enroll.Service
-	cfg    Config
+	// Metrics is where the pipeline reports (served at /metrics).
+	Metrics *metrics.Metrics
+	cfg     Config
+	samples *sampler // the queue's recent readings, for the status page
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -109,8 +121,16 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	core := &Core{CA: c, Queue: q, Enroll: svc, cfg: cfg, ctx: ctx, cancel: cancel}
+	core := &Core{CA: c, Queue: q, Enroll: svc, cfg: cfg, ctx: ctx, cancel: cancel,
+		Metrics: cfg.Metrics, samples: newSampler(cfg.SampleEvery)}
+	svc.Observer = cfg.Metrics
+	cfg.Metrics.WatchQueue(core.queueSnapshot, 2*time.Second)
 	name := enroll.QueueName(c)
+	core.wg.Add(1)
+	go func() {
+		defer core.wg.Done()
+		core.sample(ctx)
+	}()
 	core.wg.Add(1)
 	go func() {
 		defer core.wg.Done()
@@ -125,7 +145,7 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 		go func() {
 			defer core.wg.Done()
 			err := worker.Run(ctx, c, q, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Keys: cfg.Keys,
-				Consume: cfg.Consume, Log: cfg.Log, QueueName: name, Ready: ready})
+				Consume: cfg.Consume, Log: cfg.Log, QueueName: name, Ready: ready, Observer: cfg.Metrics})
 			if err != nil {
 				core.fail(fmt.Errorf("workers: %w", err))
 			}
@@ -148,6 +168,7 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 // that the store coalesces them into a few transactions; each Record is
 // idempotent, so a failed batch is simply offered again.
 func (core *Core) record(rs []queue.Result) error {
+	began := time.Now()
 	errs := make([]error, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
@@ -158,6 +179,7 @@ func (core *Core) record(rs []queue.Result) error {
 		}()
 	}
 	wg.Wait()
+	core.observeRecorded(rs, errs, began)
 	return errors.Join(errs...)
 }
 

@@ -45,11 +45,11 @@ func (l *Local) PublishJob(ctx context.Context, job queue.Job) error {
 		return ctx.Err()
 	}
 	defer func() { l.sessions <- w }()
-	payload, err := w.sign(ctx, job)
+	payload, err := w.signObserved(ctx, job)
 	res, transient := result(job, payload, err)
 	if transient {
 		w.reopen()
-		payload, err = w.sign(ctx, job) // one retry on a fresh session
+		payload, err = w.signObserved(ctx, job) // one retry on a fresh session
 		if res, transient = result(job, payload, err); transient {
 			return errors.New(res.Error)
 		}

@@ -41,6 +41,8 @@ type Options struct {
 	// Ready, when not nil, receives nil once every session is open and
 	// the consumers are ready, or the error that stopped the start.
 	Ready chan<- error
+	// Observer, when set, is told of each signature (metrics).
+	Observer Observer
 }
 
 // Run consumes and signs jobs until ctx is done, then finishes the jobs in
@@ -107,6 +109,7 @@ type session struct {
 	iss     x509x.Issuer
 	closer  io.Closer
 	version string
+	signer  string // the signer's name in metrics
 }
 
 func openSession(c *ca.CA, keys ca.KeyOptions) (*session, error) {
@@ -118,7 +121,7 @@ func openSession(c *ca.CA, keys ca.KeyOptions) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &session{iss: iss, closer: closer, version: name}, nil
+	return &session{iss: iss, closer: closer, version: name, signer: signerLabel(c, name, keys)}, nil
 }
 
 func (s *session) close() {
@@ -135,6 +138,7 @@ type worker struct {
 	limiter *rate.Limiter
 	o       Options
 	s       *session
+	waited  time.Duration // for the limiter, in the current job
 }
 
 func (w *worker) loop(ctx context.Context) error {
@@ -174,7 +178,7 @@ func result(job queue.Job, payload []byte, err error) (res queue.Result, transie
 
 func (w *worker) handle(ctx context.Context, d *queue.Delivery) {
 	log := w.o.Log.With("job", d.Job.ID, "kind", d.Job.Kind, "request_id", d.Job.RequestID, "worker", w.id)
-	payload, err := w.sign(ctx, d.Job)
+	payload, err := w.signObserved(ctx, d.Job)
 	res, transient := result(d.Job, payload, err)
 	switch {
 	case !transient && !res.OK:
@@ -197,6 +201,10 @@ func (w *worker) handle(ctx context.Context, d *queue.Delivery) {
 	}
 	if err := d.Ack(); err != nil {
 		log.Warn("ack failed (the job will be redelivered and find its result)", "error", err)
+		return
+	}
+	if res.OK {
+		log.Debug("job signed")
 	}
 }
 
@@ -234,6 +242,8 @@ func (w *worker) wait(ctx context.Context) error {
 	if w.limiter == nil {
 		return nil
 	}
+	start := time.Now()
+	defer func() { w.waited += time.Since(start) }()
 	return w.limiter.Wait(ctx)
 }
 

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/metrics"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/queue"
+)
+
+// observeRecorded reports the results of a batch that this call of record
+// committed first: a job finished before the batch began (a redelivered
+// duplicate, a batch offered again) was counted already.
+func (core *Core) observeRecorded(rs []queue.Result, errs []error, began time.Time) {
+	seen := make(map[string]bool, len(rs))
+	for i, r := range rs {
+		if errs[i] != nil || seen[r.JobID] {
+			continue
+		}
+		seen[r.JobID] = true
+		j, err := core.Enroll.Job(r.JobID)
+		if err != nil || j.State == store.JobQueued || j.Finished.Before(began) {
+			continue
+		}
+		latency := j.Finished.Sub(j.Created)
+		core.Metrics.JobRecorded(j.Kind, j.Profile, j.Class, j.State == store.JobDone, latency)
+		core.cfg.Log.Debug("job recorded", "job", j.ID, "kind", j.Kind, "state", j.State, "serial", j.Serial,
+			"latency", latency)
+	}
+}
+
+// queueSnapshot reads the queue for the metrics' queue collector.
+func (core *Core) queueSnapshot(ctx context.Context) (metrics.QueueSnapshot, error) {
+	st, err := core.Queue.Status(ctx)
+	if err != nil {
+		return metrics.QueueSnapshot{}, err
+	}
+	snap := metrics.QueueSnapshot{DeadLetters: st.DeadLetters, ResultsSeq: st.ResultsSeq}
+	for _, name := range st.CANames() {
+		cs := st.CAs[name]
+		for _, c := range []struct {
+			class string
+			s     queue.ClassStatus
+		}{{queue.ClassInteractive, cs.Interactive}, {queue.ClassBatch, cs.Batch}} {
+			snap.Depths = append(snap.Depths, metrics.QueueDepth{CA: name, Class: c.class,
+				Pending: c.s.Pending, InFlight: c.s.InFlight, Redelivered: c.s.Redelivered})
+		}
+	}
+	return snap, nil
+}
+
+// RequestIDHeader carries a request's id in and out of the HTTPS listener.
+const RequestIDHeader = "X-Request-Id"
+
+// maxRequestID bounds an id taken from a client's header.
+const maxRequestID = 64
+
+// requestID returns the client's id when it is short and plain, else a
+// new random one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get(RequestIDHeader); len(id) > 0 && len(id) <= maxRequestID {
+		ok := true
+		for i := 0; i < len(id) && ok; i++ {
+			c := id[i]
+			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':'
+		}
+		if ok {
+			return id
+		}
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// quietEndpoints are polled by machines: their requests are logged at
+// debug level only.
+var quietEndpoints = map[string]bool{
+	"GET /healthz": true, "GET /readyz": true, "GET /metrics": true, "GET /status.json": true,
+}
+
+// observe wraps the HTTPS mux: each request gets an id (the client's
+// X-Request-Id or a new one), which goes back in the response, into the
+// context (enroll puts it on the job, so the worker's log names it) and
+// into one access log line; and it is counted in the metrics. The log
+// line has no query string, header or body: those may hold secrets.
+func (s *Server) observe(mux http.Handler) http.Handler {
+	log := s.Core.cfg.Log
+	next := s.Core.Metrics.InstrumentHTTP(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := requestID(r)
+		w.Header().Set(RequestIDHeader, id)
+		r = r.WithContext(enroll.WithRequestID(r.Context(), id))
+		sw := &metrics.StatusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		level := slog.LevelInfo
+		if quietEndpoints[r.Pattern] {
+			level = slog.LevelDebug
+		}
+		if !log.Enabled(r.Context(), level) {
+			return
+		}
+		path := r.URL.Path
+		if len(path) > 200 {
+			path = path[:200] + "…"
+		}
+		log.LogAttrs(r.Context(), level, "http request", slog.String("request_id", id),
+			slog.String("method", r.Method), slog.String("path", path), slog.String("endpoint", r.Pattern),
+			slog.Int("status", sw.Status()), slog.Int64("bytes", sw.Bytes()),
+			slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr))
+	})
+}
