@@ -261,7 +261,7 @@ over new and new over old) so clients holding either root build a path.`,
 			if err != nil {
 				return err
 			}
-			spec, err := key.spec()
+			spec, err := key.rotateKeySpec()
 			if err != nil {
 				return err
 			}

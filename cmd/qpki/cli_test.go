@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/qpki/qpki/pkg/hsm/hsmtest"
 )
 
 var qpkiBin string
@@ -24,7 +26,9 @@ func TestMain(m *testing.M) {
 		os.Stderr.Write(out)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// hsmtest sets up SoftHSM2 tokens for the HSM tests (hsm_test.go) on
+	// first use; the qpki processes inherit SOFTHSM2_CONF and the PIN.
+	code := hsmtest.Run(m, "qpki-test", "cli-hsm", "cli-pin")
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -21,16 +21,24 @@ func newKeyCmd() *cobra.Command {
 
 func newKeyGenCmd() *cobra.Command {
 	var alg, out, passEnv string
+	var inHSM hsmKeyFlags
 	cmd := &cobra.Command{
 		Use:   "gen",
-		Short: "Generate a private key (PKCS#8 PEM, mode 0600)",
+		Short: "Generate a private key (PKCS#8 PEM, mode 0600, or in an HSM)",
 		Example: `  qpki key gen --algorithm ecdsa-p256 --out server.key
-  KEY_PASS=secret qpki key gen --algorithm rsa-3072 --out rsa.key --passphrase-env KEY_PASS`,
+  KEY_PASS=secret qpki key gen --algorithm rsa-3072 --out rsa.key --passphrase-env KEY_PASS
+  HSM_PIN=... qpki key gen --algorithm ecdsa-p384 --hsm-config hsm.yaml --key-label root-ca-key --key-id 0001`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := algo.Parse(alg)
 			if err != nil {
 				return err
+			}
+			if inHSM.config != "" || inHSM.label != "" || inHSM.keyID != "" {
+				if out != "" || passEnv != "" {
+					return fmt.Errorf("--out and --passphrase-env apply to key files, not HSM keys")
+				}
+				return inHSM.generate(a)
 			}
 			var pw []byte
 			if passEnv != "" {
@@ -60,6 +68,7 @@ func newKeyGenCmd() *cobra.Command {
 	cmd.Flags().StringVar(&alg, "algorithm", "ecdsa-p256", "key algorithm")
 	addOutFlag(cmd, &out)
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "encrypt the key with the passphrase in this environment variable (prompted when unset on a terminal)")
+	inHSM.add(cmd)
 	return cmd
 }
 
@@ -94,14 +103,18 @@ func newKeyPubCmd() *cobra.Command {
 }
 
 func newKeyListCmd() *cobra.Command {
-	var dir string
+	var dir, hsmConfig string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List the private key files in a directory",
-		Example: `  qpki key list --dir ./keys`,
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List the private key files in a directory, or the keys in an HSM",
+		Example: `  qpki key list --dir ./keys
+  HSM_PIN=... qpki key list --hsm-config hsm.yaml`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if hsmConfig != "" {
+				return listHSMKeys(hsmConfig, asJSON)
+			}
 			keys, err := keyfile.List(dir)
 			if err != nil {
 				return err
@@ -124,6 +137,7 @@ func newKeyListCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".", "directory to scan")
+	cmd.Flags().StringVar(&hsmConfig, "hsm-config", "", "list the private keys of the token this HSM config selects")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	return cmd
 }
