@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -35,12 +37,20 @@ func (core *Core) observeRecorded(rs []queue.Result, errs []error, began time.Ti
 	}
 }
 
-// queueSnapshot reads the queue for the metrics' queue collector.
-func (core *Core) queueSnapshot(ctx context.Context) (metrics.QueueSnapshot, error) {
-	st, err := core.Queue.Status(ctx)
-	if err != nil {
-		return metrics.QueueSnapshot{}, err
+// QueueMetrics reads q for the metrics' queue collector (see
+// metrics.Metrics.WatchQueue); `qpki worker` reports the queue too, so
+// that worker pods can be scaled on its depth.
+func QueueMetrics(q *queue.Queue) metrics.QueueFunc {
+	return func(ctx context.Context) (metrics.QueueSnapshot, error) {
+		st, err := q.Status(ctx)
+		if err != nil {
+			return metrics.QueueSnapshot{}, err
+		}
+		return queueSnapshot(st), nil
 	}
+}
+
+func queueSnapshot(st queue.Status) metrics.QueueSnapshot {
 	snap := metrics.QueueSnapshot{DeadLetters: st.DeadLetters, ResultsSeq: st.ResultsSeq}
 	for _, name := range st.CANames() {
 		cs := st.CAs[name]
@@ -52,7 +62,7 @@ func (core *Core) queueSnapshot(ctx context.Context) (metrics.QueueSnapshot, err
 				Pending: c.s.Pending, InFlight: c.s.InFlight, Redelivered: c.s.Redelivered})
 		}
 	}
-	return snap, nil
+	return snap
 }
 
 // RequestIDHeader carries a request's id in and out of the HTTPS listener.
@@ -116,4 +126,35 @@ func (s *Server) observe(mux http.Handler) http.Handler {
 			slog.Int("status", sw.Status()), slog.Int64("bytes", sw.Bytes()),
 			slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr))
 	})
+}
+
+// ServeMetrics serves m over plain HTTP on addr, for a process without the
+// HTTPS listener (`qpki worker`): /metrics, /healthz (the process runs)
+// and /readyz (the queue answers). q, when not nil, is reported in the
+// queue metrics. stop closes the listener.
+func ServeMetrics(addr string, m *metrics.Metrics, q *queue.Queue) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if q != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+			defer cancel()
+			if _, err := q.Status(ctx); err != nil {
+				http.Error(w, "queue: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	if q != nil {
+		m.WatchQueue(QueueMetrics(q), 2*time.Second)
+	}
+	hs := &http.Server{Handler: m.InstrumentHTTP(mux), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	return func() { hs.Close() }, nil
 }

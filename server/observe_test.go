@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -171,8 +173,14 @@ func (o *observed) scrape(t *testing.T) map[string]float64 {
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("/metrics: %s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
+	return parseMetrics(t, string(body))
+}
+
+// parseMetrics reads the Prometheus text format into series → value.
+func parseMetrics(t *testing.T, text string) map[string]float64 {
+	t.Helper()
 	out := map[string]float64{}
-	for _, l := range strings.Split(string(body), "\n") {
+	for _, l := range strings.Split(text, "\n") {
 		if m := sampleLine.FindStringSubmatch(l); m != nil {
 			v, err := strconv.ParseFloat(m[2], 64)
 			if err != nil {
@@ -184,30 +192,51 @@ func (o *observed) scrape(t *testing.T) map[string]float64 {
 	return out
 }
 
+const (
+	submittedIssue = `qpki_jobs_submitted_total{class="interactive",kind="issue",profile="ec/tls-server"}`
+	signedIssue    = `qpki_jobs_signed_total{kind="issue",profile="ec/tls-server"}`
+)
+
+// settled scrapes until every submitted issue job is counted as signed:
+// the recorder counts a batch just after it wakes the batch's waiters.
+func (o *observed) settled(t *testing.T) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := o.scrape(t)
+		if m[submittedIssue] == m[signedIssue] || time.Now().After(deadline) {
+			return m
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestMetricsMove issues certificates through a real server and checks
 // that the pipeline's counters and histograms move between two scrapes.
 func TestMetricsMove(t *testing.T) {
 	o := startObserved(t)
 	o.issue(t, "m0.example.com", "")
-	before := o.scrape(t)
+	before := o.settled(t)
 	const n = 3
 	for i := range n {
 		o.issue(t, fmt.Sprintf("m%d.example.com", i+1), "")
 	}
-	after := o.scrape(t)
+	after := o.settled(t)
 	grew := func(series string, by float64) {
 		t.Helper()
 		if got := after[series] - before[series]; got != by {
 			t.Errorf("%s grew by %v, want %v (before %v, after %v)", series, got, by, before[series], after[series])
 		}
 	}
-	grew(`qpki_jobs_submitted_total{class="interactive",kind="issue",profile="ec/tls-server"}`, n)
-	grew(`qpki_jobs_signed_total{kind="issue",profile="ec/tls-server"}`, n)
+	grew(submittedIssue, n)
+	grew(signedIssue, n)
 	grew(`qpki_job_latency_seconds_count{class="interactive",kind="issue"}`, n)
 	grew(`qpki_sign_duration_seconds_count{kind="issue",signer="software"}`, n)
 	grew(`qpki_signer_signatures_total{signer="software"}`, n)
 	grew(`qpki_http_requests_total{code="200",endpoint="POST /test/issue"}`, n)
-	grew(`qpki_http_requests_total{code="200",endpoint="GET /metrics"}`, 1)
+	if after[`qpki_http_requests_total{code="200",endpoint="GET /metrics"}`] <= before[`qpki_http_requests_total{code="200",endpoint="GET /metrics"}`] {
+		t.Error("scrapes of /metrics are not counted")
+	}
 	if after[`qpki_job_latency_seconds_sum{class="interactive",kind="issue"}`] <= before[`qpki_job_latency_seconds_sum{class="interactive",kind="issue"}`] {
 		t.Error("job latency sum did not grow")
 	}
@@ -282,4 +311,59 @@ func TestRequestIDFlows(t *testing.T) {
 			t.Errorf("the log contains %q", secret)
 		}
 	}
+}
+
+// TestWorkerMetricsListener runs `qpki worker --metrics-listen` beside a
+// serve that signs nothing itself: the worker signs the listener's
+// certificate, and its own /metrics shows the signature and the queue.
+func TestWorkerMetricsListener(t *testing.T) {
+	e := newEnv(t)
+	e.startServe(0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	e.start("worker", "worker", "--ca-dir", e.caDir, "--data-dir", e.data, "--metrics-listen", addr)
+	url := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			m := parseMetrics(t, string(body))
+			if m[`qpki_sign_duration_seconds_count{kind="issue",signer="software"}`] >= 1 {
+				if m["qpki_queue_up"] != 1 || m[`qpki_signer_signatures_total{signer="software"}`] < 1 {
+					t.Fatalf("worker metrics:\n%s", grepLines(string(body), "qpki_"))
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(e.dir, "worker.log"))
+			resp, _ := http.Get(url + "/metrics")
+			body, _ := io.ReadAll(resp.Body)
+			t.Fatalf("the worker's metrics never showed its signature (%v)\n%s\n%s", err, log, grepLines(string(body), "qpki_"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(url + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", p, err, resp)
+		}
+		resp.Body.Close()
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -124,7 +124,7 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 	core := &Core{CA: c, Queue: q, Enroll: svc, cfg: cfg, ctx: ctx, cancel: cancel,
 		Metrics: cfg.Metrics, samples: newSampler(cfg.SampleEvery)}
 	svc.Observer = cfg.Metrics
-	cfg.Metrics.WatchQueue(core.queueSnapshot, 2*time.Second)
+	cfg.Metrics.WatchQueue(QueueMetrics(q), 2*time.Second)
 	name := enroll.QueueName(c)
 	core.wg.Add(1)
 	go func() {

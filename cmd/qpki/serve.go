@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/qpki/qpki/metrics"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/queue"
 	"github.com/qpki/qpki/server"
@@ -91,7 +92,8 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the CA: queue, workers, recorder and HTTPS front-ends in one process",
 		Long: `serve runs everything for one CA: the embedded NATS JetStream queue (or an
 external cluster with --nats-url), signing workers, the recorder that commits
-results to the CA's store, and the HTTPS listener (/healthz, /readyz).
+results to the CA's store, and the HTTPS listener (/healthz, /readyz, /metrics,
+/status: a status page, /status.json).
 CLI commands on the same CA dir go through serve's local socket while it
 runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
 		Example: `  qpki serve --ca-dir ./data/issuing --data-dir ./data --workers 2
@@ -123,7 +125,7 @@ runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
 			go func() {
 				select {
 				case <-s.HTTPSReady():
-					fmt.Printf("  HTTPS       https://%s/  (/healthz, /readyz)\n", s.Addr)
+					fmt.Printf("  HTTPS       https://%s/  (/healthz, /readyz, /metrics, /status)\n", s.Addr)
 					for _, f := range fronts {
 						if d, ok := f.(interface{ Endpoints() []string }); ok {
 							for _, ep := range d.Endpoints() {
@@ -175,7 +177,7 @@ var frontends []frontend
 
 func newWorkerCmd() *cobra.Command {
 	var cfg server.Config
-	var passEnv, logFormat string
+	var passEnv, logFormat, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run signing workers alone, against the queue of a qpki serve",
@@ -204,7 +206,17 @@ embedded server of the serve process whose --data-dir is given.`,
 			}
 			defer q.Close()
 			log := newLogger(logFormat)
-			err = worker.Run(ctx, c, q, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Log: log,
+			var observer worker.Observer
+			if metricsListen != "" {
+				m := metrics.New()
+				stopMetrics, err := server.ServeMetrics(metricsListen, m, q)
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
+				observer = m
+			}
+			err = worker.Run(ctx, c, q, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Log: log, Observer: observer,
 				Keys: ca.KeyOptions{Passphrase: passphrase(passEnv, false), HSMConfig: cfg.HSMConfig}, QueueName: server.QueueName(c)})
 			if err == nil {
 				log.Info("worker stopped")
@@ -220,6 +232,7 @@ embedded server of the serve process whose --data-dir is given.`,
 	fl.StringVar(&cfg.HSMConfig, "hsm-config", "", "HSM config overriding the one in the CA dir")
 	fl.StringVar(&passEnv, "passphrase-env", "QPKI_CA_PASSPHRASE", "environment variable with the CA key passphrase")
 	fl.StringVar(&logFormat, "log-format", "text", "text or json")
+	fl.StringVar(&metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz over plain HTTP on this address (e.g. :9464)")
 	addNATSFlags(cmd, &cfg)
 	return cmd
 }
