@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +19,7 @@ import (
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/inspect"
 	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/pkg/x509x"
 	"github.com/qpki/qpki/server"
 )
 
@@ -33,7 +37,9 @@ func newCertIssueCmd() *cobra.Command {
 		Use:   "issue",
 		Short: "Issue a certificate from a CSR (or a public key) under a profile",
 		Example: `  qpki cert issue --ca-dir ./ca --profile ec/tls-server --csr server.csr --out server.crt
-  qpki cert issue --profile ec/tls-client --csr client.csr --var cn=alice -o alice.crt`,
+  qpki cert issue --profile ec/tls-client --csr client.csr --var cn=alice -o alice.crt
+  qpki cert issue --profile ml/encryption --pubkey kem.pub --var cn=alice -o alice-kem.crt
+  qpki cert issue --profile ml/encryption --csr kem.csr -o alice-kem.crt   # RFC 9883 request`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (csrFile == "") == (pubFile == "") {
@@ -44,12 +50,27 @@ func newCertIssueCmd() *cobra.Command {
 				return err
 			}
 			req := server.SubmitRequest{Profile: prof, Vars: v, Key: "cli-" + randomID(), Wait: 2 * time.Minute}
+			p, err := server.OpenPipeline(dir, keys.options(), 1)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
 			if csrFile != "" {
-				csr, err := readCSR(csrFile)
+				der, err := readCSRDER(csrFile)
 				if err != nil {
 					return err
 				}
-				req.CSR = csr.Raw
+				if cannotSign(der) {
+					if req.PublicKey, req.Vars, err = statementRequest(cmd.Context(), dir, p, prof, der, v); err != nil {
+						return fmt.Errorf("%s: %v", csrFile, err)
+					}
+				} else {
+					csr, err := x509x.ParseCertificateRequest(der)
+					if err != nil {
+						return fmt.Errorf("%s: %v", csrFile, err)
+					}
+					req.CSR = csr.Raw
+				}
 			} else {
 				pub, err := readPublicKey(pubFile)
 				if err != nil {
@@ -59,11 +80,6 @@ func newCertIssueCmd() *cobra.Command {
 					return err
 				}
 			}
-			p, err := server.OpenPipeline(dir, keys.options(), 1)
-			if err != nil {
-				return err
-			}
-			defer p.Close()
 			st, err := p.Submit(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -83,12 +99,34 @@ func newCertIssueCmd() *cobra.Command {
 	addCADirFlag(cmd, &dir)
 	cmd.Flags().StringVar(&prof, "profile", "", "certificate profile, e.g. ec/tls-server")
 	cmd.MarkFlagRequired("profile")
-	cmd.Flags().StringVar(&csrFile, "csr", "", "CSR file (PEM or DER)")
+	cmd.Flags().StringVar(&csrFile, "csr", "", "CSR file (PEM or DER); for an ML-KEM key, an RFC 9883 request (`qpki csr gen --sign-cert`)")
 	cmd.Flags().StringVar(&pubFile, "pubkey", "", "public key file (PEM), for keys that cannot sign a CSR")
 	vars.add(cmd)
 	keys.add(cmd)
 	addOutFlag(cmd, &out)
 	return cmd
+}
+
+// statementRequest checks an RFC 9883 request (for an ML-KEM key) against
+// this CA's records and returns the key to certify and the variables its
+// names fill in. The CLI is the front-end that checks it: the signature
+// certificate vouches for the requester, as authentication does for the
+// other front-ends, and the key is then certified from its public key.
+func statementRequest(ctx context.Context, dir string, p server.Pipeline, prof string, der []byte, vars map[string]any) ([]byte, map[string]any, error) {
+	c, err := ca.Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	lookup := func(serial *big.Int) (*store.Cert, error) { return p.Cert(ctx, store.FormatSerial(serial)) }
+	csr, err := c.CheckStatementRequest(der, lookup, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	if vars, err = c.RequestVars(prof, csr, vars); err != nil {
+		return nil, nil, err
+	}
+	return csr.RawSubjectPublicKeyInfo, vars, nil
 }
 
 func readPublicKey(path string) (any, error) {
@@ -287,11 +325,17 @@ func newCertVerifyCmd() *cobra.Command {
 			}
 			chain, err := ca.VerifyChain(leafs[0], o)
 			if err != nil {
+				// Say which signature failed, when one did.
+				if sigs := ca.DiagnoseSignatures(leafs[0], o); len(sigs) > 0 {
+					fmt.Printf("%s: FAILED\n", args[0])
+					printSignatures(sigs)
+				}
 				return fmt.Errorf("%s: verification failed: %v", args[0], err)
 			}
 			fmt.Printf("%s: OK\n", args[0])
-			for i, c := range chain {
-				fmt.Printf("  %d: %s [%s]\n", i, c.Subject, inspect.SignatureAlgorithm(c))
+			printSignatures(ca.Signatures(chain))
+			if len(chain) > 0 && !bytes.Equal(chain[len(chain)-1].RawIssuer, chain[len(chain)-1].RawSubject) {
+				fmt.Printf("  %d: %s (trust anchor)\n", len(chain)-1, chain[len(chain)-1].Subject)
 			}
 			return nil
 		},
@@ -302,6 +346,15 @@ func newCertVerifyCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&crls, "crl", nil, "CRL to check revocation against (repeatable)")
 	cmd.Flags().StringVar(&at, "at", "", "verify at this time (RFC 3339) instead of now")
 	return cmd
+}
+
+// printSignatures prints one line per certificate of a chain and its
+// signature(s): "classical (ecdsa-with-SHA384): OK, alternative
+// (ml-dsa-65): OK" for a Catalyst certificate.
+func printSignatures(sigs []ca.SignatureStatus) {
+	for i, s := range sigs {
+		fmt.Printf("  %d: %s\n     %s\n", i, s.Subject, s)
+	}
 }
 
 func readCertFile(path string) ([]*x509.Certificate, error) {

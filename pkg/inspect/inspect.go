@@ -3,6 +3,7 @@
 package inspect
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/x509x"
 )
 
@@ -25,19 +27,23 @@ type Cert struct {
 	NotAfter      time.Time `json:"not_after"`
 	KeyAlgorithm  string    `json:"key_algorithm"`
 	SignatureAlgo string    `json:"signature_algorithm"`
-	IsCA          bool      `json:"is_ca"`
-	PathLen       *int      `json:"path_len,omitempty"`
-	DNSNames      []string  `json:"dns_names,omitempty"`
-	IPAddresses   []string  `json:"ip_addresses,omitempty"`
-	Emails        []string  `json:"emails,omitempty"`
-	URIs          []string  `json:"uris,omitempty"`
-	KeyUsage      []string  `json:"key_usage,omitempty"`
-	ExtKeyUsage   []string  `json:"ext_key_usage,omitempty"`
-	SubjectKeyID  string    `json:"subject_key_id,omitempty"`
-	AuthorityKey  string    `json:"authority_key_id,omitempty"`
-	CRLDP         []string  `json:"crl_distribution_points,omitempty"`
-	OCSP          []string  `json:"ocsp,omitempty"`
-	SHA256        string    `json:"fingerprint_sha256"`
+	// AltKeyAlgorithm and AltSignatureAlgo are a Catalyst certificate's
+	// alternative key (subjectAltPublicKeyInfo) and signature.
+	AltKeyAlgorithm  string   `json:"alt_key_algorithm,omitempty"`
+	AltSignatureAlgo string   `json:"alt_signature_algorithm,omitempty"`
+	IsCA             bool     `json:"is_ca"`
+	PathLen          *int     `json:"path_len,omitempty"`
+	DNSNames         []string `json:"dns_names,omitempty"`
+	IPAddresses      []string `json:"ip_addresses,omitempty"`
+	Emails           []string `json:"emails,omitempty"`
+	URIs             []string `json:"uris,omitempty"`
+	KeyUsage         []string `json:"key_usage,omitempty"`
+	ExtKeyUsage      []string `json:"ext_key_usage,omitempty"`
+	SubjectKeyID     string   `json:"subject_key_id,omitempty"`
+	AuthorityKey     string   `json:"authority_key_id,omitempty"`
+	CRLDP            []string `json:"crl_distribution_points,omitempty"`
+	OCSP             []string `json:"ocsp,omitempty"`
+	SHA256           string   `json:"fingerprint_sha256"`
 }
 
 // DescribeCert returns the JSON form of a certificate.
@@ -46,11 +52,16 @@ func DescribeCert(c *x509.Certificate) Cert {
 	out := Cert{
 		Serial: c.SerialNumber.Text(16), Subject: c.Subject.String(), Issuer: c.Issuer.String(),
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
-		KeyAlgorithm: keyAlgorithm(c), SignatureAlgo: SignatureAlgorithm(c),
+		KeyAlgorithm: keyAlgorithm(c), SignatureAlgo: SignatureAlgorithm(c), AltSignatureAlgo: AltSignatureAlgorithm(c),
 		IsCA: c.IsCA, DNSNames: c.DNSNames, Emails: c.EmailAddresses,
 		KeyUsage: KeyUsages(c.KeyUsage), ExtKeyUsage: ExtKeyUsages(c.ExtKeyUsage),
 		SubjectKeyID: hex.EncodeToString(c.SubjectKeyId), AuthorityKey: hex.EncodeToString(c.AuthorityKeyId),
 		CRLDP: c.CRLDistributionPoints, OCSP: c.OCSPServer, SHA256: hex.EncodeToString(sum[:]),
+	}
+	if alt, err := x509x.AltPublicKey(c); err != nil {
+		out.AltKeyAlgorithm = "unknown"
+	} else if alt != nil {
+		out.AltKeyAlgorithm = keyName(alt)
 	}
 	if c.IsCA && (c.MaxPathLen > 0 || c.MaxPathLenZero) {
 		pl := c.MaxPathLen
@@ -66,20 +77,44 @@ func DescribeCert(c *x509.Certificate) Cert {
 }
 
 func keyAlgorithm(c *x509.Certificate) string {
-	a, err := x509x.KeyAlgorithm(c)
+	pub, err := x509x.PublicKey(c)
 	if err != nil {
 		return "unknown"
+	}
+	return keyName(pub)
+}
+
+// keyName names a public key's algorithm, with the draft a composite
+// algorithm follows.
+func keyName(pub crypto.PublicKey) string {
+	a, err := algo.Of(pub)
+	if err != nil {
+		return "unknown"
+	}
+	if a.Family() == algo.FamilyComposite {
+		return string(a) + " (" + algo.CompositeDraft + ")"
 	}
 	return string(a)
 }
 
-// SignatureAlgorithm names a certificate's signature algorithm, including
-// the ones crypto/x509 does not know.
+// SignatureAlgorithm names a certificate's signature algorithm as
+// pkg/x509x does ("ecdsa-with-SHA384", "ml-dsa-65",
+// "composite-mldsa65-ecdsa-p256"), the way `cert verify` reports it.
 func SignatureAlgorithm(c *x509.Certificate) string {
+	if name, _ := x509x.SignatureAlgorithms(c); name != "" {
+		return name
+	}
 	if c.SignatureAlgorithm != x509.UnknownSignatureAlgorithm {
 		return c.SignatureAlgorithm.String()
 	}
 	return "unknown"
+}
+
+// AltSignatureAlgorithm names a Catalyst certificate's alternative
+// signature algorithm, or returns "".
+func AltSignatureAlgorithm(c *x509.Certificate) string {
+	_, alt := x509x.SignatureAlgorithms(c)
+	return alt
 }
 
 // WriteCert prints a certificate for people.
@@ -97,7 +132,9 @@ func WriteCert(w io.Writer, c *x509.Certificate) error {
 	row("Not before", d.NotBefore.Format(time.RFC3339))
 	row("Not after", d.NotAfter.Format(time.RFC3339))
 	row("Key algorithm", d.KeyAlgorithm)
+	row("Alt key algorithm", d.AltKeyAlgorithm)
 	row("Signature", d.SignatureAlgo)
+	row("Alt signature", d.AltSignatureAlgo)
 	if d.IsCA {
 		bc := "CA"
 		if d.PathLen != nil {
@@ -129,6 +166,16 @@ type CSR struct {
 	Emails       []string `json:"emails,omitempty"`
 	URIs         []string `json:"uris,omitempty"`
 	Signature    string   `json:"signature"`
+	// Statement is set for an RFC 9883 request: the signature
+	// certificate whose key signed it.
+	Statement *Statement `json:"statement_of_possession,omitempty"`
+}
+
+// Statement describes an RFC 9883 privateKeyPossessionStatement.
+type Statement struct {
+	Subject string `json:"signer_subject"`
+	Issuer  string `json:"signer_issuer"`
+	Serial  string `json:"signer_serial"`
 }
 
 // DescribeCSR returns the JSON form of a verified CSR.
@@ -144,9 +191,21 @@ func DescribeCSR(r *x509x.CertificateRequest) CSR {
 	return out
 }
 
+// DescribeStatementCSR returns the JSON form of an RFC 9883 request whose
+// signature signer's key verified.
+func DescribeStatementCSR(r *x509x.CertificateRequest, signer *x509.Certificate) CSR {
+	out := DescribeCSR(r)
+	out.Statement = &Statement{Subject: signer.Subject.String(), Issuer: signer.Issuer.String(), Serial: signer.SerialNumber.Text(16)}
+	return out
+}
+
 // WriteCSR prints a CSR for people.
 func WriteCSR(w io.Writer, r *x509x.CertificateRequest) error {
-	d := DescribeCSR(r)
+	return WriteCSRDescription(w, DescribeCSR(r))
+}
+
+// WriteCSRDescription prints a described CSR for people.
+func WriteCSRDescription(w io.Writer, d CSR) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Subject:\t%s\n", d.Subject)
 	fmt.Fprintf(tw, "Key algorithm:\t%s\n", d.KeyAlgorithm)
@@ -157,6 +216,11 @@ func WriteCSR(w io.Writer, r *x509x.CertificateRequest) error {
 		if len(v) > 0 {
 			fmt.Fprintf(tw, "%s:\t%s\n", k, strings.Join(v, ", "))
 		}
+	}
+	if st := d.Statement; st != nil {
+		fmt.Fprintf(tw, "Signature:\t%s, by the key of the signature certificate %s (serial %s, issuer %s)\n", d.Signature, st.Subject, st.Serial, st.Issuer)
+		fmt.Fprintf(tw, "Statement:\tRFC 9883 statement of possession; the CA checks the signature certificate\n")
+		return tw.Flush()
 	}
 	fmt.Fprintf(tw, "Signature:\t%s (proof of possession checked)\n", d.Signature)
 	return tw.Flush()
