@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/qpki/qpki/pkg/audit"
 	"io"
 	"sync"
 	"time"
@@ -188,10 +189,6 @@ func coseRequestHash(req cose.SignRequest) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// auditCOSE is the audit event of a signed COSE message or CWT.
-// TODO: move to pkg/audit beside the other event kinds.
-const auditCOSE = "cose.sign"
-
 // recordCOSE audits a signed message and stores it as its job's result.
 func (s *Service) recordCOSE(j *store.Job, r queue.Result) error {
 	var res jobspec.COSEResult
@@ -201,7 +198,7 @@ func (s *Service) recordCOSE(j *store.Job, r queue.Result) error {
 	if len(res.Message) == 0 {
 		return s.fail(r.JobID, errors.New("the worker returned an empty COSE message"))
 	}
-	if err := s.CA.Audit(auditCOSE, coseFields(j, &res)); err != nil {
+	if err := s.CA.Audit(audit.EventCOSE, coseFields(j, &res)); err != nil {
 		return err
 	}
 	_, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.Message, nil)

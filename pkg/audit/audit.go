@@ -37,6 +37,7 @@ const (
 	EventIssue    = "cert.issue"
 	EventRevoke   = "cert.revoke"
 	EventCRL      = "crl.sign"
+	EventCOSE     = "cose.sign"
 )
 
 // genesis is the "previous hash" of the first entry.
