@@ -669,3 +669,98 @@ func TestKEMCertificates(t *testing.T) {
 		t.Errorf("lookup: %v after %d calls", err, calls)
 	}
 }
+
+// BenchmarkPQC measures issuing from a CSR through pkg/ca (the CSR's proof
+// of possession, Prepare, Sign) with post-quantum and hybrid CA keys, next
+// to the raw signature rate of the same CA key(s) over a message of the
+// size of a leaf's TBSCertificate: for Catalyst one raw operation is both
+// signatures, for composite the composite signature (both halves).
+//
+//	go test -run '^$' -bench PQC ./pkg/ca/
+func BenchmarkPQC(b *testing.B) {
+	d := b.TempDir()
+	for _, c := range []struct {
+		name, root, issuing, leaf string
+		csr                       func(testing.TB) *x509x.CertificateRequest
+	}{
+		{"ml-dsa-65", "ml/root-ca", "ml/issuing-ca", "ml/tls-server",
+			func(t testing.TB) *x509x.CertificateRequest {
+				return newCSR(t, algo.MLDSA65, "b.example.com", "b.example.com")
+			}},
+		{"ml-dsa-87", "ml/root-ca", fastProfile(b, d, "ml/issuing-ca", "ml-dsa-87"), "ml/tls-server",
+			func(t testing.TB) *x509x.CertificateRequest {
+				return newCSR(t, algo.MLDSA65, "b.example.com", "b.example.com")
+			}},
+		{"slh-dsa-sha2-128f", fastProfile(b, d, "slh/root-ca", "slh-dsa-sha2-128f"), "slh/issuing-ca", "slh/tls-server",
+			func(t testing.TB) *x509x.CertificateRequest {
+				return newCSR(t, "slh-dsa-sha2-128f", "b.example.com", "b.example.com")
+			}},
+		{"catalyst-p384+ml-dsa-65", "hybrid/catalyst/root-ca", "hybrid/catalyst/issuing-ca", "hybrid/catalyst/tls-server",
+			func(t testing.TB) *x509x.CertificateRequest {
+				return newCatalystCSR(t, algo.ECDSAP256, algo.MLDSA65, "b.example.com")
+			}},
+		{"composite-mldsa65-ecdsa-p256", "hybrid/composite/root-ca", "hybrid/composite/issuing-ca", "hybrid/composite/tls-server",
+			func(t testing.TB) *x509x.CertificateRequest {
+				return newCSR(t, algo.CompositeMLDSA65ECDSAP256, "b.example.com", "b.example.com")
+			}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			benchmarkPQCA(b, filepath.Join(d, strings.ReplaceAll(c.name, "+", "-")), c.root, c.issuing, c.leaf, c.csr)
+		})
+	}
+}
+
+// benchmarkPQCA builds a root and an issuing CA, then runs the raw-sign
+// and issue sub-benchmarks with the issuing CA's key(s).
+func benchmarkPQCA(b *testing.B, dir, rootProfile, issuingProfile, leafProfile string, makeCSR func(testing.TB) *x509x.CertificateRequest) {
+	root := newRoot(b, filepath.Join(dir, "root"), rootProfile, "Bench Root")
+	sub := newSub(b, filepath.Join(dir, "sub"), issuingProfile, "Bench Issuing", root)
+	iss, closer, err := sub.Issuer("", KeyOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closer.Close()
+	csr := makeCSR(b)
+	p, err := sub.Prepare(IssueRequest{Profile: leafProfile, CSR: csr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	serial, _ := NewSerial()
+	der, err := Sign(p, serial, iss)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	tbs := leaf.RawTBSCertificate
+
+	b.Run("raw-sign", func(b *testing.B) {
+		for b.Loop() {
+			for _, s := range []algo.Signer{iss.Signer, iss.AltSigner} {
+				if s == nil {
+					continue
+				}
+				if _, err := algo.SignDigest(s, rand.Reader, tbs, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signs/s")
+	})
+	b.Run("issue", func(b *testing.B) {
+		for b.Loop() {
+			parsed, err := x509x.ParseCertificateRequest(csr.Raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := sub.Prepare(IssueRequest{Profile: leafProfile, CSR: parsed})
+			if err != nil {
+				b.Fatal(err)
+			}
+			serial, _ := NewSerial()
+			if _, err := Sign(p, serial, iss); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "certs/s")
+	})
+}
