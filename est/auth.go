@@ -1,0 +1,253 @@
+package est
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/pkg/x509x"
+)
+
+// authError is a failed authentication or authorization, with the status
+// to answer.
+type authError struct {
+	code int
+	msg  string
+}
+
+func (e *authError) Error() string { return e.msg }
+
+func unauthorized(format string, args ...any) error {
+	return &authError{http.StatusUnauthorized, fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) error {
+	return &authError{http.StatusForbidden, fmt.Sprintf(format, args...)}
+}
+
+// principal is who made a request.
+type principal struct {
+	user string            // HTTP Basic user, or ""
+	cert *x509.Certificate // verified client certificate, or nil
+}
+
+// basicAuth checks HTTP Basic credentials against est-users.json.
+//
+// Argon2id costs about 64 MiB and tens of milliseconds per check, on
+// purpose. Two things keep that from ruining throughput or memory:
+//   - a verified credential is cached for AuthCacheTTL under an HMAC (with
+//     a per-process key) of the name, the password and the stored hash,
+//     so a device's next requests skip the hash, and a password change or
+//     removal takes effect at once; failures are never cached;
+//   - at most GOMAXPROCS checks run at a time.
+type basicAuth struct {
+	db   *userDB
+	ttl  time.Duration
+	max  int
+	key  [32]byte
+	sem  chan struct{}
+	mu   sync.Mutex
+	seen map[[32]byte]time.Time // credential MAC → expiry
+	// dummy is hashed for unknown users, so that timing does not tell
+	// which names exist.
+	dummy string
+}
+
+func newBasicAuth(dataDir string, ttl time.Duration, max int) (*basicAuth, error) {
+	b := &basicAuth{db: &userDB{path: UsersPath(dataDir)}, ttl: ttl, max: max,
+		sem: make(chan struct{}, runtime.GOMAXPROCS(0)), seen: map[[32]byte]time.Time{}}
+	if _, err := rand.Read(b.key[:]); err != nil {
+		return nil, err
+	}
+	dummy, err := HashPassword(b.key[:8])
+	if err != nil {
+		return nil, err
+	}
+	b.dummy = dummy
+	return b, nil
+}
+
+func (b *basicAuth) mac(name, password, hash string) [32]byte {
+	m := hmac.New(sha256.New, b.key[:])
+	for _, s := range []string{name, password, hash} {
+		fmt.Fprintf(m, "%d:%s", len(s), s)
+	}
+	var out [32]byte
+	m.Sum(out[:0])
+	return out
+}
+
+// check verifies a user's password.
+func (b *basicAuth) check(ctx context.Context, name, password string) error {
+	hash, ok, err := b.db.lookup(name)
+	if err != nil {
+		return fmt.Errorf("reading the EST users: %w", err)
+	}
+	if !ok {
+		b.verify(ctx, b.dummy, password)
+		return unauthorized("wrong user name or password")
+	}
+	key := b.mac(name, password, hash)
+	now := time.Now()
+	if b.ttl > 0 {
+		b.mu.Lock()
+		exp, hit := b.seen[key]
+		b.mu.Unlock()
+		if hit && now.Before(exp) {
+			return nil
+		}
+	}
+	good, err := b.verify(ctx, hash, password)
+	if err != nil {
+		return err
+	}
+	if !good {
+		return unauthorized("wrong user name or password")
+	}
+	if b.ttl > 0 {
+		b.remember(key, now.Add(b.ttl), now)
+	}
+	return nil
+}
+
+func (b *basicAuth) verify(ctx context.Context, hash, password string) (bool, error) {
+	select {
+	case b.sem <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-b.sem }()
+	return VerifyPassword(hash, []byte(password))
+}
+
+func (b *basicAuth) remember(key [32]byte, exp, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.seen) >= b.max {
+		for k, e := range b.seen {
+			if now.After(e) {
+				delete(b.seen, k)
+			}
+		}
+		for k := range b.seen {
+			if len(b.seen) < b.max {
+				break
+			}
+			delete(b.seen, k)
+		}
+	}
+	if b.max > 0 {
+		b.seen[key] = exp
+	}
+}
+
+// verifyClientCert checks the TLS client certificate against trust
+// anchors, with the intermediates the client sent.
+func verifyClientCert(r *http.Request, anchors []*x509.Certificate) (*x509.Certificate, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil, nil
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	if len(anchors) == 0 {
+		return nil, forbidden("client certificates are not accepted here (no trust anchors configured)")
+	}
+	if _, err := x509x.Verify(leaf, r.TLS.PeerCertificates[1:], anchors, time.Now()); err != nil {
+		return nil, forbidden("the client certificate is not trusted: %v", err)
+	}
+	return leaf, nil
+}
+
+// caAnchors are the served CA's certificates, every version's chain, for
+// checking the certificate being renewed.
+func caAnchors(c *ca.CA) (roots, intermediates []*x509.Certificate, err error) {
+	for _, v := range c.Meta.VersionNames() {
+		chain, err := c.Chain(v)
+		if err != nil {
+			continue // a version without a certificate yet
+		}
+		roots = append(roots, chain[len(chain)-1])
+		intermediates = append(intermediates, chain[:len(chain)-1]...)
+	}
+	if len(roots) == 0 {
+		return nil, nil, errors.New("the CA has no certificate")
+	}
+	return roots, intermediates, nil
+}
+
+// verifyRenewal checks the certificate being renewed: the CA issued it,
+// it has not expired, its record is in the store and it is not revoked.
+func verifyRenewal(r *http.Request, c *ca.CA, st store.Store) (*x509.Certificate, error) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil, unauthorized("simplereenroll needs the certificate being renewed as the TLS client certificate")
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	roots, inter, err := caAnchors(c)
+	if err != nil {
+		return nil, err
+	}
+	inter = append(inter, r.TLS.PeerCertificates[1:]...)
+	if _, err := x509x.Verify(leaf, inter, roots, time.Now()); err != nil {
+		return nil, forbidden("the client certificate was not issued by this CA or is no longer valid: %v", err)
+	}
+	rec, err := st.Cert(leaf.SerialNumber)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, forbidden("the client certificate is not in this CA's records")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(rec.DER, leaf.Raw) {
+		return nil, forbidden("the client certificate does not match this CA's record of serial %s", rec.Serial)
+	}
+	if rec.Revocation != nil {
+		return nil, forbidden("the client certificate (serial %s) is revoked", rec.Serial)
+	}
+	return leaf, nil
+}
+
+// sameIdentity checks RFC 7030 §4.2.2: a re-enrollment CSR's subject and
+// subjectAltName are those of the certificate being renewed.
+func sameIdentity(cert *x509.Certificate, csr *x509.CertificateRequest) error {
+	if !bytes.Equal(cert.RawSubject, csr.RawSubject) && cert.Subject.String() != csr.Subject.String() {
+		return forbidden("the CSR's subject %q is not the client certificate's %q", csr.Subject, cert.Subject)
+	}
+	if !slices.Equal(altNames(cert.DNSNames, cert.IPAddresses, cert.EmailAddresses, cert.URIs),
+		altNames(csr.DNSNames, csr.IPAddresses, csr.EmailAddresses, csr.URIs)) {
+		return forbidden("the CSR's subjectAltName is not the client certificate's")
+	}
+	return nil
+}
+
+// altNames lists subjectAltName entries by type, sorted.
+func altNames(dns []string, ips []net.IP, emails []string, uris []*url.URL) []string {
+	var out []string
+	for _, n := range dns {
+		out = append(out, "dns:"+strings.ToLower(n))
+	}
+	for _, ip := range ips {
+		out = append(out, "ip:"+ip.String())
+	}
+	for _, e := range emails {
+		out = append(out, "email:"+e)
+	}
+	for _, u := range uris {
+		out = append(out, "uri:"+u.String())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
