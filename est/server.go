@@ -372,3 +372,17 @@ func (f *Frontend) internal(w http.ResponseWriter, what string, err error) {
 	f.log.Error("est: "+what, "error", err)
 	httpError(w, http.StatusInternalServerError, "internal error")
 }
+
+// Endpoints lists the EST base paths, for serve's start-up banner.
+func (f *Frontend) Endpoints() []string {
+	out := []string{PathPrefix + "  (EST, profile " + f.def.Profile + ")"}
+	names := make([]string, 0, len(f.o.Labels))
+	for n := range f.o.Labels {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		out = append(out, PathPrefix+n+"/  (EST, profile "+f.o.Labels[n].Profile+")")
+	}
+	return out
+}

@@ -34,5 +34,6 @@ files or in an HSM, with classical, post-quantum and hybrid algorithms.`,
 	root.AddCommand(newKeyCmd(), newCSRCmd(), newCACmd(), newCertCmd(), newCRLCmd(), newProfileCmd(),
 		newServeCmd(), newWorkerCmd(), newBatchCmd(), newQueueCmd(), newCOSECmd(), newAuditCmd(), newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newHSMCmd(), newCredentialCmd())
+	root.AddCommand(newESTCmd())
 	return root
 }

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/qpki/qpki/est"
+)
+
+func newESTCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "est", Short: "Manage the EST server's HTTP Basic users"}
+	user := &cobra.Command{Use: "user", Short: "Add, list and remove EST users (<data-dir>/est-users.json)"}
+	var dataDir string
+	var asJSON bool
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Add an EST user, or set a user's password",
+		Long: `add hashes the password with argon2id into <data-dir>/est-users.json,
+replacing the file atomically; a running qpki serve picks it up within a
+second. The password is asked for on a terminal, or read from the first
+line of standard input when it is not one.`,
+		Example: `  qpki est user add router-fleet --data-dir ./data
+  printf '%s\n' "$PW" | qpki est user add router-fleet --data-dir ./data`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pw, err := readNewPassword(os.Stdin)
+			if err != nil {
+				return err
+			}
+			defer clear(pw)
+			created, err := est.SetUser(dataDir, args[0], pw)
+			if err != nil {
+				return err
+			}
+			if created {
+				fmt.Printf("added EST user %s\n", args[0])
+			} else {
+				fmt.Printf("changed the password of EST user %s\n", args[0])
+			}
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List the EST users",
+		Example: `  qpki est user list --data-dir ./data`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			users, err := est.ListUsers(dataDir)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				out := make([]map[string]any, len(users))
+				for i, u := range users {
+					out[i] = map[string]any{"name": u.Name, "created": u.Created}
+				}
+				return printJSON(os.Stdout, out)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tCREATED")
+			for _, u := range users {
+				fmt.Fprintf(tw, "%s\t%s\n", u.Name, u.Created.Format("2006-01-02 15:04:05Z07:00"))
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
+	remove := &cobra.Command{
+		Use:     "remove NAME",
+		Short:   "Remove an EST user",
+		Example: `  qpki est user remove router-fleet --data-dir ./data`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := est.RemoveUser(dataDir, args[0]); err != nil {
+				return err
+			}
+			fmt.Printf("removed EST user %s\n", args[0])
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{add, list, remove} {
+		c.Flags().StringVar(&dataDir, "data-dir", "./data", "data directory of qpki serve")
+		user.AddCommand(c)
+	}
+	cmd.AddCommand(user)
+	return cmd
+}
+
+// readNewPassword asks for a password twice on a terminal, or reads the
+// first line of in otherwise.
+func readNewPassword(in *os.File) ([]byte, error) {
+	if !term.IsTerminal(int(in.Fd())) {
+		return readPasswordLine(in)
+	}
+	fmt.Fprint(os.Stderr, "Password: ")
+	pw, err := term.ReadPassword(int(in.Fd()))
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprint(os.Stderr, "Repeat password: ")
+	again, err := term.ReadPassword(int(in.Fd()))
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(again)
+	if !bytes.Equal(pw, again) {
+		return nil, errors.New("passwords do not match")
+	}
+	if len(pw) == 0 {
+		return nil, errors.New("empty password")
+	}
+	return pw, nil
+}
+
+// readPasswordLine reads one line of at most 1 KiB, without its line end.
+func readPasswordLine(r io.Reader) ([]byte, error) {
+	line, err := bufio.NewReaderSize(io.LimitReader(r, 1025), 1025).ReadSlice('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading the password from standard input: %v", err)
+	}
+	if len(line) > 1024 {
+		return nil, errors.New("the password on standard input is longer than 1024 bytes")
+	}
+	pw := bytes.TrimRight(line, "\r\n")
+	if len(pw) == 0 {
+		return nil, errors.New("no password on standard input")
+	}
+	return bytes.Clone(pw), nil
+}

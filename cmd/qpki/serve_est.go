@@ -1,0 +1,49 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qpki/qpki/est"
+	"github.com/qpki/qpki/server"
+)
+
+// The EST front-end's part of `qpki serve`.
+func init() {
+	var configFile, profile, clientCA string
+	var binding bool
+	var cacheTTL time.Duration
+	var cacheSize int
+	frontends = append(frontends, frontend{
+		flags: func(cmd *cobra.Command) {
+			fl := cmd.Flags()
+			fl.StringVar(&configFile, "est-config", "", "EST labels (YAML): each /.well-known/est/<label>/ with its profile and authentication rules")
+			fl.StringVar(&profile, "est-profile", est.DefaultProfile, "profile of the unlabelled /.well-known/est/ endpoints")
+			fl.StringVar(&clientCA, "est-client-ca", "", "PEM trust anchors for EST client certificates on simpleenroll and serverkeygen (e.g. a device manufacturer's CA)")
+			fl.BoolVar(&binding, "est-channel-binding", false, "require the TLS channel binding (tls-unique, or tls-exporter for TLS 1.3) in the CSR's challengePassword")
+			fl.DurationVar(&cacheTTL, "est-auth-cache-ttl", est.DefaultAuthCacheTTL, "how long a verified EST HTTP Basic credential is remembered (0: hash every request)")
+			fl.IntVar(&cacheSize, "est-auth-cache-size", est.DefaultAuthCacheMax, "most verified EST HTTP Basic credentials remembered")
+		},
+		build: func(cfg server.Config) (server.Frontend, error) {
+			o := est.Options{Profile: profile, ChannelBinding: binding, DataDir: cfg.DataDir, AuthCacheTTL: cacheTTL, AuthCacheMax: cacheSize}
+			if cacheSize < 1 {
+				return nil, errors.New("--est-auth-cache-size must be at least 1 (--est-auth-cache-ttl 0 turns the cache off)")
+			}
+			if clientCA != "" {
+				certs, err := est.LoadCertificates(clientCA)
+				if err != nil {
+					return nil, err
+				}
+				o.ClientCAs = certs
+			}
+			if configFile != "" {
+				if err := est.LoadConfig(configFile, &o); err != nil {
+					return nil, err
+				}
+			}
+			return est.New(o, cfg.Log)
+		},
+	})
+}
