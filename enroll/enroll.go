@@ -194,6 +194,9 @@ func (s *Service) checkIssue(r Request) (*jobspec.Issue, error) {
 		if err != nil {
 			return nil, err
 		}
+		if x509x.KeyCannotSign(der) {
+			return s.checkStatement(der, p, req)
+		}
 		csr, err := x509x.ParseCertificateRequest(der)
 		if err != nil {
 			return nil, err
@@ -212,6 +215,28 @@ func (s *Service) checkIssue(r Request) (*jobspec.Issue, error) {
 	default:
 		return nil, errors.New("no subject key: give a CSR or a public key")
 	}
+	if _, err := s.CA.Prepare(req); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkStatement accepts an RFC 9883 request for a key that cannot sign
+// (ML-KEM): the signature certificate it names must be one this CA issued,
+// valid, unrevoked and of the same subject. The key is then certified from
+// its public key, with the request's names as variables, so the worker
+// (which cannot reach the store) sees an ordinary public-key job.
+func (s *Service) checkStatement(der []byte, p *jobspec.Issue, req ca.IssueRequest) (*jobspec.Issue, error) {
+	csr, err := s.CA.CheckStatementRequest(der, nil, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	vars, err := s.CA.RequestVars(p.Profile, csr, p.Vars)
+	if err != nil {
+		return nil, err
+	}
+	p.Vars, p.PublicKey = vars, csr.RawSubjectPublicKeyInfo
+	req.Vars, req.PublicKey = vars, csr.PublicKey
 	if _, err := s.CA.Prepare(req); err != nil {
 		return nil, err
 	}

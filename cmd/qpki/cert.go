@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -60,17 +58,15 @@ func newCertIssueCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if cannotSign(der) {
-					if req.PublicKey, req.Vars, err = statementRequest(cmd.Context(), dir, p, prof, der, v); err != nil {
+				if !x509x.KeyCannotSign(der) {
+					// Checked here too, for an error that names the file.
+					if _, err := x509x.ParseCertificateRequest(der); err != nil {
 						return fmt.Errorf("%s: %v", csrFile, err)
 					}
-				} else {
-					csr, err := x509x.ParseCertificateRequest(der)
-					if err != nil {
-						return fmt.Errorf("%s: %v", csrFile, err)
-					}
-					req.CSR = csr.Raw
 				}
+				// enroll checks it, the RFC 9883 statement of an ML-KEM
+				// request included.
+				req.CSR = der
 			} else {
 				pub, err := readPublicKey(pubFile)
 				if err != nil {
@@ -105,28 +101,6 @@ func newCertIssueCmd() *cobra.Command {
 	keys.add(cmd)
 	addOutFlag(cmd, &out)
 	return cmd
-}
-
-// statementRequest checks an RFC 9883 request (for an ML-KEM key) against
-// this CA's records and returns the key to certify and the variables its
-// names fill in. The CLI is the front-end that checks it: the signature
-// certificate vouches for the requester, as authentication does for the
-// other front-ends, and the key is then certified from its public key.
-func statementRequest(ctx context.Context, dir string, p server.Pipeline, prof string, der []byte, vars map[string]any) ([]byte, map[string]any, error) {
-	c, err := ca.Open(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer c.Close()
-	lookup := func(serial *big.Int) (*store.Cert, error) { return p.Cert(ctx, store.FormatSerial(serial)) }
-	csr, err := c.CheckStatementRequest(der, lookup, time.Now())
-	if err != nil {
-		return nil, nil, err
-	}
-	if vars, err = c.RequestVars(prof, csr, vars); err != nil {
-		return nil, nil, err
-	}
-	return csr.RawSubjectPublicKeyInfo, vars, nil
 }
 
 func readPublicKey(path string) (any, error) {

@@ -268,7 +268,7 @@ func newCSRShowCmd() *cobra.Command {
 				return err
 			}
 			var d inspect.CSR
-			if cannotSign(der) {
+			if x509x.KeyCannotSign(der) {
 				csr, signer, err := x509x.ParseCertificateRequestWithStatement(der, nil)
 				if err != nil {
 					return fmt.Errorf("%s: %v", args[0], err)
@@ -302,21 +302,6 @@ func readCSRDER(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	return der, nil
-}
-
-// cannotSign reports whether a CSR is for a key that cannot sign (ML-KEM):
-// an RFC 9883 request, signed by another key of its subject.
-func cannotSign(der []byte) bool {
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		return false
-	}
-	pub, err := algo.ParsePKIX(csr.RawSubjectPublicKeyInfo)
-	if err != nil {
-		return false
-	}
-	a, err := algo.Of(pub)
-	return err == nil && !a.CanSign()
 }
 
 // readLimited reads a file, refusing ones larger than max.

@@ -173,3 +173,22 @@ func ParseCertificateRequestWithStatement(der []byte, lookup func(rawIssuer []by
 	}
 	return &CertificateRequest{CertificateRequest: csr, PublicKey: pub, Algorithm: a}, signerCert, nil
 }
+
+// KeyCannotSign reports whether a CSR's subject key is of an algorithm
+// that cannot sign (ML-KEM): such a request carries an RFC 9883 statement
+// of possession instead of a self-signature.
+func KeyCannotSign(der []byte) bool {
+	if len(der) > MaxCSR {
+		return false
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return false
+	}
+	pub, err := algo.ParsePKIX(csr.RawSubjectPublicKeyInfo)
+	if err != nil {
+		return false
+	}
+	a, err := algo.Of(pub)
+	return err == nil && !a.CanSign()
+}
