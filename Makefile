@@ -23,6 +23,20 @@ test: deps test-go fuzz-short
 test-go:
 	$(GO) test -count=1 -timeout 14m ./...
 
+# test-hsm runs the HSM suites. Without HSM_CONFIG they use throw-away
+# SoftHSM2 tokens (pkg/hsm's own suite included); with HSM_CONFIG=FILE they
+# run against the token that --hsm-config selects, with the user PIN in
+# HSM_PIN, leave no keys behind and skip what needs SoftHSM2 itself (two
+# tokens, a wrong PIN). HSM_PQC_ENABLED=1 adds the post-quantum cases.
+HSM_PKGS := ./pkg/ca/ ./pkg/credential/ ./worker/ ./cmd/qpki/
+test-hsm:
+	@if [ -z "$$HSM_CONFIG" ]; then \
+		set -x; CI=true $(GO) test -count=1 ./pkg/hsm/... && \
+		CI=true $(GO) test -count=1 -timeout 10m -v -run HSM $(HSM_PKGS); \
+	else \
+		set -x; CI=true $(GO) test -count=1 -timeout 10m -v -run '^TestHSM' $(HSM_PKGS); \
+	fi
+
 # Each fuzz target runs for FUZZTIME; a crash fails the build.
 fuzz-short:
 	@scripts/fuzz.sh $(FUZZTIME)

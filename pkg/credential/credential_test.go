@@ -392,3 +392,27 @@ func TestCredentialFileKeys(t *testing.T) {
 		t.Errorf("corrupt meta: %v", err)
 	}
 }
+
+// A credential whose ML-DSA key is generated in the HSM, and a signature
+// with it (HSM_PQC_ENABLED=1 with a token that offers ML-DSA).
+func TestHSMPostQuantumCredential(t *testing.T) {
+	if !hsmtest.PQCEnabled() {
+		t.Skip("set HSM_PQC_ENABLED=1 with HSM_CONFIG naming a token that offers ML-DSA (PKCS#11 3.2 or a vendor table)")
+	}
+	tgt := hsmtest.Use(t, "cred-hsm")
+	c := newCA(t)
+	label := uniqueLabel("pqc-signer")
+	destroyAfter(t, tgt.Config, label)
+	dir := filepath.Join(t.TempDir(), "credentials")
+	cred, err := credential.Enroll(context.Background(), c, credential.EnrollOptions{
+		Dir: dir, CADir: c.Dir, Profiles: []string{"ml/signing"}, Vars: map[string]any{"cn": "PQC signer"},
+		Key: credential.KeySpec{HSMConfig: tgt.Config, Label: label},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cred.Certificates[0].Algorithm; !strings.HasPrefix(a, "ml-dsa-") {
+		t.Errorf("algorithm %s", a)
+	}
+	signAndVerify(t, dir, cred.ID, credential.OpenOptions{})
+}
