@@ -105,6 +105,11 @@ func (pkcs11Backend) Create(stageDir, caDir, version, keyID string, a algo.Algor
 	var key *hsm.Key
 	generated := false
 	if spec.UseExisting {
+		if keyID != "default" && len(id) == 0 {
+			// A hybrid's two keys share the label: tell them apart by
+			// their algorithm.
+			id = existingIDFor(tok, spec.Label, a)
+		}
 		key, err = tok.FindKey(spec.Label, id)
 	} else {
 		key, err = tok.GenerateKey(a, spec.Label, id)
@@ -129,6 +134,27 @@ func (pkcs11Backend) Create(stageDir, caDir, version, keyID string, a algo.Algor
 		return Storage{}, nil, err
 	}
 	return Storage{Type: "pkcs11", Config: rel, Label: key.Label, KeyID: key.IDHex()}, s, nil
+}
+
+// existingIDFor returns the id of the one key labelled label whose
+// algorithm is a, or nil (FindKey then says what matched).
+func existingIDFor(tok *hsm.Token, label string, a algo.Algorithm) []byte {
+	keys, err := tok.ListKeys()
+	if err != nil {
+		return nil
+	}
+	var id []byte
+	n := 0
+	for _, k := range keys {
+		if k.Label == label && k.Algorithm == string(a) {
+			id, _ = hsm.ParseKeyID(k.KeyID)
+			n++
+		}
+	}
+	if n != 1 {
+		return nil
+	}
+	return id
 }
 
 // placeHSMConfig returns the config path that the metadata records,
