@@ -35,5 +35,6 @@ files or in an HSM, with classical, post-quantum and hybrid algorithms.`,
 		newServeCmd(), newWorkerCmd(), newBatchCmd(), newQueueCmd(), newCOSECmd(), newAuditCmd(), newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newHSMCmd(), newCredentialCmd())
 	root.AddCommand(newESTCmd())
+	root.AddCommand(newACMECmd())
 	return root
 }

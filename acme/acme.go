@@ -1,0 +1,198 @@
+// Package acme is qpki's ACME server (RFC 8555), a front-end of `qpki
+// serve`: it speaks the protocol on the HTTPS listener and hands issuance
+// to the enrollment pipeline. Its parts follow Pebble and Boulder:
+//
+//	wfe        HTTP handlers, JWS authentication, nonces, rate limits
+//	ra         orders, authorizations, finalize, revocation, ARI
+//	va         challenge validation (http-01, dns-01, tls-alpn-01) and CAA
+//	probs      problem documents
+//	nonce      anti-replay nonces
+//	ratelimit  token buckets
+//	eab        external account binding keys
+//	core       identifiers, key authorizations, ids
+//
+// Accounts, orders, authorizations and nonces live in <data-dir>/acme.db
+// (pkg/store); external account keys in <data-dir>/acme-eab.json.
+package acme
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/qpki/qpki/acme/nonce"
+	"github.com/qpki/qpki/acme/ra"
+	"github.com/qpki/qpki/acme/ratelimit"
+	"github.com/qpki/qpki/acme/va"
+	"github.com/qpki/qpki/acme/wfe"
+	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/store"
+)
+
+// DirectoryPath is where clients start.
+const DirectoryPath = wfe.DirectoryPath
+
+// Config is the ACME server's configuration (`qpki serve --acme-*`).
+type Config struct {
+	// DataDir holds acme.db and acme-eab.json.
+	DataDir string
+	// Profiles are the qpki profiles offered; the first is the default.
+	Profiles []string
+
+	TermsOfService string
+	Website        string
+	CAAIdentities  []string
+	EABRequired    bool
+	ExternalURL    string
+
+	// Validation: ports instead of 80 and 443, one address for every
+	// connection, a DNS server (which also turns CAA checking on), and
+	// the time one validation may take.
+	HTTPPort          int
+	TLSPort           int
+	ResolveTo         string
+	DNSResolver       string
+	ValidationTimeout time.Duration
+
+	// How long challenge and finalize requests wait for their outcome
+	// before answering "processing".
+	ChallengeWait time.Duration
+	FinalizeWait  time.Duration
+
+	OrderLifetime        time.Duration
+	PendingAuthzLifetime time.Duration
+	ValidAuthzLifetime   time.Duration
+	NonceLifetime        time.Duration
+
+	// Rate limits: requests per client address, new orders per account,
+	// and who is exempt (addresses, networks, account ids).
+	IPLimit    ratelimit.Limit
+	OrderLimit ratelimit.Limit
+	Exempt     []string
+
+	MaxBody int64
+	Log     *slog.Logger
+}
+
+// Frontend is the ACME server as a `qpki serve` front-end.
+type Frontend struct {
+	cfg    Config
+	st     *store.ACMEBolt
+	nonces *nonce.Service
+	ra     *ra.RA
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New opens the ACME store; the server starts at Mount.
+func New(cfg Config) (*Frontend, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Profiles) == 0 {
+		return nil, errors.New("acme: no profile to offer (--acme-profiles)")
+	}
+	if cfg.ResolveTo != "" {
+		if _, err := netip.ParseAddr(cfg.ResolveTo); err != nil {
+			return nil, fmt.Errorf("acme: resolve-to %q is not an IP address", cfg.ResolveTo)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	st, err := store.OpenACME(filepath.Join(cfg.DataDir, store.ACMEFile))
+	if err != nil {
+		return nil, err
+	}
+	n, err := nonce.New(st, cfg.NonceLifetime, 0)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Frontend{cfg: cfg, st: st, nonces: n}, nil
+}
+
+// Mount builds the RA, VA and WFE for the served CA and adds the ACME
+// routes.
+func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
+	cfg := f.cfg
+	vcfg := va.Config{HTTPPort: cfg.HTTPPort, TLSPort: cfg.TLSPort, Resolver: cfg.DNSResolver,
+		Timeout: cfg.ValidationTimeout, CAAIdentities: cfg.CAAIdentities}
+	if cfg.ResolveTo != "" {
+		vcfg.ResolveTo, _ = netip.ParseAddr(cfg.ResolveTo)
+	}
+	r, err := ra.New(ra.Config{Profiles: cfg.Profiles, OrderLifetime: cfg.OrderLifetime,
+		PendingAuthzLifetime: cfg.PendingAuthzLifetime, ValidAuthzLifetime: cfg.ValidAuthzLifetime,
+		ChallengeWait: cfg.ChallengeWait, FinalizeWait: cfg.FinalizeWait, Log: cfg.Log}, f.st, svc, va.New(vcfg))
+	if err != nil {
+		return err
+	}
+	f.ra = r
+	w := wfe.New(wfe.Config{TermsOfService: cfg.TermsOfService, Website: cfg.Website, CAAIdentities: cfg.CAAIdentities,
+		EABRequired: cfg.EABRequired, DataDir: cfg.DataDir, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody,
+		IPLimit: cfg.IPLimit, OrderLimit: cfg.OrderLimit, Exempt: ratelimit.ParseExempt(cfg.Exempt), Log: cfg.Log},
+		r, f.st, f.nonces)
+	w.Register(mux)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	f.wg.Add(2)
+	go func() {
+		defer f.wg.Done()
+		f.nonces.Run(ctx)
+	}()
+	go func() {
+		defer f.wg.Done()
+		f.collect(ctx)
+	}()
+	return nil
+}
+
+// collect deletes expired objects every minute.
+func (f *Frontend) collect(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for {
+				n, err := f.st.DeleteExpired(time.Now(), 1000)
+				if err != nil {
+					f.cfg.Log.Error("acme: deleting expired objects", "error", err)
+				}
+				if err != nil || n < 1000 || ctx.Err() != nil {
+					break
+				}
+			}
+		}
+	}
+}
+
+// Endpoints lists the paths `qpki serve` prints.
+func (f *Frontend) Endpoints() []string { return []string{DirectoryPath} }
+
+// Close stops the background work, saves the nonces and closes the
+// store. serve closes front-ends after the listener stopped.
+func (f *Frontend) Close() error {
+	var err error
+	f.once.Do(func() {
+		if f.cancel != nil {
+			f.cancel()
+		}
+		f.wg.Wait()
+		if f.ra != nil {
+			f.ra.Wait()
+		}
+		err = errors.Join(f.nonces.Close(), f.st.Close())
+	})
+	return err
+}

@@ -1,0 +1,157 @@
+// Package ra is the ACME front-end's registration authority: it decides
+// on orders (identifier policy, authorization reuse, profiles), runs
+// challenge validations through the VA, finalizes orders through the
+// enrollment pipeline, revokes certificates and answers renewal
+// information. It knows nothing of HTTP or JWS; the WFE authenticates
+// callers and hands the RA their account.
+package ra
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/qpki/qpki/acme/va"
+	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/profile"
+	"github.com/qpki/qpki/pkg/store"
+)
+
+// Config shapes the RA's decisions.
+type Config struct {
+	// Profiles are the qpki profiles offered over ACME; the first is the
+	// default of orders that name none.
+	Profiles []string
+	// Lifetimes of orders and of pending and valid authorizations.
+	OrderLifetime        time.Duration
+	PendingAuthzLifetime time.Duration
+	ValidAuthzLifetime   time.Duration
+	// ChallengeWait and FinalizeWait bound how long a challenge or
+	// finalize request waits for the outcome before answering
+	// "processing".
+	ChallengeWait time.Duration
+	FinalizeWait  time.Duration
+	// MaxIdentifiers bounds the identifiers of one order.
+	MaxIdentifiers int
+	// MaxValidations bounds validations in flight.
+	MaxValidations int
+	Log            *slog.Logger
+}
+
+func (c *Config) defaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&c.OrderLifetime, 7*24*time.Hour)
+	set(&c.PendingAuthzLifetime, 7*24*time.Hour)
+	set(&c.ValidAuthzLifetime, 30*24*time.Hour)
+	set(&c.ChallengeWait, 5*time.Second)
+	set(&c.FinalizeWait, 5*time.Second)
+	if c.MaxIdentifiers <= 0 {
+		c.MaxIdentifiers = 100
+	}
+	if c.MaxValidations <= 0 {
+		c.MaxValidations = 256
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// RA is the registration authority of one CA.
+type RA struct {
+	cfg Config
+	st  store.ACMEStore
+	svc *enroll.Service
+	va  *va.VA
+	now func() time.Time
+
+	profMu   sync.Mutex
+	profiles map[string]profileEntry
+
+	valMu    sync.Mutex
+	inflight map[string]chan struct{} // authz/challenge → done
+	valSem   chan struct{}
+	wg       sync.WaitGroup
+
+	chainMu    sync.Mutex
+	chainCache map[string]chainEntry
+}
+
+type profileEntry struct {
+	p     *profile.Profile
+	stamp string
+}
+
+// New returns an RA. Each profile must exist and be a leaf profile.
+func New(cfg Config, st store.ACMEStore, svc *enroll.Service, v *va.VA) (*RA, error) {
+	cfg.defaults()
+	if len(cfg.Profiles) == 0 {
+		return nil, fmt.Errorf("acme: no profile to offer")
+	}
+	ra := &RA{cfg: cfg, st: st, svc: svc, va: v, now: time.Now, profiles: map[string]profileEntry{},
+		inflight: map[string]chan struct{}{}, valSem: make(chan struct{}, cfg.MaxValidations), chainCache: map[string]chainEntry{}}
+	for _, name := range cfg.Profiles {
+		p, err := ra.profile(name)
+		if err != nil {
+			return nil, fmt.Errorf("acme profile %s: %w", name, err)
+		}
+		if p.IsCA() {
+			return nil, fmt.Errorf("acme profile %s is a CA profile", name)
+		}
+	}
+	return ra, nil
+}
+
+// Wait waits for the validations in flight (at shutdown).
+func (ra *RA) Wait() { ra.wg.Wait() }
+
+// Profiles describes the offered profiles by name, for the directory.
+func (ra *RA) Profiles() map[string]string {
+	out := map[string]string{}
+	for _, name := range ra.cfg.Profiles {
+		desc := name
+		if p, err := ra.profile(name); err == nil && p.Description != "" {
+			desc = p.Description
+		}
+		out[name] = desc
+	}
+	return out
+}
+
+// profile loads a profile, again only when the CA dir's override file
+// changed: parsing YAML costs more than the rest of an order.
+func (ra *RA) profile(name string) (*profile.Profile, error) {
+	stamp := ""
+	if fi, err := os.Stat(filepath.Join(ra.svc.CA.Dir, profile.ProfilesDir, filepath.FromSlash(name)+".yaml")); err == nil {
+		stamp = fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+	}
+	ra.profMu.Lock()
+	e, ok := ra.profiles[name]
+	ra.profMu.Unlock()
+	if ok && e.stamp == stamp {
+		return e.p, nil
+	}
+	p, err := profile.Load(name, ra.svc.CA.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ra.profMu.Lock()
+	ra.profiles[name] = profileEntry{p, stamp}
+	ra.profMu.Unlock()
+	return p, nil
+}
+
+func (ra *RA) offers(name string) bool {
+	for _, p := range ra.cfg.Profiles {
+		if p == name {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qpki/qpki/acme/eab"
+)
+
+func newACMECmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "acme", Short: "Manage the ACME server's external account binding keys"}
+	keys := &cobra.Command{
+		Use:   "eab",
+		Short: "Add, list and remove external account binding keys (<data-dir>/acme-eab.json)",
+		Long: `External account binding (RFC 8555 §7.3.4) ties a new ACME account to a
+key id and HMAC key the operator handed out. Each pair binds one account.
+The keys live in <data-dir>/acme-eab.json, changed atomically under a lock,
+so these commands work while qpki serve runs; serve reads the file when an
+account asks to be bound. Start serve with --acme-eab-required to refuse
+accounts without a binding.`,
+	}
+	var dataDir, kid, note string
+	var asJSON bool
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Create a key id and HMAC key pair and print them, once",
+		Long: `add creates a single-use binding key and prints its id and HMAC key
+(base64url, as certbot --eab-hmac-key and lego --hmac take it). Hand both
+to the client's operator over a trusted channel.`,
+		Example: `  qpki acme eab add --data-dir ./data --note "web team"
+  certbot register --server https://ca.example:8443/acme/directory --eab-kid KID --eab-hmac-key HMAC ...`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			k, err := eab.Add(dataDir, kid, note)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(map[string]string{"kid": k.ID, "hmac": k.HMAC})
+			}
+			fmt.Printf("kid:  %s\nhmac: %s\n", k.ID, k.HMAC)
+			return nil
+		},
+	}
+	add.Flags().StringVar(&kid, "kid", "", "key id (default: random)")
+	add.Flags().StringVar(&note, "note", "", "what the key is for, shown by list")
+	add.Flags().BoolVar(&asJSON, "json", false, "print {\"kid\",\"hmac\"} as JSON")
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List the keys and the accounts they bound (never the HMAC keys)",
+		Example: `  qpki acme eab list --data-dir ./data`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ks, err := eab.List(dataDir)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				type row struct {
+					KID     string    `json:"kid"`
+					Note    string    `json:"note,omitempty"`
+					Created time.Time `json:"created"`
+					Used    time.Time `json:"used,omitzero"`
+					Account string    `json:"account,omitempty"`
+				}
+				rows := make([]row, len(ks))
+				for i, k := range ks {
+					rows[i] = row{k.ID, k.Note, k.Created, k.Used, k.Account}
+				}
+				return json.NewEncoder(os.Stdout).Encode(rows)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KID\tCREATED\tUSED\tACCOUNT\tNOTE")
+			for _, k := range ks {
+				used := "-"
+				if !k.Used.IsZero() {
+					used = k.Used.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Created.Format(time.RFC3339), used, dash(k.Account), k.Note)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
+	remove := &cobra.Command{
+		Use:     "remove KID",
+		Short:   "Remove a key (an account it bound stays)",
+		Example: `  qpki acme eab remove 3Zx9Qk2mL0aB --data-dir ./data`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := eab.Remove(dataDir, args[0]); err != nil {
+				return err
+			}
+			fmt.Printf("removed external account key %s\n", args[0])
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{add, list, remove} {
+		c.Flags().StringVar(&dataDir, "data-dir", "./data", "data directory of qpki serve")
+		keys.AddCommand(c)
+	}
+	cmd.AddCommand(keys)
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qpki/qpki/acme"
+	"github.com/qpki/qpki/acme/ratelimit"
+	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/server"
+)
+
+// The ACME front-end's part of `qpki serve`.
+func init() {
+	var on bool
+	var c acme.Config
+	var ipLimit, orderLimit string
+	frontends = append(frontends, frontend{
+		flags: func(cmd *cobra.Command) {
+			fl := cmd.Flags()
+			fl.BoolVar(&on, "acme", true, "serve ACME (RFC 8555) at https://HOST:PORT"+acme.DirectoryPath)
+			fl.StringSliceVar(&c.Profiles, "acme-profiles", nil, "profiles offered over ACME, the first the default (default: the tls-server profile of the CA's algorithm family)")
+			fl.IntVar(&c.HTTPPort, "acme-http-port", 80, "port http-01 validations connect to")
+			fl.IntVar(&c.TLSPort, "acme-tls-port", 443, "port tls-alpn-01 validations connect to")
+			fl.StringVar(&c.DNSResolver, "acme-dns-resolver", "", "DNS server (host:port) for dns-01, CAA and address lookups; also turns CAA checking on")
+			fl.StringVar(&c.ResolveTo, "acme-resolve-to", "", "send every http-01 and tls-alpn-01 validation to this IP address (tests, closed networks)")
+			fl.DurationVar(&c.ValidationTimeout, "acme-validation-timeout", 10*time.Second, "time one challenge validation may take")
+			fl.StringSliceVar(&c.CAAIdentities, "acme-caa-identities", nil, "issuer domain names CAA records may name for this CA (directory meta.caaIdentities)")
+			fl.StringVar(&c.TermsOfService, "acme-terms-of-service", "", "terms of service URL that new accounts must agree to")
+			fl.StringVar(&c.Website, "acme-website", "", "website URL in the directory's meta")
+			fl.BoolVar(&c.EABRequired, "acme-eab-required", false, "require an external account binding (keys from `qpki acme eab add`)")
+			fl.StringVar(&c.ExternalURL, "acme-external-url", "", "base URL clients reach the server at (default: https:// and the request's Host)")
+			fl.StringVar(&ipLimit, "acme-rate-ip", "100/s:200", "requests per client IP: RATE[/s|/m|/h][:BURST], 0 for none")
+			fl.StringVar(&orderLimit, "acme-rate-orders", "100/m:300", "new orders per account: RATE[/s|/m|/h][:BURST], 0 for none")
+			fl.StringSliceVar(&c.Exempt, "acme-rate-exempt", nil, "IP addresses, networks (CIDR) and account ids no rate limit applies to")
+			fl.DurationVar(&c.ChallengeWait, "acme-challenge-wait", 5*time.Second, "how long a challenge request waits for its validation before answering processing")
+			fl.DurationVar(&c.FinalizeWait, "acme-finalize-wait", 5*time.Second, "how long a finalize request waits for the certificate before answering processing")
+			fl.DurationVar(&c.ValidAuthzLifetime, "acme-authz-lifetime", 30*24*time.Hour, "how long a valid authorization is reused across the account's orders")
+		},
+		build: func(cfg server.Config) (server.Frontend, error) {
+			if !on {
+				return nil, nil
+			}
+			var err error
+			if c.IPLimit, err = ratelimit.ParseLimit(ipLimit); err != nil {
+				return nil, fmt.Errorf("--acme-rate-ip: %v", err)
+			}
+			if c.OrderLimit, err = ratelimit.ParseLimit(orderLimit); err != nil {
+				return nil, fmt.Errorf("--acme-rate-orders: %v", err)
+			}
+			if len(c.Profiles) == 0 {
+				if c.Profiles, err = defaultACMEProfile(cfg.CADir); err != nil {
+					return nil, err
+				}
+			}
+			c.DataDir, c.Log = cfg.DataDir, cfg.Log
+			return acme.New(c)
+		},
+	})
+}
+
+// defaultACMEProfile is the TLS server profile of the CA key's family:
+// rsa/tls-server for an RSA CA, ec/tls-server otherwise.
+func defaultACMEProfile(caDir string) ([]string, error) {
+	c, err := ca.Open(caDir)
+	if err != nil {
+		return nil, err
+	}
+	if _, v, err := c.Version(""); err == nil && len(v.Algos) == 1 {
+		if a, err := algo.Parse(v.Algos[0]); err == nil && a.Family() == algo.FamilyRSA {
+			return []string{"rsa/tls-server"}, nil
+		}
+	}
+	return []string{"ec/tls-server"}, nil
+}
