@@ -158,7 +158,7 @@ func (b *basicAuth) remember(key [32]byte, exp, now time.Time) {
 
 // verifyClientCert checks the TLS client certificate against trust
 // anchors, with the intermediates the client sent.
-func verifyClientCert(r *http.Request, anchors []*x509.Certificate) (*x509.Certificate, error) {
+func (c *certCache) verifyClientCert(r *http.Request, anchors []*x509.Certificate) (*x509.Certificate, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return nil, nil
 	}
@@ -166,10 +166,65 @@ func verifyClientCert(r *http.Request, anchors []*x509.Certificate) (*x509.Certi
 	if len(anchors) == 0 {
 		return nil, forbidden("client certificates are not accepted here (no trust anchors configured)")
 	}
-	if _, err := x509x.Verify(leaf, r.TLS.PeerCertificates[1:], anchors, time.Now()); err != nil {
+	now := time.Now()
+	key := c.key(leaf, anchors)
+	if c.seen(key, now) {
+		return leaf, nil
+	}
+	if _, err := x509x.Verify(leaf, r.TLS.PeerCertificates[1:], anchors, now); err != nil {
 		return nil, forbidden("the client certificate is not trusted: %v", err)
 	}
+	exp := now.Add(certCacheTTL)
+	if leaf.NotAfter.Before(exp) {
+		exp = leaf.NotAfter
+	}
+	c.remember(key, exp, now)
 	return leaf, nil
+}
+
+// certCacheTTL is how long a client certificate that chained to a
+// label's anchors is taken without checking the chain again: a device
+// sends many requests on one keep-alive connection.
+const certCacheTTL = time.Minute
+
+// certCache remembers verified client certificates, by the certificate
+// and the anchors it was verified against.
+type certCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]time.Time
+}
+
+func newCertCache() *certCache { return &certCache{m: map[[32]byte]time.Time{}} }
+
+func (c *certCache) key(leaf *x509.Certificate, anchors []*x509.Certificate) [32]byte {
+	h := sha256.New()
+	h.Write(leaf.Raw)
+	for _, a := range anchors {
+		h.Write(a.Raw)
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (c *certCache) seen(k [32]byte, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.m[k]
+	return ok && now.Before(exp)
+}
+
+func (c *certCache) remember(k [32]byte, exp, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= DefaultAuthCacheMax {
+		for k, e := range c.m {
+			if !now.Before(e) || len(c.m) >= DefaultAuthCacheMax {
+				delete(c.m, k)
+			}
+		}
+	}
+	c.m[k] = exp
 }
 
 // caAnchors are the served CA's certificates, every version's chain, for

@@ -377,3 +377,23 @@ func wrap76(b []byte) []byte {
 	}
 	return append(out, s...)
 }
+
+// A client certificate verified against one label's anchors is not taken
+// for another's.
+func TestClientCertCacheScope(t *testing.T) {
+	c := newCertCache()
+	dev := newIssuer(t, "Device CA")
+	other := newIssuer(t, "Other CA")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := dev.issue(t, key.Public(), pkix.Name{CommonName: "d"}, nil)
+	r := &http.Request{TLS: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}}
+	if got, err := c.verifyClientCert(r, []*x509.Certificate{dev.cert}); err != nil || got != leaf {
+		t.Fatal(err)
+	}
+	if _, err := c.verifyClientCert(r, []*x509.Certificate{other.cert}); err == nil {
+		t.Fatal("a certificate cached for one set of anchors passed another")
+	}
+	if got, err := c.verifyClientCert(r, []*x509.Certificate{dev.cert}); err != nil || got != leaf {
+		t.Fatal(err)
+	}
+}

@@ -101,7 +101,11 @@ func (f *Frontend) serverKeygen(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	der, csr, ok := readCSR(w, r, false)
+	der, ok := readCSR(w, r)
+	if !ok {
+		return
+	}
+	csr, ok := parseCSR(w, der)
 	if !ok {
 		return
 	}

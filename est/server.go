@@ -33,6 +33,7 @@ type Frontend struct {
 	svc     *enroll.Service
 	st      store.Store
 	basic   *basicAuth
+	certs   *certCache
 	pending *pendingKeys
 	def     *Label
 }
@@ -45,7 +46,7 @@ func New(o Options, log *slog.Logger) (*Frontend, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &Frontend{o: o, log: log, pending: newPendingKeys(o.PendingKeys, o.PendingKeyTTL)}
+	f := &Frontend{o: o, log: log, certs: newCertCache(), pending: newPendingKeys(o.PendingKeys, o.PendingKeyTTL)}
 	f.def = &Label{Profile: o.Profile, Auth: []string{AuthCert, AuthBasic}, clientCAs: o.ClientCAs}
 	if o.DataDir != "" {
 		b, err := newBasicAuth(o.DataDir, o.AuthCacheTTL, o.AuthCacheMax)
@@ -178,41 +179,39 @@ func (f *Frontend) csrattrs(w http.ResponseWriter, r *http.Request) {
 	writeBase64(w, mediaCSRAttrs, der)
 }
 
-// readCSR reads, decodes and parses the CSR of a POST. verify checks its
-// signature (serverkeygen ignores it, RFC 7030 §4.4.1).
-func readCSR(w http.ResponseWriter, r *http.Request, verify bool) ([]byte, *x509.CertificateRequest, bool) {
+// readCSR reads and decodes the CSR of a POST to DER.
+func readCSR(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := readBody(w, r)
 	if errors.Is(err, errTooLarge) {
 		httpError(w, http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", MaxBody)
-		return nil, nil, false
+		return nil, false
 	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "%v", err)
-		return nil, nil, false
+		return nil, false
 	}
 	der, err := decodeCSRBody(body)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "%v", err)
-		return nil, nil, false
-	}
-	if verify {
-		csr, err := x509x.ParseCertificateRequest(der)
-		if err != nil {
-			httpError(w, http.StatusBadRequest, "%v", err)
-			return nil, nil, false
-		}
-		return der, csr.CertificateRequest, true
+		return nil, false
 	}
 	if len(der) > x509x.MaxCSR {
 		httpError(w, http.StatusRequestEntityTooLarge, "the CSR is larger than %d bytes", x509x.MaxCSR)
-		return nil, nil, false
+		return nil, false
 	}
+	return der, true
+}
+
+// parseCSR parses a CSR without checking its signature: enroll checks
+// it (once) before anything is issued, and serverkeygen ignores it (RFC
+// 7030 §4.4.1).
+func parseCSR(w http.ResponseWriter, der []byte) (*x509.CertificateRequest, bool) {
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "malformed CSR: %v", err)
-		return nil, nil, false
+		return nil, false
 	}
-	return der, csr, true
+	return csr, true
 }
 
 // authenticate checks the credentials simpleenroll and serverkeygen take:
@@ -220,7 +219,7 @@ func readCSR(w http.ResponseWriter, r *http.Request, verify bool) ([]byte, *x509
 func (f *Frontend) authenticate(r *http.Request, l *Label) (*principal, error) {
 	var certErr error
 	if slices.Contains(l.Auth, AuthCert) {
-		cert, err := verifyClientCert(r, f.anchors(l))
+		cert, err := f.certs.verifyClientCert(r, f.anchors(l))
 		if cert != nil {
 			return &principal{cert: cert}, nil
 		}
@@ -270,9 +269,18 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 	if !ok {
 		return
 	}
-	der, csr, ok := readCSR(w, r, true)
+	der, ok := readCSR(w, r)
 	if !ok {
 		return
+	}
+	// The CSR is parsed here only when its content decides (a renewal's
+	// identity, the channel binding); its signature is checked by enroll
+	// before anything is issued.
+	var csr *x509.CertificateRequest
+	if renew || f.channelBinding(l) {
+		if csr, ok = parseCSR(w, der); !ok {
+			return
+		}
 	}
 	if renew {
 		cert, err := verifyRenewal(r, f.svc.CA, f.st)
