@@ -42,15 +42,15 @@ type attrSpec struct {
 }
 
 var (
-	keyClasses  = []uint64{CKO_PUBLIC_KEY, CKO_PRIVATE_KEY, CKO_SECRET_KEY}
-	pubPriv     = []uint64{CKO_PUBLIC_KEY, CKO_PRIVATE_KEY}
-	pubOnly     = []uint64{CKO_PUBLIC_KEY}
-	privOnly    = []uint64{CKO_PRIVATE_KEY}
-	privSecret  = []uint64{CKO_PRIVATE_KEY, CKO_SECRET_KEY}
-	pubSecret   = []uint64{CKO_PUBLIC_KEY, CKO_SECRET_KEY}
-	secretOnly  = []uint64{CKO_SECRET_KEY}
-	attrSpecs   = map[uint64]attrSpec{}
-	ulongAttrs  = map[uint64]bool{}
+	keyClasses = []uint64{CKO_PUBLIC_KEY, CKO_PRIVATE_KEY, CKO_SECRET_KEY}
+	pubPriv    = []uint64{CKO_PUBLIC_KEY, CKO_PRIVATE_KEY}
+	pubOnly    = []uint64{CKO_PUBLIC_KEY}
+	privOnly   = []uint64{CKO_PRIVATE_KEY}
+	privSecret = []uint64{CKO_PRIVATE_KEY, CKO_SECRET_KEY}
+	pubSecret  = []uint64{CKO_PUBLIC_KEY, CKO_SECRET_KEY}
+	secretOnly = []uint64{CKO_SECRET_KEY}
+	attrSpecs  = map[uint64]attrSpec{}
+	ulongAttrs = map[uint64]bool{}
 )
 
 func init() {
