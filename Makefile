@@ -6,12 +6,20 @@ DATA      ?= ./data
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= 2025.1.1
 
-.PHONY: all build test test-go fuzz-short bench lint deps run clean test-hsm
+.PHONY: all build test test-go fuzz-short bench lint deps run clean test-hsm testtoken
 
 all: build
 
 build:
 	$(GO) build -o $(QPKI) ./cmd/qpki
+
+# testtoken builds the qpki test token, a PKCS#11 3.2 token for development
+# and CI only: the C client library (no Go runtime inside) and its daemon.
+TESTTOKEN_CC ?= gcc
+testtoken:
+	@mkdir -p $(BUILD)
+	$(TESTTOKEN_CC) -shared -fPIC -O2 -Wall -Wextra -Werror -fvisibility=hidden -pthread -o $(BUILD)/libqpki-testtoken.so testtoken/lib/*.c
+	$(GO) build -o $(BUILD)/qpki-testtokend ./cmd/qpki-testtokend
 
 # deps installs the Debian packages the tests drive (openssl, SoftHSM2,
 # pkcs11-tool) when run as root, and otherwise says what is missing.
