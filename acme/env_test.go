@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,11 +237,14 @@ func (d *testDNS) httpreq(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	name := dns.CanonicalName(req.FQDN)
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	switch r.URL.Path {
 	case "/present":
-		d.setTXT(req.FQDN, req.Value)
+		d.txt[name] = append(d.txt[name], req.Value)
 	case "/cleanup":
-		d.setTXT(req.FQDN)
+		d.txt[name] = slices.DeleteFunc(d.txt[name], func(v string) bool { return v == req.Value })
 	default:
 		http.NotFound(w, r)
 	}
