@@ -251,18 +251,13 @@ func TestHSMWorkerRecoversFromClosedSessions(t *testing.T) {
 	}
 	p.issue(t, "after-logout", 10)
 
-	// While jobs are in flight.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < 5; i++ {
-			time.Sleep(5 * time.Millisecond)
-			h.closeAllSessions(t)
-		}
-	}()
-	p.issue(t, "during", 40)
-	wg.Wait()
+	// Closing sessions while another thread is inside C_Sign on them is
+	// outside what PKCS#11 defines (SoftHSM2 crashes on it), so the
+	// sessions are closed between rounds, never under a signature.
+	for i := 0; i < 3; i++ {
+		h.closeAllSessions(t)
+		p.issue(t, fmt.Sprintf("round%d", i), 10)
+	}
 	p.issue(t, "end", 5)
 }
 

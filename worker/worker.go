@@ -26,9 +26,11 @@ import (
 
 // Options tune a pool of workers.
 type Options struct {
-	// Sessions is the number of worker goroutines, each with its own
-	// signer session (default 1).
+	// Sessions is the number of signer sessions (default 1).
 	Sessions int
+	// PerSession is the number of worker goroutines sharing one session
+	// (default 4): they overlap everything around the signature with it.
+	PerSession int
 	// Rate caps signatures per second across the pool, so that batch work
 	// never asks more of the HSM than it can do; 0 means no limit.
 	Rate float64
@@ -86,22 +88,61 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 		sessions[i] = s
 	}
 	ready(nil)
+	// Several goroutines share each session: while one waits for the
+	// signer, the others parse, check policy and publish, so that the
+	// pipeline keeps an HSM session busy. The signer holds its HSM
+	// session only for the sign call itself.
+	reg := &registry{}
+	for _, s := range sessions {
+		reg.add(s)
+	}
+	defer reg.closeAll()
 	var wg sync.WaitGroup
-	errs := make(chan error, o.Sessions)
+	errs := make(chan error, o.Sessions*o.perSession())
 	for i, s := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer s.close()
-			w := &worker{id: i, ca: c, q: q, cons: cons, limiter: limiter, o: o, s: s}
-			if err := w.loop(ctx); err != nil {
-				errs <- err
-			}
-		}()
+		for j := 0; j < o.perSession(); j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w := &worker{id: i*o.perSession() + j, ca: c, q: q, cons: cons, limiter: limiter, o: o, s: s, reg: reg}
+				if err := w.loop(ctx); err != nil {
+					errs <- err
+				}
+			}()
+		}
 	}
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+func (o Options) perSession() int {
+	if o.PerSession < 1 {
+		return 4
+	}
+	return o.PerSession
+}
+
+// registry keeps every session opened by a pool, to close them when the
+// pool stops (a reopened session may still be in use by its siblings).
+type registry struct {
+	mu       sync.Mutex
+	sessions []*session
+}
+
+func (r *registry) add(s *session) {
+	r.mu.Lock()
+	r.sessions = append(r.sessions, s)
+	r.mu.Unlock()
+}
+
+func (r *registry) closeAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.sessions {
+		s.close()
+	}
+	r.sessions = nil
 }
 
 // session is one signer session and the CA version it signs for.
@@ -138,6 +179,7 @@ type worker struct {
 	limiter *rate.Limiter
 	o       Options
 	s       *session
+	reg     *registry     // nil for a Local worker, which owns its session
 	waited  time.Duration // for the limiter, in the current job
 }
 
@@ -214,7 +256,12 @@ func (w *worker) reopen() {
 		w.o.Log.Error("reopening the signer session failed", "error", err)
 		return
 	}
-	w.s.close()
+	if w.reg != nil {
+		// Siblings may still sign with the old session: the pool closes it.
+		w.reg.add(s)
+	} else {
+		w.s.close()
+	}
 	w.s = s
 }
 
