@@ -125,7 +125,8 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Addr = ln.Addr().String()
-	s.https = &http.Server{Handler: s.observe(mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	s.https = &http.Server{Handler: s.observe(mux), ErrorLog: httpErrorLog(s.Core.cfg.Log),
+		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 			// Client certificates are asked for, never required: EST checks
 			// them per endpoint, ACME and the health checks ignore them.

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/qpki/qpki/enroll"
@@ -157,4 +159,23 @@ func ServeMetrics(addr string, m *metrics.Metrics, q *queue.Queue) (stop func(),
 	hs := &http.Server{Handler: m.InstrumentHTTP(mux), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	return func() { hs.Close() }, nil
+}
+
+// httpErrorLog sends net/http's own error lines to the structured log: a
+// failed TLS handshake (scanners, probes that only connect) at debug
+// level, anything else (a handler's panic) as an error.
+func httpErrorLog(log *slog.Logger) *stdlog.Logger {
+	return stdlog.New(errorLogWriter{log}, "", 0)
+}
+
+type errorLogWriter struct{ log *slog.Logger }
+
+func (w errorLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelError
+	if strings.Contains(msg, "TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	w.log.Log(context.Background(), level, "https listener", "error", msg)
+	return len(p), nil
 }
