@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/cose"
+	"github.com/qpki/qpki/pkg/credential"
 	"github.com/qpki/qpki/pkg/hsm"
 	"github.com/qpki/qpki/pkg/keyfile"
 	"github.com/qpki/qpki/pkg/store"
@@ -69,7 +71,7 @@ The key comes from one of:
                             allow digitalSignature)
   --hsm-config F --key-label L --cert C
                             a key in an HSM (--algorithm A without --cert)
-  --credential ID           a credential (not available in this build yet)`,
+  --credential ID           a credential's key and certificate (--cred-dir, default <ca-dir>/credentials)`,
 		Example: `  qpki cose sign --cert signer.crt --key signer.key --iss qpki --sub device-7 --exp 24h -o token.cbor
   qpki cose sign --type sign1 --cert signer.crt --key signer.key --data fw.bin --content-type application/octet-stream -o fw.cose
   qpki cose sign --type cwt --cert ec.crt --key ec.key --cert mldsa.crt --key mldsa.key --sub hybrid -o hybrid.cbor
@@ -130,7 +132,7 @@ func (f *coseSignFlags) run(cmd *cobra.Command) error {
 	case f.caDir != "":
 		msg, err = f.signWithCA(cmd.Context(), req)
 	case f.credential != "":
-		err = errors.New("--credential: credentials are not available in this build yet; use --cert/--key or --hsm-config/--key-label")
+		msg, err = f.signWithCredential(req)
 	default:
 		msg, err = f.signWithKeys(req)
 	}
@@ -274,6 +276,28 @@ func (f *coseSignFlags) signWithKeys(req cose.SignRequest) ([]byte, error) {
 		signers = append(signers, s)
 	}
 	return cose.Sign(rand.Reader, req, signers, chains)
+}
+
+// signWithCredential signs with a credential's key (a file or an HSM key,
+// as its credential.meta.json records) and puts its certificate, and the
+// issuing CA's chain when the credential dir lies in a CA dir, in x5chain.
+func (f *coseSignFlags) signWithCredential(req cose.SignRequest) ([]byte, error) {
+	dir := f.credDir
+	if dir == "" {
+		dir = filepath.Join(defaultCADir(), "credentials")
+	}
+	s, leaf, err := credential.Signer(dir, f.credential, credential.OpenOptions{HSMConfig: f.hsmConfig, Passphrase: passphrase(f.passEnv, false)})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	chain := []*x509.Certificate{leaf}
+	if c, err := ca.Open(filepath.Dir(filepath.Clean(dir))); err == nil {
+		if cc, err := c.Chain(""); err == nil {
+			chain = append(chain, cc...)
+		}
+	}
+	return cose.Sign(rand.Reader, req, []cose.Signer{s}, [][]*x509.Certificate{chain})
 }
 
 // hsmAlgorithm is the algorithm of the i-th HSM key: the one its
