@@ -244,9 +244,10 @@ func caAnchors(c *ca.CA) (roots, intermediates []*x509.Certificate, err error) {
 	return roots, intermediates, nil
 }
 
-// verifyRenewal checks the certificate being renewed: the CA issued it,
-// it has not expired, its record is in the store and it is not revoked.
-func verifyRenewal(r *http.Request, c *ca.CA, st store.Store) (*x509.Certificate, error) {
+// verifyRenewal checks the certificate being renewed: the CA issued it
+// under the profile the renewal asks for, it has not expired, its record
+// is in the store and it is not revoked.
+func verifyRenewal(r *http.Request, c *ca.CA, st store.Store, profile string) (*x509.Certificate, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return nil, unauthorized("simplereenroll needs the certificate being renewed as the TLS client certificate")
 	}
@@ -271,6 +272,10 @@ func verifyRenewal(r *http.Request, c *ca.CA, st store.Store) (*x509.Certificate
 	}
 	if rec.Revocation != nil {
 		return nil, forbidden("the client certificate (serial %s) is revoked", rec.Serial)
+	}
+	if rec.Profile != profile {
+		// A renewal keeps what the certificate is for.
+		return nil, forbidden("the client certificate was issued under profile %s; renew it where %s is served", rec.Profile, rec.Profile)
 	}
 	return leaf, nil
 }

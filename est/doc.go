@@ -34,6 +34,22 @@
 // cached, changing or removing a user takes effect at once, and at most
 // GOMAXPROCS argon2id checks run at a time.
 //
+// The --est-config file maps labels to profiles and rules:
+//
+//	labels:
+//	  routers:                     # /.well-known/est/routers/
+//	    profile: ec/tls-server
+//	    vars: {o: Example Corp}     # fixed profile variables
+//	    auth: [cert, basic]         # what simpleenroll and serverkeygen take
+//	    client_ca: device-ca.pem    # trust anchors instead of --est-client-ca
+//	    users: [fleet-a]            # Basic users allowed here (default: all)
+//	    channel_binding: true       # overrides --est-channel-binding
+//	wait: 10s                       # how long a request waits before 202
+//	retry_after: 10s                # the 202's Retry-After
+//
+// A renewal (simplereenroll) keeps the profile of the certificate it
+// renews: it is served only by a label with that profile.
+//
 // When the signer is busy a request waits up to Options.Wait, then gets
 // 202 with Retry-After; the same CSR sent again is the same job (the
 // idempotency key is the label and the CSR's hash) and gets the

@@ -43,6 +43,11 @@ func TestSimpleReenroll(t *testing.T) {
 	if r := e.do(c, "POST", "simplereenroll", b64(moreNames), "", ""); r.code != http.StatusForbidden || !strings.Contains(r.text(), "subjectAltName") {
 		t.Errorf("reenroll with more names: %d %s", r.code, r.text())
 	}
+	// A renewal keeps the profile: a TLS server certificate is not renewed
+	// into a client certificate.
+	if r := e.do(c, "POST", "client/simplereenroll", b64(renew), "", ""); r.code != http.StatusForbidden || !strings.Contains(r.text(), "issued under profile ec/tls-server") {
+		t.Errorf("reenroll under another profile: %d %s", r.code, r.text())
+	}
 	// Once revoked, the old certificate renews nothing.
 	if _, err := e.srv.Core.CA.Revoke(store.FormatSerial(old.SerialNumber), 1, time.Now()); err != nil {
 		t.Fatal(err)

@@ -283,7 +283,7 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 		}
 	}
 	if renew {
-		cert, err := verifyRenewal(r, f.svc.CA, f.st)
+		cert, err := verifyRenewal(r, f.svc.CA, f.st, l.Profile)
 		if err == nil {
 			err = sameIdentity(cert, csr)
 		}
@@ -345,7 +345,7 @@ func (f *Frontend) submitError(w http.ResponseWriter, err error) {
 		httpError(w, http.StatusConflict, "this CSR was already submitted under another profile or variables: %v", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), strings.HasPrefix(err.Error(), "queue:"):
 		f.log.Warn("est: submission failed", "error", err)
-		w.Header().Set("Retry-After", fmt.Sprint(int(f.o.RetryAfter.Seconds())))
+		w.Header().Set("Retry-After", fmt.Sprint(max(1, int(f.o.RetryAfter.Seconds()))))
 		httpError(w, http.StatusServiceUnavailable, "the signing queue is unavailable; retry later")
 	default:
 		httpError(w, http.StatusBadRequest, "%v", err)
