@@ -22,6 +22,11 @@ import (
 func csrFor(t testing.TB, cn string, names ...string) ([]byte, crypto.Signer) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return csrForKey(t, key, cn, names...), key
+}
+
+func csrForKey(t testing.TB, key crypto.Signer, cn string, names ...string) []byte {
+	t.Helper()
 	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
@@ -34,7 +39,7 @@ func csrFor(t testing.TB, cn string, names ...string) ([]byte, crypto.Signer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return der, key
+	return der
 }
 
 // solver answers one challenge of an authorization and returns its
