@@ -64,12 +64,9 @@ func (t *Token) signer(key *Key, alg algo.Algorithm, onClose func() error) (*tok
 		if !ok || m.Sign == 0 {
 			return nil, fmt.Errorf("hsm: mechanism table %q has no signature mechanism for %s", st.table.Name, alg)
 		}
-		// TODO(pkcs11-3.2): signing with a context string (FIPS 204/205
-		// ctx) or a hedging choice needs CK_SIGN_ADDITIONAL_CONTEXT, and
-		// tokens that speak only 3.x need C_GetInterface; both want a small
-		// cgo layer beside miekg/pkcs11 (which speaks 2.40). Without a
-		// parameter, CKM_ML_DSA/CKM_SLH_DSA sign with an empty context,
-		// hedged, which this signer does.
+		// Without a parameter, CKM_ML_DSA/CKM_SLH_DSA sign with an empty
+		// context; a context string (*algo.ContextOpts) goes in a
+		// CK_SIGN_ADDITIONAL_CONTEXT through the 3.x layer (p11v3.go).
 		wantType, mech = m.KeyType, m.Sign
 	}
 	if key.KeyType != wantType {
@@ -152,9 +149,14 @@ func (s *tokenSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) (
 	if opts.HashFunc() != 0 {
 		return nil, fmt.Errorf("hsm: %s signs the message itself, not a %v digest", s.alg, opts.HashFunc())
 	}
-	if _, plain := opts.(crypto.Hash); !plain {
-		// A context string needs CK_SIGN_ADDITIONAL_CONTEXT (see signer()).
-		return nil, fmt.Errorf("hsm: %s signing options of type %T (a context string) are not supported through PKCS#11 yet", s.alg, opts)
+	switch o := opts.(type) {
+	case crypto.Hash:
+	case *algo.ContextOpts:
+		if o != nil && len(o.Context) > 0 {
+			return s.signContext(o.Context, digest)
+		}
+	default:
+		return nil, fmt.Errorf("hsm: %s signing options of type %T are not supported", s.alg, opts)
 	}
 	return s.sign(s.mech, nil, digest)
 }
@@ -184,18 +186,22 @@ func (s *tokenSigner) signPSS(digest []byte, o *rsa.PSSOptions) ([]byte, error) 
 	return s.sign(pkcs11.CKM_RSA_PKCS_PSS, pkcs11.NewPSSParams(hp.mech, hp.mgf, uint(salt)), digest)
 }
 
-// sign runs C_SignInit and C_Sign on a pooled session. If the token no
-// longer knows the key handle, the key is looked up again once.
+// sign runs C_SignInit and C_Sign on a pooled session.
 func (s *tokenSigner) sign(mech uint, param []byte, data []byte) ([]byte, error) {
-	st := s.key.st
-	ctx := st.mod.ctx
+	ctx := s.key.st.mod.ctx
 	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, param)}
-	once := func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
+	return s.signOn(mech, func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
 		if err := ctx.SignInit(sess, m, h); err != nil {
 			return nil, err
 		}
 		return ctx.Sign(sess, data)
-	}
+	})
+}
+
+// signOn runs one signature (once) on a pooled session. If the token no
+// longer knows the key handle, the key is looked up again once.
+func (s *tokenSigner) signOn(mech uint, once func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error)) ([]byte, error) {
+	st := s.key.st
 	var sig []byte
 	err := st.withSession(func(sess pkcs11.SessionHandle) error {
 		out, err := once(sess, s.key.handle())

@@ -1,0 +1,114 @@
+package hsm
+
+/*
+#cgo LDFLAGS: -ldl
+#include <stdlib.h>
+#include "p11v3.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/miekg/pkcs11"
+)
+
+// p11v3 reaches the PKCS#11 3.x functions of a module that miekg/pkcs11
+// has loaded: the function list comes from C_GetInterface (3.2 when the
+// module offers it) or, for 2.x modules, C_GetFunctionList. Both name the
+// same module instance, so sessions and login are shared with
+// miekg/pkcs11.
+type p11v3 struct {
+	m C.qp_module
+}
+
+var (
+	p11v3Mu      sync.Mutex
+	p11v3Modules = map[string]*p11v3{}
+)
+
+// loadP11v3 returns the 3.x view of the module at path. It holds its own
+// reference to the library, never released, so that its function
+// pointers stay valid whatever miekg/pkcs11 does with its handle.
+func loadP11v3(path string) (*p11v3, error) {
+	p11v3Mu.Lock()
+	defer p11v3Mu.Unlock()
+	if p, ok := p11v3Modules[path]; ok {
+		return p, nil
+	}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var errbuf [256]C.char
+	p := &p11v3{}
+	if C.qp_open(cpath, &p.m, &errbuf[0], C.size_t(len(errbuf))) != 0 {
+		return nil, fmt.Errorf("PKCS#11 module %s: %s", path, C.GoString(&errbuf[0]))
+	}
+	p11v3Modules[path] = p
+	return p, nil
+}
+
+// version returns the version of the function list in use.
+func (p *p11v3) version() (major, minor int) { return int(p.m.major), int(p.m.minor) }
+
+// has32 reports whether the module offers the PKCS#11 3.2 functions.
+func (p *p11v3) has32() bool {
+	major, minor := p.version()
+	return major > 3 || (major == 3 && minor >= 2)
+}
+
+func ckr(rv C.qp_ulong) error {
+	if rv == 0 {
+		return nil
+	}
+	return pkcs11.Error(rv)
+}
+
+// bytesPtr returns a pointer to b's data, or nil for an empty slice.
+func bytesPtr(b []byte) *C.uchar {
+	if len(b) == 0 {
+		return nil
+	}
+	return (*C.uchar)(unsafe.Pointer(&b[0]))
+}
+
+// signWithContext runs C_SignInit with a CK_SIGN_ADDITIONAL_CONTEXT
+// parameter and C_Sign.
+func (p *p11v3) signWithContext(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech, hedge uint, ctx, data []byte) ([]byte, error) {
+	if len(ctx) > 255 {
+		return nil, errors.New("hsm: context of more than 255 bytes")
+	}
+	var sig *C.uchar
+	var n C.qp_ulong
+	rv := C.qp_sign_with_context(&p.m, C.qp_ulong(s), C.qp_ulong(mech), C.qp_ulong(key), C.qp_ulong(hedge),
+		bytesPtr(ctx), C.qp_ulong(len(ctx)), bytesPtr(data), C.qp_ulong(len(data)), &sig, &n)
+	if err := ckr(rv); err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(sig))
+	return C.GoBytes(unsafe.Pointer(sig), C.int(n)), nil
+}
+
+// encapsulate runs C_EncapsulateKey with the public key pub; the shared
+// secret is left in a session object, which the caller reads and destroys.
+func (p *p11v3) encapsulate(s pkcs11.SessionHandle, mech uint, pub pkcs11.ObjectHandle) ([]byte, pkcs11.ObjectHandle, error) {
+	var ct *C.uchar
+	var n, secret C.qp_ulong
+	if err := ckr(C.qp_encapsulate(&p.m, C.qp_ulong(s), C.qp_ulong(mech), C.qp_ulong(pub), &ct, &n, &secret)); err != nil {
+		return nil, 0, err
+	}
+	defer C.free(unsafe.Pointer(ct))
+	return C.GoBytes(unsafe.Pointer(ct), C.int(n)), pkcs11.ObjectHandle(secret), nil
+}
+
+// decapsulate runs C_DecapsulateKey with the private key priv.
+func (p *p11v3) decapsulate(s pkcs11.SessionHandle, mech uint, priv pkcs11.ObjectHandle, ct []byte) (pkcs11.ObjectHandle, error) {
+	var secret C.qp_ulong
+	rv := C.qp_decapsulate(&p.m, C.qp_ulong(s), C.qp_ulong(mech), C.qp_ulong(priv), bytesPtr(ct), C.qp_ulong(len(ct)), &secret)
+	if err := ckr(rv); err != nil {
+		return 0, err
+	}
+	return pkcs11.ObjectHandle(secret), nil
+}

@@ -1,0 +1,47 @@
+/*
+ * p11v3.h: the PKCS#11 3.x calls that github.com/miekg/pkcs11 (2.40) cannot
+ * make: C_SignInit with a CK_SIGN_ADDITIONAL_CONTEXT parameter, and
+ * C_EncapsulateKey / C_DecapsulateKey. They go through the function list
+ * of C_GetInterface (or C_GetFunctionList) of the module miekg/pkcs11
+ * already loaded, so they share its sessions and login.
+ */
+#ifndef QPKI_HSM_P11V3_H
+#define QPKI_HSM_P11V3_H
+
+#include <stddef.h>
+
+typedef unsigned long qp_ulong;
+
+typedef struct {
+	unsigned char major, minor;
+} qp_version;
+
+/*
+ * A function list seen as its version and its function pointers, in the
+ * order of CK_FUNCTION_LIST_3_2 (OASIS pkcs11f.h); a 2.40 list has the
+ * first 68, a 3.0 list the first 92.
+ */
+typedef struct {
+	qp_version version;
+	void *fn[104];
+} qp_function_list;
+
+typedef struct {
+	void *handle;
+	qp_function_list *fl;
+	int major, minor;
+} qp_module;
+
+int qp_open(const char *path, qp_module *m, char *err, size_t errlen);
+
+qp_ulong qp_sign_with_context(qp_module *m, qp_ulong session, qp_ulong mech, qp_ulong key,
+	qp_ulong hedge, const unsigned char *ctx, qp_ulong ctxlen,
+	const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen);
+
+qp_ulong qp_encapsulate(qp_module *m, qp_ulong session, qp_ulong mech, qp_ulong pub,
+	unsigned char **ct, qp_ulong *ctlen, qp_ulong *secret);
+
+qp_ulong qp_decapsulate(qp_module *m, qp_ulong session, qp_ulong mech, qp_ulong priv,
+	const unsigned char *ct, qp_ulong ctlen, qp_ulong *secret);
+
+#endif
