@@ -108,6 +108,8 @@ type Result struct {
 	// DeadLetter marks the failure result written when the job was moved
 	// to QPKI_DEAD after too many deliveries.
 	DeadLetter bool `json:"dead_letter,omitempty"`
+	// RequestID is the job's, carried back for the recorder's log line.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Subject is the subject the result is published on.
@@ -138,6 +140,9 @@ func (r *Result) Validate() error {
 	}
 	if r.Finished.IsZero() {
 		return fmt.Errorf("queue: result %s: no finish time", r.JobID)
+	}
+	if err := checkRequestID(r.RequestID); err != nil {
+		return fmt.Errorf("queue: result %s: %v", r.JobID, err)
 	}
 	return nil
 }

@@ -34,8 +34,8 @@ func (core *Core) observeRecorded(rs []queue.Result, errs []error, began time.Ti
 		}
 		latency := j.Finished.Sub(j.Created)
 		core.Metrics.JobRecorded(j.Kind, j.Profile, j.Class, j.State == store.JobDone, latency)
-		core.cfg.Log.Debug("job recorded", "job", j.ID, "kind", j.Kind, "state", j.State, "serial", j.Serial,
-			"latency", latency)
+		core.cfg.Log.Debug("job recorded", "job", j.ID, "request_id", r.RequestID, "kind", j.Kind, "state", j.State,
+			"serial", j.Serial, "latency", latency)
 	}
 }
 

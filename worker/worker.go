@@ -204,7 +204,7 @@ type permanent struct{ error }
 // result turns the outcome of signing into a result message; transient
 // is true when the job should be retried instead.
 func result(job queue.Job, payload []byte, err error) (res queue.Result, transient bool) {
-	res = queue.Result{V: queue.ResultVersion, JobID: job.ID, CA: job.CA, Kind: job.Kind, Finished: time.Now().UTC()}
+	res = queue.Result{V: queue.ResultVersion, JobID: job.ID, CA: job.CA, Kind: job.Kind, Finished: time.Now().UTC(), RequestID: job.RequestID}
 	var perm permanent
 	switch {
 	case err == nil:
