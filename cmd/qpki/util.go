@@ -140,10 +140,6 @@ func (f *varFlags) values() (map[string]any, error) {
 	return profile.MergeVars(fromFile, fromFlags), nil
 }
 
-func openCA(dir string) (*ca.CA, error) {
-	return ca.Open(dir)
-}
-
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // randomID names a one-off CLI request (its idempotency key).

@@ -10,14 +10,6 @@ import (
 	"github.com/qpki/qpki/pkg/algo"
 )
 
-// leafCase is one built-in leaf profile and what openssl must show for it.
-type leafCase struct {
-	profile string
-	key     algo.Algorithm
-	vars    map[string]string
-	want    []string // substrings of `openssl x509 -text`
-}
-
 // TestOpenSSLVerifiesEveryBuiltinProfile issues from every built-in
 // profile and has openssl verify the chain, read the extensions and
 // verify the CRL.

@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"crypto"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -123,6 +122,3 @@ func openKey(caDir string, k Key, opts KeyOptions) (algo.SignerCloser, error) {
 	}
 	return b.Open(caDir, k.Storage, a, opts)
 }
-
-// publicOf is a small helper for comparing keys.
-func publicOf(s crypto.Signer) crypto.PublicKey { return s.Public() }

@@ -1,7 +1,6 @@
 package hsmtest
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -76,6 +75,6 @@ func Use(t testing.TB, label string) Target {
 func SoftHSMOnly(t testing.TB) {
 	t.Helper()
 	if External() {
-		t.Skip(fmt.Sprintf("needs throw-away SoftHSM2 tokens; %s points at an operator's token", ConfigEnv))
+		t.Skipf("needs throw-away SoftHSM2 tokens; %s points at an operator's token", ConfigEnv)
 	}
 }
