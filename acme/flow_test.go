@@ -129,7 +129,7 @@ func (e *env) verifyChain(t *testing.T, ders [][]byte, names []string) *x509.Cer
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: e.roots, Intermediates: inter}); err != nil {
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: e.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		t.Fatalf("chain does not verify: %v", err)
 	}
 	var got []string

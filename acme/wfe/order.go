@@ -89,7 +89,7 @@ func (w *WFE) newOrder(q *request) *probs.Problem {
 	if prob != nil {
 		return prob
 	}
-	if !w.cfg.Exempt.Account(s.acct.ID) {
+	if !w.exempt(q, s.acct) {
 		if ok, wait := w.ordLim.Allow(s.acct.ID, w.now()); !ok {
 			return w.rateLimited(q, wait, "too many new orders for this account")
 		}

@@ -187,6 +187,15 @@ func clientIP(r *http.Request) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
+// exempt reports whether a request escapes the rate limits: its address
+// or its account is on the exempt list.
+func (w *WFE) exempt(q *request, acct *store.ACMEAccount) bool {
+	if ip, ok := clientIP(q.r); ok && w.cfg.Exempt.IP(ip) {
+		return true
+	}
+	return acct != nil && w.cfg.Exempt.Account(acct.ID)
+}
+
 func (w *WFE) rateLimited(q *request, wait time.Duration, format string, args ...any) *probs.Problem {
 	secs := int(math.Ceil(wait.Seconds()))
 	if secs < 1 {
