@@ -102,6 +102,7 @@ type Daemon struct {
 	Labels []string // the token in slot i is labelled Labels[i]
 	Log    string   // the daemon's output
 
+	args   []string
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	waitCh chan error
@@ -110,6 +111,11 @@ type Daemon struct {
 // Start builds the token if needed and runs a daemon in dir with one
 // initialised token per label (SO PIN SOPIN, user PIN PIN).
 func Start(dir string, labels ...string) (*Daemon, error) {
+	return StartArgs(dir, nil, labels...)
+}
+
+// StartArgs is Start with more daemon flags, such as --max-pin-tries.
+func StartArgs(dir string, args []string, labels ...string) (*Daemon, error) {
 	p, err := Build()
 	if err != nil {
 		return nil, err
@@ -118,7 +124,7 @@ func Start(dir string, labels ...string) (*Daemon, error) {
 		labels = []string{"qpki-test"}
 	}
 	d := &Daemon{Paths: p, Dir: dir, Socket: filepath.Join(dir, "token.sock"), Labels: labels,
-		Log: filepath.Join(dir, "daemon.log")}
+		Log: filepath.Join(dir, "daemon.log"), args: args}
 	return d, d.start()
 }
 
@@ -141,6 +147,7 @@ func (d *Daemon) start() error {
 		"--slots", fmt.Sprint(len(d.Labels)), "--init-token", labels,
 		// Cheap PIN derivation keeps the PIN tests fast; the default is 600000.
 		"--kdf-iterations", "20000")
+	cmd.Args = append(cmd.Args, d.args...)
 	cmd.Env = append(os.Environ(), "QPKI_TESTTOKEN_SO_PIN="+SOPIN, "QPKI_TESTTOKEN_PIN="+PIN)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
