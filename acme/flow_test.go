@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,5 +179,41 @@ func TestHTTP01Flow(t *testing.T) {
 	}
 	if o3.Status != xacme.StatusPending {
 		t.Fatalf("another account's order is %s, want pending", o3.Status)
+	}
+}
+
+func TestDNS01Wildcard(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.client()
+	var mu sync.Mutex
+	values := map[string][]string{}
+	dns01 := func(t *testing.T, c *xacme.Client, z *xacme.Authorization) *xacme.Challenge {
+		ch := pick(t, z, "dns-01")
+		v, err := c.DNS01ChallengeRecord(ch.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "_acme-challenge." + z.Identifier.Value
+		mu.Lock()
+		values[name] = append(values[name], v)
+		e.dns.setTXT(name, values[name]...)
+		mu.Unlock()
+		return ch
+	}
+	names := []string{"*.wild.example.com", "wild.example.com"}
+	o := order(t, c, xacme.DomainIDs(names...), dns01)
+	e.issue(t, c, o, "", names...)
+
+	// A wrong TXT record fails the authorization.
+	o2, err := c.AuthorizeOrder(context.Background(), xacme.DomainIDs("nodns.example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, _ := c.GetAuthorization(context.Background(), o2.AuthzURLs[0])
+	ch := pick(t, z, "dns-01")
+	e.dns.setTXT("_acme-challenge.nodns.example.com", "not-the-digest")
+	c.Accept(context.Background(), ch)
+	if _, err := c.WaitAuthorization(context.Background(), o2.AuthzURLs[0]); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Fatalf("wrong TXT record: %v", err)
 	}
 }

@@ -209,10 +209,10 @@ func certID(aki []byte, serial *big.Int) (string, error) {
 // ParseCertID splits an ARI identifier into its key identifier and serial.
 func ParseCertID(s string) (aki []byte, serial *big.Int, err error) {
 	a, b, ok := strings.Cut(s, ".")
-	if !ok || len(s) > 512 {
-		return nil, nil, errors.New("want keyIdentifier.serialNumber")
+	if !ok || len(s) > 512 || strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") != "" {
+		return nil, nil, errors.New("want base64url keyIdentifier.serialNumber")
 	}
-	enc := base64.RawURLEncoding
+	enc := base64.RawURLEncoding.Strict()
 	if aki, err = enc.DecodeString(a); err != nil || len(aki) == 0 {
 		return nil, nil, errors.New("the key identifier is not base64url")
 	}

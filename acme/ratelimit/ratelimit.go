@@ -73,6 +73,7 @@ type Limiter struct {
 	mu      sync.Mutex
 	buckets map[string]*bucket
 	calls   int
+	swept   time.Time
 }
 
 type bucket struct {
@@ -91,15 +92,15 @@ func (l *Limiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.calls++; l.calls%4096 == 0 || len(l.buckets) > 1024 && now.Sub(l.swept) > 10*time.Second {
+		l.sweep(now)
+	}
 	b, ok := l.buckets[key]
 	if !ok {
 		b = &bucket{tokens: float64(l.limit.Burst), last: now}
 		l.buckets[key] = b
 	}
 	b.refill(l.limit, now)
-	if l.calls++; l.calls%4096 == 0 {
-		l.sweep(now)
-	}
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
@@ -117,6 +118,7 @@ func (b *bucket) refill(l Limit, now time.Time) {
 
 // sweep forgets full buckets: they are what a new bucket would be.
 func (l *Limiter) sweep(now time.Time) {
+	l.swept = now
 	for k, b := range l.buckets {
 		b.refill(l.limit, now)
 		if b.tokens >= float64(l.limit.Burst) {

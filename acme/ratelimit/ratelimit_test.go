@@ -1,0 +1,76 @@
+package ratelimit
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestParseLimit(t *testing.T) {
+	for in, want := range map[string]Limit{
+		"":         {},
+		"0":        {},
+		"10":       {Rate: 10, Burst: 10},
+		"20/s:40":  {Rate: 20, Burst: 40},
+		"60/m":     {Rate: 1, Burst: 1},
+		"3600/h:5": {Rate: 1, Burst: 5},
+		"0.5/s":    {Rate: 0.5, Burst: 1},
+	} {
+		got, err := ParseLimit(in)
+		if err != nil || got != want {
+			t.Errorf("ParseLimit(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"x", "10/d", "10:0", "-1", "10:x", "NaN", "Inf"} {
+		if _, err := ParseLimit(bad); err == nil {
+			t.Errorf("ParseLimit(%q) accepted", bad)
+		}
+	}
+}
+
+func TestAllow(t *testing.T) {
+	l := New(Limit{Rate: 2, Burst: 3})
+	now := time.Unix(1000, 0)
+	for i := 0; i < 3; i++ {
+		if ok, _ := l.Allow("a", now); !ok {
+			t.Fatalf("request %d within the burst refused", i)
+		}
+	}
+	ok, wait := l.Allow("a", now)
+	if ok || wait <= 0 || wait > 500*time.Millisecond {
+		t.Fatalf("over the burst: ok %v, wait %v", ok, wait)
+	}
+	if ok, _ := l.Allow("b", now); !ok {
+		t.Fatal("buckets are not per key")
+	}
+	if ok, _ := l.Allow("a", now.Add(wait)); !ok {
+		t.Fatal("no token after the wait")
+	}
+	if ok, _ := New(Limit{}).Allow("a", now); !ok {
+		t.Fatal("a zero limit refused")
+	}
+	// Full buckets are forgotten.
+	for i := 0; i < 5000; i++ {
+		l.Allow(string(rune(i)), now)
+	}
+	l.Allow("x", now.Add(time.Hour))
+	if len(l.buckets) > 4096 {
+		t.Fatalf("%d idle buckets kept", len(l.buckets))
+	}
+}
+
+func TestExempt(t *testing.T) {
+	e := ParseExempt([]string{"127.0.0.0/8", "2001:db8::1", "acct42", " "})
+	for ip, want := range map[string]bool{"127.0.0.1": true, "::ffff:127.1.2.3": true, "2001:db8::1": true, "2001:db8::2": false, "10.0.0.1": false} {
+		if e.IP(netip.MustParseAddr(ip)) != want {
+			t.Errorf("IP(%s) != %v", ip, want)
+		}
+	}
+	if !e.Account("acct42") || e.Account("acct43") {
+		t.Error("account exemptions")
+	}
+	var none *Exempt
+	if none.IP(netip.MustParseAddr("127.0.0.1")) || none.Account("x") {
+		t.Error("a nil list exempts")
+	}
+}

@@ -1,0 +1,56 @@
+package wfe
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+func signTest(t testing.TB, payload string) string {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
+		(&jose.SignerOptions{EmbedJWK: true}).WithHeader("url", "https://x/acme/new-account").WithHeader("nonce", "n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, _ := s.Sign([]byte(payload))
+	return obj.FullSerialize()
+}
+
+func TestParseFlattened(t *testing.T) {
+	good := signTest(t, `{}`)
+	if _, p := parseFlattened([]byte(good)); p != nil {
+		t.Fatal(p)
+	}
+	for name, body := range map[string]string{
+		"not JSON":       "eyJhbGciOiJFUzI1NiJ9.e30.sig",
+		"header":         `{"protected":"e30","payload":"","signature":"","header":{"kid":"x"}}`,
+		"signatures":     `{"signatures":[],"payload":""}`,
+		"no signature":   `{"protected":"e30","payload":""}`,
+		"extra member":   `{"protected":"e30","payload":"","signature":"","x":1}`,
+		"alg none":       `{"protected":"eyJhbGciOiJub25lIn0","payload":"","signature":""}`,
+		"bad protected":  `{"protected":"!!","payload":"","signature":""}`,
+		"array":          `[]`,
+		"unsupported HS": `{"protected":"eyJhbGciOiJIUzI1NiJ9","payload":"","signature":""}`,
+	} {
+		if _, p := parseFlattened([]byte(body)); p == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzParseFlattened(f *testing.F) {
+	f.Add([]byte(signTest(f, `{}`)))
+	f.Add([]byte(signTest(f, ``)))
+	f.Add([]byte(`{"protected":"eyJhbGciOiJFUzI1NiJ9","payload":"","signature":""}`))
+	f.Add([]byte(`{"protected":"e30","payload":"","signature":"","header":{}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		jws, p := parseFlattened(body)
+		if p == nil && (jws == nil || len(jws.Signatures) != 1) {
+			t.Fatal("accepted a JWS without exactly one signature")
+		}
+	})
+}
