@@ -289,11 +289,18 @@ func TestMalformedRequests(t *testing.T) {
 	bad := [][]byte{
 		{'X'},
 		{'U', 1, 2},
-		append(append([]byte{'U'}, make([]byte, 7)...), opSlotList),              // op without its argument
-		append(append([]byte{'U'}, make([]byte, 7)...), opLogin, 'B', 0xff, 0xff), // truncated bytes item
+		append(append([]byte{'U'}, make([]byte, 7)...), opSlotList),                            // op without its argument
+		append(append([]byte{'U'}, make([]byte, 7)...), opLogin, 'B', 0xff, 0xff),              // truncated bytes item
 		func() []byte { e := &encoder{}; e.u64(opSlotList); e.u64(1); e.u64(2); return e.b }(), // trailing item
 		func() []byte { e := &encoder{}; e.u64(opFindInit); e.u64(1); e.u64(1 << 40); return e.b }(),
-		func() []byte { e := &encoder{}; e.u64(opGenKeyPair); e.u64(1); e.u64(CKM_ML_DSA_KEY_PAIR_GEN); e.u64(9); return e.b }(),
+		func() []byte {
+			e := &encoder{}
+			e.u64(opGenKeyPair)
+			e.u64(1)
+			e.u64(CKM_ML_DSA_KEY_PAIR_GEN)
+			e.u64(9)
+			return e.b
+		}(),
 	}
 	for _, payload := range bad {
 		reply, err := roundTrip(nc, payload)
