@@ -27,17 +27,18 @@
 //
 // # PKCS#11 3.x
 //
-// github.com/miekg/pkcs11 speaks PKCS#11 2.40 (C_GetFunctionList). What it
-// lacks is planned as a small cgo layer in this package, beside it:
+// github.com/miekg/pkcs11 speaks PKCS#11 2.40 (C_GetFunctionList). A small
+// cgo layer beside it (p11v3.go, p11v3.c) reaches the 3.x functions of the
+// same module instance through C_GetInterface, sharing its sessions and
+// login:
 //
-//   - TODO(pkcs11-3.2): C_GetInterface, for modules that expose 3.x
-//     functions only through the interface list.
-//   - TODO(pkcs11-3.2): CK_SIGN_ADDITIONAL_CONTEXT (hedging choice and a
-//     context string) as the CKM_ML_DSA / CKM_SLH_DSA parameter. Without a
-//     parameter the token signs with an empty context, hedged, which the
-//     signer already does.
-//   - TODO(pkcs11-3.2): C_EncapsulateKey / C_DecapsulateKey for CKM_ML_KEM.
+//   - a context string (*algo.ContextOpts) for CKM_ML_DSA and CKM_SLH_DSA
+//     goes in a CK_SIGN_ADDITIONAL_CONTEXT; without one the token signs
+//     with an empty context;
+//   - Token.Encapsulate and Token.Decapsulate run C_EncapsulateKey and
+//     C_DecapsulateKey with CKM_ML_KEM (PKCS#11 3.2 modules only).
 //
-// The 3.2 constants and the key-type checks are defined here already (see
-// consts.go and mechtable.go).
+// The 3.2 constants and the key-type checks are in consts.go and
+// mechtable.go. The qpki test token (testtoken/, cmd/qpki-testtokend) is a
+// PKCS#11 3.2 token for development and CI that offers all of these.
 package hsm
