@@ -12,7 +12,6 @@ import (
 
 // Media types (RFC 7030 §3.2.4, RFC 8951).
 const (
-	mediaPKCS10    = "application/pkcs10"
 	mediaCertsOnly = "application/pkcs7-mime; smime-type=certs-only"
 	mediaKeyCMS    = "application/pkcs7-mime; smime-type=server-generated-key"
 	mediaPKCS8     = "application/pkcs8"
