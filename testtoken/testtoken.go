@@ -63,7 +63,8 @@ func RepoRoot() string {
 // those of `make testtoken`.
 func Build() (Paths, error) {
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "qpki-testtoken-build-")
+		removeStaleBuilds()
+		buildDir, buildErr = os.MkdirTemp("", fmt.Sprintf("qpki-testtoken-build-%d-", os.Getpid()))
 		if buildErr != nil {
 			return
 		}
@@ -92,6 +93,21 @@ func Build() (Paths, error) {
 		buildPaths = p
 	})
 	return buildPaths, buildErr
+}
+
+// removeStaleBuilds removes the build directories of test processes that
+// have exited (those whose TestMain could not remove them).
+func removeStaleBuilds() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "qpki-testtoken-build-*-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "qpki-testtoken-build-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // Daemon is a running qpki-testtokend.
@@ -143,7 +159,7 @@ func (d *Daemon) start() error {
 		}
 		labels += l
 	}
-	cmd := exec.Command(d.Daemon, "--dir", filepath.Join(d.Dir, "tokens"), "--socket", d.Socket,
+	cmd := exec.Command(d.Daemon, "--dir", d.Dir, "--socket", d.Socket,
 		"--slots", fmt.Sprint(len(d.Labels)), "--init-token", labels,
 		// Cheap PIN derivation keeps the PIN tests fast; the default is 600000.
 		"--kdf-iterations", "20000")
@@ -283,4 +299,43 @@ func Get(t testing.TB) *Daemon {
 		t.Skipf("testtoken: %v", mainErr)
 	}
 	return mainDaemon
+}
+
+var (
+	sharedOnce   sync.Once
+	sharedDaemon *Daemon
+	sharedErr    error
+)
+
+// SharedToken is the label of the token of Shared.
+const SharedToken = "qpki-shared"
+
+// Shared returns a daemon with one token, SharedToken, started on first
+// use for packages whose TestMain does not call Main. It lives as long as
+// the test process (the daemon exits with its parent and removes its
+// directory) and exports SocketEnv and PINEnv. Like Get, it fails under
+// CI=true when the token cannot be built or started, and skips otherwise.
+func Shared(t testing.TB) *Daemon {
+	t.Helper()
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "qpki-testtoken-shared-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		sharedDaemon, sharedErr = StartArgs(dir, []string{"--ephemeral"}, SharedToken)
+		if sharedErr != nil {
+			os.RemoveAll(dir)
+			return
+		}
+		os.Setenv(SocketEnv, sharedDaemon.Socket)
+		os.Setenv(PINEnv, PIN)
+	})
+	if sharedErr != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("testtoken: %v", sharedErr)
+		}
+		t.Skipf("testtoken: %v", sharedErr)
+	}
+	return sharedDaemon
 }

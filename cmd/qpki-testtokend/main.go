@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 const (
@@ -50,6 +51,7 @@ func run(args []string) error {
 	maxTries := fs.Int("max-pin-tries", 5, "wrong PINs in a row before a PIN locks")
 	kdfIter := fs.Int("kdf-iterations", 600000, "PBKDF2-SHA256 iterations for new PIN wraps")
 	initLabels := fs.String("init-token", "", "comma-separated labels: initialise slots 0, 1, ... at start if they are not")
+	ephemeral := fs.Bool("ephemeral", false, "for tests: exit when the parent process exits, removing --dir")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -97,8 +99,19 @@ func run(args []string) error {
 		<-sig
 		l.Close()
 	}()
+	if *ephemeral {
+		go func(parent int) {
+			for os.Getppid() == parent {
+				time.Sleep(200 * time.Millisecond)
+			}
+			l.Close()
+		}(os.Getppid())
+	}
 	err = srv.serve(l)
 	os.Remove(*socket)
+	if *ephemeral {
+		os.RemoveAll(*dir)
+	}
 	return err
 }
 
