@@ -1,0 +1,155 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qpki/qpki/pkg/hsm"
+	"github.com/qpki/qpki/testtoken"
+)
+
+// Post-quantum keys in the qpki test token (a PKCS#11 3.2 token for
+// development and CI), driven through the qpki binary. The binary loads
+// the token's client library, which finds the daemon through
+// QPKI_TESTTOKEN_SOCKET.
+
+// pqToken returns the --hsm-config of the shared test token and the
+// environment the qpki binary needs to reach it.
+func pqToken(t *testing.T) (cfg string, env []string) {
+	t.Helper()
+	d := testtoken.Shared(t)
+	return d.Config(t, testtoken.SharedToken),
+		[]string{testtoken.SocketEnv + "=" + d.Socket, testtoken.PINEnv + "=" + testtoken.PIN}
+}
+
+// okEnv runs qpki with env and fails the test unless it succeeds and
+// keeps the PIN to itself.
+func okEnv(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	r := run(t, dir, env, args...)
+	if r.code != 0 {
+		t.Fatalf("qpki %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, testtoken.PIN) {
+		t.Fatalf("qpki %s printed the PIN", strings.Join(args, " "))
+	}
+	return r.stdout
+}
+
+// key gen makes ML-DSA, SLH-DSA and ML-KEM keys on the token; key list
+// shows them with their algorithms.
+func TestTestTokenKeyGenAndList(t *testing.T) {
+	cfg, env := pqToken(t)
+	d := t.TempDir()
+	want := map[string]string{} // label → algorithm
+	for _, alg := range []string{"ml-dsa-65", "slh-dsa-sha2-128f", "ml-kem-768"} {
+		label := uniqueLabel("cli-" + alg)
+		out := okEnv(t, d, env, "key", "gen", "--algorithm", alg, "--hsm-config", cfg, "--key-label", label)
+		if !strings.Contains(out, label) {
+			t.Errorf("key gen %s: %q does not name the key", alg, out)
+		}
+		want[label] = alg
+	}
+	if out := okEnv(t, d, env, "key", "list", "--hsm-config", cfg); !strings.Contains(out, "ml-kem-768") || !strings.Contains(out, "slh-dsa-sha2-128f") {
+		t.Errorf("key list: %s", out)
+	}
+	var keys []hsm.KeyInfo
+	if err := json.Unmarshal([]byte(okEnv(t, d, env, "key", "list", "--hsm-config", cfg, "--json")), &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if alg, ok := want[k.Label]; ok {
+			if k.Algorithm != alg || k.KeyID == "" {
+				t.Errorf("key %s: algorithm %q id %q, want %s", k.Label, k.Algorithm, k.KeyID, alg)
+			}
+			delete(want, k.Label)
+		}
+	}
+	if len(want) != 0 {
+		t.Errorf("keys missing from key list --json: %v", want)
+	}
+}
+
+// An ML-DSA CA on the token enrolls a credential whose ML-DSA key is on
+// the token, signs a COSE_Sign1 with it, and signs a CWT with the token
+// key named by label; cose verify checks both against the CA.
+func TestTestTokenMLDSACredentialAndCWT(t *testing.T) {
+	cfg, env := pqToken(t)
+	d := t.TempDir()
+	caLabel, credLabel := uniqueLabel("cli-ml-ca"), uniqueLabel("cli-ml-cred")
+
+	okEnv(t, d, env, "ca", "init", "--profile", "ml/root-ca", "--var", "cn=Token ML Root", "--ca-dir", "./ca",
+		"--hsm-config", cfg, "--key-label", caLabel)
+	out := okEnv(t, d, env, "credential", "enroll", "--ca-dir", "./ca", "--profile", "ml/signing", "--var", "cn=token-signer",
+		"--hsm-config", cfg, "--key-label", credLabel)
+	if !strings.Contains(out, "pkcs11 label="+credLabel) {
+		t.Errorf("credential enroll: %s", out)
+	}
+	var creds []struct {
+		ID           string `json:"id"`
+		Certificates []struct {
+			Storage []map[string]string `json:"storage"`
+		} `json:"certificates"`
+	}
+	if err := json.Unmarshal([]byte(okEnv(t, d, env, "credential", "list", "--ca-dir", "./ca", "--json")), &creds); err != nil || len(creds) != 1 {
+		t.Fatalf("credential list --json: %v %v", creds, err)
+	}
+	id := creds[0].ID
+	if st := creds[0].Certificates[0].Storage; len(st) != 1 || st[0]["type"] != "pkcs11" || st[0]["label"] != credLabel {
+		t.Errorf("credential storage: %v", st)
+	}
+	var keys []hsm.KeyInfo
+	if err := json.Unmarshal([]byte(okEnv(t, d, env, "key", "list", "--hsm-config", cfg, "--json")), &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.Label == credLabel && k.Algorithm != "ml-dsa-65" {
+			t.Errorf("credential key on the token is %s", k.Algorithm)
+		}
+	}
+	leaf := filepath.Join(d, "leaf.crt")
+	if err := os.WriteFile(leaf, []byte(okEnv(t, d, env, "credential", "show", id, "--ca-dir", "./ca", "--pem")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if info := okEnv(t, d, env, "cert", "verify", "leaf.crt", "--ca", "ca/ca.crt"); !strings.Contains(info, "OK") {
+		t.Errorf("cert verify: %s", info)
+	}
+
+	// A signature with the credential's token key.
+	if err := os.WriteFile(filepath.Join(d, "fw.bin"), []byte("firmware image 1.0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	okEnv(t, d, env, "cose", "sign", "--type", "sign1", "--credential", id, "--cred-dir", "ca/credentials",
+		"--data", "fw.bin", "-o", "fw.cose")
+	if out := okEnv(t, d, env, "cose", "verify", "fw.cose", "--ca", "ca/ca.crt", "--type", "sign1"); !strings.Contains(out, "token-signer") {
+		t.Errorf("cose verify of the credential's signature: %s", out)
+	}
+
+	// A CWT signed with the ML-DSA token key named by its label.
+	okEnv(t, d, env, "cose", "sign", "--type", "cwt", "--hsm-config", cfg, "--key-label", credLabel, "--cert", "leaf.crt",
+		"--iss", "qpki", "--sub", "device-9", "--aud", "api", "--exp", "1h", "-o", "t.cbor")
+	out = okEnv(t, d, env, "cose", "verify", "t.cbor", "--ca", "ca/ca.crt", "--aud", "api", "--type", "cwt")
+	if !strings.Contains(out, "device-9") || !strings.Contains(out, "ML-DSA-65") {
+		t.Errorf("cose verify of the CWT: %s", out)
+	}
+
+	// A tampered token fails: the signature really covers the claims.
+	data, err := os.ReadFile(filepath.Join(d, "t.cbor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(data), "device-9")
+	if i < 0 {
+		t.Fatal("the CWT does not carry its subject in the clear")
+	}
+	data[i+len("device-")] = '8'
+	if err := os.WriteFile(filepath.Join(d, "bad.cbor"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, d, env, "cose", "verify", "bad.cbor", "--ca", "ca/ca.crt"); r.code == 0 {
+		t.Error("cose verify accepted a tampered CWT")
+	}
+}
