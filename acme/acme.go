@@ -143,10 +143,14 @@ func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	w.Register(mux)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	f.wg.Add(2)
+	f.wg.Add(3)
 	go func() {
 		defer f.wg.Done()
 		f.nonces.Run(ctx)
+	}()
+	go func() {
+		defer f.wg.Done()
+		r.Run(ctx)
 	}()
 	go func() {
 		defer f.wg.Done()
@@ -189,10 +193,12 @@ func (f *Frontend) Close() error {
 			f.cancel()
 		}
 		f.wg.Wait()
+		var flushErr error
 		if f.ra != nil {
 			f.ra.Wait()
+			flushErr = f.ra.Flush()
 		}
-		err = errors.Join(f.nonces.Close(), f.st.Close())
+		err = errors.Join(flushErr, f.nonces.Close(), f.st.Close())
 	})
 	return err
 }

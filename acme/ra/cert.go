@@ -24,13 +24,12 @@ import (
 // up to the CA's root (root left out), then alternates through the
 // cross-sign link certificates of a rotation (RFC 8555 §7.4.2).
 func (ra *RA) Certificate(acct *store.ACMEAccount, serial string) ([][]byte, *probs.Problem) {
-	o, err := ra.st.OrderByCert(serial)
-	if err != nil || o.AccountID != acct.ID {
-		return nil, probs.NotFound("no such certificate")
-	}
 	rec, prob := ra.certRecord(serial)
 	if prob != nil {
 		return nil, prob
+	}
+	if o, err := ra.orderOf(rec); err != nil || o.AccountID != acct.ID {
+		return nil, probs.NotFound("no such certificate")
 	}
 	chains, err := ra.chains(rec.CAVersion)
 	if err != nil {
@@ -42,6 +41,23 @@ func (ra *RA) Certificate(acct *store.ACMEAccount, serial string) ([][]byte, *pr
 		out[i] = append(slices.Clip(leaf), c...)
 	}
 	return out, nil
+}
+
+// orderOf finds the order a certificate was issued for, through its
+// signing job's idempotency key.
+func (ra *RA) orderOf(rec *store.Cert) (*store.ACMEOrder, error) {
+	if rec.JobID == "" {
+		return nil, store.ErrNotFound
+	}
+	job, err := ra.svc.Job(rec.JobID)
+	if err != nil {
+		return nil, err
+	}
+	id, ok := strings.CutPrefix(job.Key, jobKeyPrefix)
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return ra.st.Order(id)
 }
 
 func (ra *RA) certRecord(serial string) (*store.Cert, *probs.Problem) {
@@ -164,7 +180,7 @@ func (ra *RA) Revoke(acct *store.ACMEAccount, certKey []byte, der []byte, reason
 			return probs.Unauthorized("the request is not signed by the certificate's key")
 		}
 	case acct != nil:
-		if !ra.mayRevoke(acct, serial, cert) {
+		if !ra.mayRevoke(acct, rec, cert) {
 			return probs.Unauthorized("the account neither ordered this certificate nor holds valid authorizations for all its names")
 		}
 	default:
@@ -179,8 +195,8 @@ func (ra *RA) Revoke(acct *store.ACMEAccount, certKey []byte, der []byte, reason
 	return nil
 }
 
-func (ra *RA) mayRevoke(acct *store.ACMEAccount, serial string, cert *x509.Certificate) bool {
-	if o, err := ra.st.OrderByCert(serial); err == nil && o.AccountID == acct.ID {
+func (ra *RA) mayRevoke(acct *store.ACMEAccount, rec *store.Cert, cert *x509.Certificate) bool {
+	if o, err := ra.orderOf(rec); err == nil && o.AccountID == acct.ID {
 		return true
 	}
 	now := ra.now()
@@ -268,7 +284,7 @@ func (ra *RA) checkReplaces(acct *store.ACMEAccount, certID string, ids []store.
 	if err != nil || !bytes.Equal(cert.AuthorityKeyId, aki) {
 		return probs.Malformed("replaces %q: no such certificate", clip(certID))
 	}
-	if o, err := ra.st.OrderByCert(s); err != nil || o.AccountID != acct.ID {
+	if o, err := ra.orderOf(rec); err != nil || o.AccountID != acct.ID {
 		return probs.Unauthorized("replaces %q: the account did not order that certificate", clip(certID))
 	}
 	for _, id := range ids {

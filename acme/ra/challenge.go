@@ -13,49 +13,55 @@ import (
 // §7.5.1) unless it already started or the authorization is settled, and
 // waits a little for the outcome. accountURL is the account's URL, as CAA
 // accounturi parameters name it.
+//
+// A challenge being validated is "processing" in memory only: only the
+// outcome is written. After a restart an unfinished challenge is pending
+// again, and the client's next POST starts it anew.
 func (ra *RA) Challenge(ctx context.Context, acct *store.ACMEAccount, accountURL, authzID, chalID string) (*store.ACMEAuthz, *store.ACMEChallenge, *probs.Problem) {
 	a, prob := ra.Authz(acct, authzID)
 	if prob != nil {
 		return nil, nil, prob
 	}
-	if a.Challenge(chalID) == nil {
+	c := a.Challenge(chalID)
+	if c == nil {
 		return nil, nil, probs.NotFound("no such challenge")
 	}
-	now := ra.now()
-	if a.CurrentStatus(now) == store.ACMEPending {
-		var started bool
-		a, err := ra.st.UpdateAuthz(authzID, func(a *store.ACMEAuthz) error {
-			started = false
-			c := a.Challenge(chalID)
-			if a.CurrentStatus(now) == store.ACMEPending && c.Status == store.ACMEPending {
-				c.Status, started = store.ACMEProcessing, true
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, nil, probs.ServerInternal("%v", err)
+	if a.CurrentStatus(ra.now()) == store.ACMEPending && c.Status == store.ACMEPending {
+		done := ra.validate(a, c, acct.Thumbprint, accountURL)
+		t := time.NewTimer(ra.cfg.ChallengeWait)
+		select {
+		case <-done:
+		case <-t.C:
+		case <-ctx.Done():
 		}
-		if c := a.Challenge(chalID); started || c.Status == store.ACMEProcessing {
-			// A challenge left processing by a restart is taken up again.
-			done := ra.validate(a, c, acct.Thumbprint, accountURL)
-			t := time.NewTimer(ra.cfg.ChallengeWait)
-			select {
-			case <-done:
-			case <-t.C:
-			case <-ctx.Done():
-			}
-			t.Stop()
+		t.Stop()
+		if a, prob = ra.Authz(acct, authzID); prob != nil {
+			return nil, nil, prob
 		}
-	}
-	a, err := ra.st.Authz(authzID)
-	if err != nil {
-		return nil, nil, probs.ServerInternal("%v", err)
 	}
 	return a, a.Challenge(chalID), nil
 }
 
+// Authz returns an authorization of the account, its challenges being
+// validated shown as processing.
+func (ra *RA) Authz(acct *store.ACMEAccount, id string) (*store.ACMEAuthz, *probs.Problem) {
+	a, err := ra.st.Authz(id)
+	if err != nil || a.AccountID != acct.ID {
+		return nil, probs.NotFound("no such authorization")
+	}
+	ra.valMu.Lock()
+	for i := range a.Challenges {
+		c := &a.Challenges[i]
+		if _, busy := ra.inflight[a.ID+"/"+c.ID]; busy && c.Status == store.ACMEPending {
+			c.Status = store.ACMEProcessing
+		}
+	}
+	ra.valMu.Unlock()
+	return a, nil
+}
+
 // validate runs a challenge's validation once at a time and returns a
-// channel closed when it is recorded.
+// channel closed when its outcome is recorded.
 func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, accountURL string) <-chan struct{} {
 	key := a.ID + "/" + c.ID
 	ra.valMu.Lock()
@@ -86,8 +92,8 @@ func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, a
 		now := ra.now().UTC()
 		_, err := ra.st.UpdateAuthz(a.ID, func(a *store.ACMEAuthz) error {
 			c := a.Challenge(chalID)
-			if c == nil || c.Status != store.ACMEProcessing || a.CurrentStatus(now) != store.ACMEPending {
-				return nil
+			if c == nil || c.Status != store.ACMEPending || a.CurrentStatus(now) != store.ACMEPending {
+				return nil // settled meanwhile (another challenge, a deactivation)
 			}
 			if prob != nil {
 				c.Status, c.Error = store.ACMEInvalid, prob.JSON()

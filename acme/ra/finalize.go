@@ -25,106 +25,134 @@ import (
 // (RFC 8555 §7.4): the CSR must name exactly the order's identifiers and
 // its key must pass the profile's policy. The order is processing while
 // the job is queued and valid once its certificate is recorded; Finalize
-// waits a little for that.
-func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountKey []byte, orderID string, csrDER []byte, requestID string) (*store.ACMEOrder, string, []*store.ACMEAuthz, *probs.Problem) {
+// waits a little for that. It writes nothing to the ACME store: the job,
+// whose id derives from the order's, is the record.
+func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountKey []byte, orderID string, csrDER []byte, requestID string) (*OrderState, *probs.Problem) {
 	o, err := ra.st.Order(orderID)
 	if err != nil || o.AccountID != acct.ID {
-		return nil, "", nil, probs.NotFound("no such order")
+		return nil, probs.NotFound("no such order")
 	}
-	o, status, _, prob := ra.orderStatus(o)
+	st, prob := ra.state(o)
 	if prob != nil {
-		return nil, "", nil, prob
+		return nil, prob
 	}
-	if status != store.ACMEReady {
-		return nil, "", nil, probs.OrderNotReady("the order is %s, not ready", status)
+	if st.Status != store.ACMEReady {
+		return nil, probs.OrderNotReady("the order is %s, not ready", st.Status)
 	}
-	csr, err := x509x.ParseCertificateRequest(csrDER)
+	// enroll verifies the CSR's signature and runs the profile's policy;
+	// here only the names are compared, and failures are explained below.
+	csr, err := x509x.ParseCertificateRequestUnverified(csrDER)
 	if err != nil {
-		return nil, "", nil, probs.BadCSR("%v", err)
+		return nil, probs.BadCSR("%v", err)
 	}
 	vars, prob := csrMatchesOrder(csr, o)
 	if prob != nil {
-		return nil, "", nil, prob
+		return nil, prob
 	}
 	if spki, err := algo.MarshalPKIX(csr.PublicKey); err == nil && bytes.Equal(spki, accountKey) {
-		return nil, "", nil, probs.BadCSR("the CSR's key is the account key")
-	}
-	p, err := ra.profile(o.Profile)
-	if err != nil {
-		return nil, "", nil, probs.ServerInternal("profile %s: %v", o.Profile, err)
+		return nil, probs.BadCSR("the CSR's key is the account key")
 	}
 	now := ra.now()
 	if !o.NotAfter.IsZero() {
+		p, err := ra.profile(o.Profile)
+		if err != nil {
+			return nil, probs.ServerInternal("profile %s: %v", o.Profile, err)
+		}
 		vars[profile.VarValidity] = validityFor(p, o.NotAfter, now).String()
 	}
-	// The policy check enroll runs too, here to tell the client's
-	// mistakes (badCSR) from the server's.
-	if _, err := ra.svc.CA.Prepare(ca.IssueRequest{Profile: o.Profile, Vars: vars, CSR: csr, Now: now}); err != nil {
-		var ne *profile.NameError
-		if errors.As(err, &ne) {
-			return nil, "", nil, probs.BadCSR("%v", err)
-		}
-		return nil, "", nil, probs.BadCSR("the profile refuses the CSR: %v", err)
-	}
 	jobID, err := ra.svc.Submit(ctx, enroll.Request{Profile: o.Profile, Vars: vars, CSR: csrDER,
-		Key: "acme-order/" + o.ID, Class: queue.ClassInteractive, RequestID: requestID})
+		Key: jobKeyPrefix + o.ID, Class: queue.ClassInteractive, RequestID: requestID})
 	if err != nil {
-		if errors.Is(err, store.ErrKeyReused) {
-			return nil, "", nil, probs.OrderNotReady("the order was already finalized with another CSR")
-		}
-		return nil, "", nil, probs.ServerInternal("submitting the order: %v", err)
+		return nil, ra.submitProblem(err, o, vars, csrDER, now)
 	}
-	o, err = ra.st.UpdateOrder(o.ID, func(o *store.ACMEOrder) error {
-		if o.Status == store.ACMEPending {
-			o.Status, o.JobID = store.ACMEProcessing, jobID
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, "", nil, probs.ServerInternal("recording the order: %v", err)
+	wctx, cancel := context.WithTimeout(ctx, ra.cfg.FinalizeWait)
+	res, err := ra.svc.Wait(wctx, jobID)
+	cancel()
+	switch {
+	case errors.Is(err, enroll.ErrPending):
+		st.Status = store.ACMEProcessing
+	case err != nil:
+		return nil, probs.ServerInternal("waiting for the certificate: %v", err)
+	case res.State == store.JobDone && res.Cert != nil:
+		st.Status, st.CertSerial = store.ACMEValid, res.Cert.Serial
+		ra.settled(o.ID, res.Cert.Serial)
+	default:
+		st.Status, st.Error = store.ACMEInvalid, probs.ServerInternal("signing failed: %s", res.Error)
 	}
-	if o.JobID != jobID {
-		return nil, "", nil, probs.OrderNotReady("the order was already finalized")
-	}
-	o = ra.settle(ctx, o, ra.cfg.FinalizeWait)
-	return ra.orderStatus(o)
+	return st, nil
 }
 
-// settle waits up to wait for a processing order's job and records its
-// outcome: valid with the certificate, or invalid.
-func (ra *RA) settle(ctx context.Context, o *store.ACMEOrder, wait time.Duration) *store.ACMEOrder {
-	if o.Status != store.ACMEProcessing || o.JobID == "" {
-		return o
+// submitProblem tells a client's mistake (badCSR) from the server's
+// trouble when enroll refused a job.
+func (ra *RA) submitProblem(err error, o *store.ACMEOrder, vars map[string]any, csrDER []byte, now time.Time) *probs.Problem {
+	if errors.Is(err, store.ErrKeyReused) {
+		return probs.OrderNotReady("the order was already finalized with another CSR")
 	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	res, err := ra.svc.Wait(wctx, o.JobID)
-	if err != nil {
-		if !errors.Is(err, enroll.ErrPending) {
-			ra.cfg.Log.Error("acme: waiting for a job", "order", o.ID, "job", o.JobID, "error", err)
-		}
-		return o
+	csr, perr := x509x.ParseCertificateRequest(csrDER)
+	if perr != nil {
+		return probs.BadCSR("%v", perr)
 	}
-	updated, err := ra.st.UpdateOrder(o.ID, func(o *store.ACMEOrder) error {
-		if o.Status != store.ACMEProcessing {
-			return nil
-		}
-		if res.State == store.JobDone && res.Cert != nil {
-			o.Status, o.CertSerial, o.CertNotAfter = store.ACMEValid, res.Cert.Serial, res.Cert.NotAfter
-			if !o.NotAfter.IsZero() {
-				o.NotAfter = res.Cert.NotAfter.UTC() // what the certificate says, to the second
+	if _, perr := ra.svc.CA.Prepare(ca.IssueRequest{Profile: o.Profile, Vars: vars, CSR: csr, Now: now}); perr != nil {
+		return probs.BadCSR("the profile refuses the CSR: %v", perr)
+	}
+	return probs.ServerInternal("submitting the order: %v", err)
+}
+
+// settled notes that an order's certificate is recorded, so that the
+// order is kept as long as the certificate lives. The notes are written
+// in batches (see Run); a lost one is noted again the next time the
+// order is read.
+func (ra *RA) settled(orderID, serial string) {
+	ra.settleMu.Lock()
+	ra.toSettle[orderID] = serial
+	ra.settleMu.Unlock()
+}
+
+// Run writes settled orders every quarter second until ctx is done.
+func (ra *RA) Run(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := ra.Flush(); err != nil {
+				ra.cfg.Log.Error("acme: recording settled orders", "error", err)
 			}
-			return nil
 		}
-		o.Status = store.ACMEInvalid
-		o.Error = probs.ServerInternal("signing failed: %s", res.Error).JSON()
+	}
+}
+
+// Flush writes the settled orders noted so far.
+func (ra *RA) Flush() error {
+	ra.settleMu.Lock()
+	batch := ra.toSettle
+	ra.toSettle = map[string]string{}
+	ra.settleMu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	cs, err := ra.svc.CA.Store()
+	if err != nil {
+		return err
+	}
+	notAfter := map[string]time.Time{}
+	ids := make([]string, 0, len(batch))
+	for id, serial := range batch {
+		ids = append(ids, id)
+		if n, err := store.ParseSerial(serial); err == nil {
+			if rec, err := cs.Cert(n); err == nil {
+				notAfter[serial] = rec.NotAfter
+			}
+		}
+	}
+	return ra.st.UpdateOrders(ids, func(o *store.ACMEOrder) error {
+		if serial := batch[o.ID]; o.CertSerial == "" && serial != "" {
+			o.Status, o.CertSerial, o.CertNotAfter = store.ACMEValid, serial, notAfter[serial]
+		}
 		return nil
 	})
-	if err != nil {
-		ra.cfg.Log.Error("acme: recording an order's certificate", "order", o.ID, "error", err)
-		return o
-	}
-	return updated
 }
 
 // csrMatchesOrder checks that a CSR asks for the order's identifiers, all

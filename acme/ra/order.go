@@ -8,6 +8,7 @@ import (
 
 	"github.com/qpki/qpki/acme/core"
 	"github.com/qpki/qpki/acme/probs"
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/pkg/store"
 )
@@ -28,23 +29,23 @@ const reuseMargin = 24 * time.Hour
 
 // NewOrder checks a new order against the policy of its profile and
 // records it, reusing the account's live authorizations.
-func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRequest) (*store.ACMEOrder, []*store.ACMEAuthz, *probs.Problem) {
+func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRequest) (*OrderState, *probs.Problem) {
 	now := ra.now().UTC()
 	name := req.Profile
 	if name == "" {
 		name = ra.cfg.Profiles[0]
 	} else if !ra.offers(name) {
-		return nil, nil, probs.InvalidProfile("profile %q is not offered (see the directory's meta.profiles)", clip(name))
+		return nil, probs.InvalidProfile("profile %q is not offered (see the directory's meta.profiles)", clip(name))
 	}
 	p, err := ra.profile(name)
 	if err != nil {
-		return nil, nil, probs.ServerInternal("profile %s: %v", name, err)
+		return nil, probs.ServerInternal("profile %s: %v", name, err)
 	}
 	if len(req.Identifiers) == 0 {
-		return nil, nil, probs.Malformed("an order needs at least one identifier")
+		return nil, probs.Malformed("an order needs at least one identifier")
 	}
 	if len(req.Identifiers) > ra.cfg.MaxIdentifiers {
-		return nil, nil, probs.RejectedIdentifier("an order may have at most %d identifiers", ra.cfg.MaxIdentifiers)
+		return nil, probs.RejectedIdentifier("an order may have at most %d identifiers", ra.cfg.MaxIdentifiers)
 	}
 	type want struct {
 		id       store.ACMEIdentifier
@@ -79,14 +80,14 @@ func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRe
 		if len(subs) == 1 {
 			top.Detail = subs[0].Detail
 		}
-		return nil, nil, top.With(subs...)
+		return nil, top.With(subs...)
 	}
 	if !req.NotBefore.IsZero() {
-		return nil, nil, probs.Malformed("notBefore is not supported: certificates are valid from the time they are signed")
+		return nil, probs.Malformed("notBefore is not supported: certificates are valid from the time they are signed")
 	}
 	if !req.NotAfter.IsZero() {
 		if prob := ra.checkNotAfter(p, req.NotAfter, now); prob != nil {
-			return nil, nil, prob
+			return nil, prob
 		}
 	}
 	o := &store.ACMEOrder{ID: core.NewID(), AccountID: acct.ID, Status: store.ACMEPending, Profile: name,
@@ -97,7 +98,7 @@ func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRe
 			ids[i] = w.id
 		}
 		if prob := ra.checkReplaces(acct, req.Replaces, ids); prob != nil {
-			return nil, nil, prob
+			return nil, prob
 		}
 		o.Replaces = req.Replaces
 	}
@@ -106,7 +107,7 @@ func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRe
 		o.Identifiers = append(o.Identifiers, store.ACMEIdentifier{Type: w.id.Type, Value: core.Display(w.id, w.wildcard)})
 		a, err := ra.st.LatestAuthz(acct.ID, w.id, w.wildcard)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, nil, probs.ServerInternal("looking up authorizations: %v", err)
+			return nil, probs.ServerInternal("looking up authorizations: %v", err)
 		}
 		if a != nil && reusable(a, now) {
 			authzs = append(authzs, a)
@@ -122,11 +123,11 @@ func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRe
 	}
 	if err := ra.st.CreateOrder(o, fresh); err != nil {
 		if errors.Is(err, store.ErrAlreadyReplaced) {
-			return nil, nil, probs.AlreadyReplaced("the certificate %s is already being replaced by another order", clip(req.Replaces))
+			return nil, probs.AlreadyReplaced("the certificate %s is already being replaced by another order", clip(req.Replaces))
 		}
-		return nil, nil, probs.ServerInternal("recording the order: %v", err)
+		return nil, probs.ServerInternal("recording the order: %v", err)
 	}
-	return o, authzs, nil
+	return &OrderState{Order: o, Status: o.CurrentStatus(authzs, now), Authzs: authzs}, nil
 }
 
 // reusable: a valid authorization with a day left, or a pending one.
@@ -203,43 +204,90 @@ func validityFor(p *profile.Profile, notAfter, now time.Time) time.Duration {
 	return notAfter.Truncate(time.Second).Sub(start) + time.Second
 }
 
-// Order returns an order of the account with its current status and
-// authorizations; a processing order is brought up to date first.
-func (ra *RA) Order(ctx context.Context, acct *store.ACMEAccount, id string) (*store.ACMEOrder, string, []*store.ACMEAuthz, *probs.Problem) {
+// OrderState is an order as a client sees it now: its status computed
+// from its authorizations and its signing job, which is the source of
+// truth for a finalized order (nothing is written to the ACME store
+// between finalize and valid).
+type OrderState struct {
+	Order  *store.ACMEOrder
+	Status string
+	Authzs []*store.ACMEAuthz
+	// CertSerial is the certificate of a valid order.
+	CertSerial string
+	// Error explains an invalid order.
+	Error *probs.Problem
+}
+
+// Order returns an order of the account in its current state.
+func (ra *RA) Order(ctx context.Context, acct *store.ACMEAccount, id string) (*OrderState, *probs.Problem) {
 	o, err := ra.st.Order(id)
 	if err != nil || o.AccountID != acct.ID {
-		return nil, "", nil, probs.NotFound("no such order")
+		return nil, probs.NotFound("no such order")
 	}
-	if o.Status == store.ACMEProcessing {
-		o = ra.settle(ctx, o, 0)
-	}
-	return ra.orderStatus(o)
+	return ra.state(o)
 }
 
-func (ra *RA) orderStatus(o *store.ACMEOrder) (*store.ACMEOrder, string, []*store.ACMEAuthz, *probs.Problem) {
+// jobID is the signing job of an order, the same whichever request
+// finalizes it.
+func (ra *RA) jobID(orderID string) string {
+	return enroll.JobID(enroll.QueueName(ra.svc.CA), jobKeyPrefix+orderID)
+}
+
+// jobKeyPrefix starts the idempotency key of an order's signing job.
+const jobKeyPrefix = "acme-order/"
+
+func (ra *RA) state(o *store.ACMEOrder) (*OrderState, *probs.Problem) {
+	now := ra.now()
+	st := &OrderState{Order: o, CertSerial: o.CertSerial}
 	authzs, err := ra.st.Authzs(o.Authzs)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return o, store.ACMEInvalid, nil, nil
-		}
-		return nil, "", nil, probs.ServerInternal("%v", err)
+	switch {
+	case err == nil:
+		st.Authzs = authzs
+		st.Status = o.CurrentStatus(authzs, now)
+	case errors.Is(err, store.ErrNotFound):
+		st.Status = store.ACMEInvalid // its authorizations are gone: long expired
+	default:
+		return nil, probs.ServerInternal("%v", err)
 	}
-	return o, o.CurrentStatus(authzs, ra.now()), authzs, nil
+	if st.Status == store.ACMEPending || (st.Status == store.ACMEValid && st.CertSerial != "") {
+		st.Error = orderError(st, now)
+		return st, nil
+	}
+	// Ready, or finalized (even if its authorizations expired since):
+	// the job tells.
+	job, err := ra.svc.Job(ra.jobID(o.ID))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, probs.ServerInternal("%v", err)
+	case job.State == store.JobQueued:
+		st.Status = store.ACMEProcessing
+	case job.State == store.JobDone:
+		st.Status, st.CertSerial = store.ACMEValid, job.Serial
+		ra.settled(o.ID, job.Serial)
+	case job.State == store.JobFailed:
+		st.Status, st.Error = store.ACMEInvalid, probs.ServerInternal("signing failed: %s", job.Error)
+	}
+	if st.Error == nil {
+		st.Error = orderError(st, now)
+	}
+	return st, nil
 }
 
-// OrderError is the problem of an invalid order: its own, or that of the
+// orderError is the problem of an invalid order: its own, or that of the
 // authorization that failed.
-func OrderError(o *store.ACMEOrder, status string, authzs []*store.ACMEAuthz, now time.Time) *probs.Problem {
+func orderError(st *OrderState, now time.Time) *probs.Problem {
+	o := st.Order
 	if p := probs.Parse(o.Error); p != nil {
 		return p
 	}
-	if status != store.ACMEInvalid {
+	if st.Status != store.ACMEInvalid {
 		return nil
 	}
 	if !now.Before(o.Expires) && o.Status == store.ACMEPending {
 		return probs.Malformed("the order expired")
 	}
-	for _, a := range authzs {
+	for _, a := range st.Authzs {
 		switch a.CurrentStatus(now) {
 		case store.ACMEInvalid:
 			for _, c := range a.Challenges {
@@ -269,7 +317,7 @@ func (ra *RA) AccountOrders(acct *store.ACMEAccount, cursor string, limit int) (
 			if err != nil {
 				continue
 			}
-			if _, st, _, prob := ra.orderStatus(o); prob == nil && st != store.ACMEInvalid {
+			if st, prob := ra.state(o); prob == nil && st.Status != store.ACMEInvalid {
 				out = append(out, o)
 			}
 		}
@@ -278,15 +326,6 @@ func (ra *RA) AccountOrders(acct *store.ACMEAccount, cursor string, limit int) (
 		}
 		cursor = next
 	}
-}
-
-// Authz returns an authorization of the account.
-func (ra *RA) Authz(acct *store.ACMEAccount, id string) (*store.ACMEAuthz, *probs.Problem) {
-	a, err := ra.st.Authz(id)
-	if err != nil || a.AccountID != acct.ID {
-		return nil, probs.NotFound("no such authorization")
-	}
-	return a, nil
 }
 
 // DeactivateAuthz deactivates a pending or valid authorization (RFC 8555

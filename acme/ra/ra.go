@@ -79,6 +79,9 @@ type RA struct {
 	valSem   chan struct{}
 	wg       sync.WaitGroup
 
+	settleMu sync.Mutex
+	toSettle map[string]string // order id → certificate serial
+
 	chainMu    sync.Mutex
 	chainCache map[string]chainEntry
 }
@@ -95,7 +98,7 @@ func New(cfg Config, st store.ACMEStore, svc *enroll.Service, v *va.VA) (*RA, er
 		return nil, fmt.Errorf("acme: no profile to offer")
 	}
 	ra := &RA{cfg: cfg, st: st, svc: svc, va: v, now: time.Now, profiles: map[string]profileEntry{},
-		inflight: map[string]chan struct{}{}, valSem: make(chan struct{}, cfg.MaxValidations), chainCache: map[string]chainEntry{}}
+		inflight: map[string]chan struct{}{}, toSettle: map[string]string{}, valSem: make(chan struct{}, cfg.MaxValidations), chainCache: map[string]chainEntry{}}
 	for _, name := range cfg.Profiles {
 		p, err := ra.profile(name)
 		if err != nil {

@@ -51,6 +51,8 @@ type Config struct {
 type VA struct {
 	cfg Config
 	dns resolver
+	// http01 is shared by validations; it keeps no connection open.
+	http *http.Client
 }
 
 // Maximum sizes read from a client.
@@ -80,7 +82,19 @@ func New(cfg Config) *VA {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "qpki-acme-va"
 	}
-	return &VA{cfg: cfg, dns: resolver{addr: cfg.Resolver}}
+	v := &VA{cfg: cfg, dns: resolver{addr: cfg.Resolver}}
+	v.http = &http.Client{
+		Transport: &http.Transport{
+			DialContext:       v.dial,
+			DisableKeepAlives: true,
+			// A redirect to https is followed without checking the
+			// certificate (RFC 8555 §8.3).
+			TLSClientConfig:        &tls.Config{InsecureSkipVerify: true},
+			MaxResponseHeaderBytes: 16 << 10,
+		},
+		CheckRedirect: checkRedirect,
+	}
+	return v
 }
 
 // Validate runs one challenge for an identifier; nil means the client
@@ -157,24 +171,13 @@ func (v *VA) http01(ctx context.Context, id store.ACMEIdentifier, token, keyAuth
 		host = "[" + host + "]"
 	}
 	target := "http://" + host + "/.well-known/acme-challenge/" + token
-	tr := &http.Transport{
-		DialContext:       v.dial,
-		DisableKeepAlives: true,
-		// A redirect to https is followed without checking the
-		// certificate (RFC 8555 §8.3).
-		TLSClientConfig:        &tls.Config{InsecureSkipVerify: true},
-		MaxResponseHeaderBytes: 16 << 10,
-		Proxy:                  nil,
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, CheckRedirect: checkRedirect}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return probs.Malformed("cannot build the validation request: %v", err)
 	}
 	req.Header.Set("User-Agent", v.cfg.UserAgent)
 	req.Header.Set("Accept", "*/*")
-	resp, err := client.Do(req)
+	resp, err := v.http.Do(req)
 	if err != nil {
 		return connectionProblem(target, err)
 	}

@@ -47,15 +47,15 @@ type challengeJSON struct {
 	Error     *probs.Problem `json:"error,omitempty"`
 }
 
-func (w *WFE) orderView(q *request, o *store.ACMEOrder, status string, authzs []*store.ACMEAuthz) orderJSON {
-	v := orderJSON{Status: status, Expires: timeString(o.Expires), Identifiers: o.Identifiers, NotAfter: timeString(o.NotAfter),
-		Finalize: q.url(orderPath + o.ID + "/finalize"), Profile: o.Profile, Replaces: o.Replaces,
-		Error: ra.OrderError(o, status, authzs, w.now())}
+func orderView(q *request, st *ra.OrderState) orderJSON {
+	o := st.Order
+	v := orderJSON{Status: st.Status, Expires: timeString(o.Expires), Identifiers: o.Identifiers, NotAfter: timeString(o.NotAfter),
+		Finalize: q.url(orderPath + o.ID + "/finalize"), Profile: o.Profile, Replaces: o.Replaces, Error: st.Error}
 	for _, id := range o.Authzs {
 		v.Authorizations = append(v.Authorizations, q.url(authzPath+id))
 	}
-	if status == store.ACMEValid && o.CertSerial != "" {
-		v.Certificate = q.url(certPath + o.CertSerial)
+	if st.Status == store.ACMEValid && st.CertSerial != "" {
+		v.Certificate = q.url(certPath + st.CertSerial)
 	}
 	return v
 }
@@ -75,12 +75,12 @@ func challengeView(q *request, a *store.ACMEAuthz, c *store.ACMEChallenge) chall
 
 // replyOrder writes an order, with Retry-After while it is processing
 // (RFC 8555 §7.4).
-func (w *WFE) replyOrder(q *request, code int, o *store.ACMEOrder, status string, authzs []*store.ACMEAuthz) *probs.Problem {
-	q.w.Header().Set("Location", q.url(orderPath+o.ID))
-	if status == store.ACMEProcessing {
+func replyOrder(q *request, code int, st *ra.OrderState) *probs.Problem {
+	q.w.Header().Set("Location", q.url(orderPath+st.Order.ID))
+	if st.Status == store.ACMEProcessing {
 		q.w.Header().Set("Retry-After", "1")
 	}
-	return reply(q, code, w.orderView(q, o, status, authzs))
+	return reply(q, code, orderView(q, st))
 }
 
 // newOrder creates an order (RFC 8555 §7.4).
@@ -116,11 +116,11 @@ func (w *WFE) newOrder(q *request) *probs.Problem {
 			return probs.Malformed("notAfter is not an RFC 3339 date")
 		}
 	}
-	o, authzs, prob := w.ra.NewOrder(q.r.Context(), s.acct, or)
+	st, prob := w.ra.NewOrder(q.r.Context(), s.acct, or)
 	if prob != nil {
 		return prob
 	}
-	return w.replyOrder(q, http.StatusCreated, o, o.CurrentStatus(authzs, w.now()), authzs)
+	return replyOrder(q, http.StatusCreated, st)
 }
 
 // order reads an order (POST-as-GET).
@@ -132,11 +132,11 @@ func (w *WFE) order(q *request) *probs.Problem {
 	if !s.postAsGet {
 		return probs.Malformed("an order is read with POST-as-GET (an empty payload)")
 	}
-	o, status, authzs, prob := w.ra.Order(q.r.Context(), s.acct, q.r.PathValue("id"))
+	st, prob := w.ra.Order(q.r.Context(), s.acct, q.r.PathValue("id"))
 	if prob != nil {
 		return prob
 	}
-	return w.replyOrder(q, http.StatusOK, o, status, authzs)
+	return replyOrder(q, http.StatusOK, st)
 }
 
 // finalize submits an order's CSR (RFC 8555 §7.4).
@@ -156,11 +156,11 @@ func (w *WFE) finalize(q *request) *probs.Problem {
 		return probs.BadCSR("the csr is not base64url (without padding)")
 	}
 	keyDER := ra.AccountKeyDER(s.jwk.Key)
-	o, status, authzs, prob := w.ra.Finalize(q.r.Context(), s.acct, keyDER, q.r.PathValue("id"), der, q.r.Header.Get("X-Request-Id"))
+	st, prob := w.ra.Finalize(q.r.Context(), s.acct, keyDER, q.r.PathValue("id"), der, q.r.Header.Get("X-Request-Id"))
 	if prob != nil {
 		return prob
 	}
-	return w.replyOrder(q, http.StatusOK, o, status, authzs)
+	return replyOrder(q, http.StatusOK, st)
 }
 
 // authz reads or deactivates an authorization (RFC 8555 §7.5, §7.5.2).

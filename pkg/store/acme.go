@@ -70,10 +70,9 @@ type ACMEOrder struct {
 	Replaces string `json:"replaces,omitempty"`
 	// Error is the problem document of an invalid order.
 	Error json.RawMessage `json:"error,omitempty"`
-	// JobID is the signing job of a finalized order.
-	JobID string `json:"job_id,omitempty"`
 	// CertSerial and CertNotAfter describe the certificate of a valid
-	// order.
+	// order, recorded after the fact: the signing job of the order is the
+	// source of truth.
 	CertSerial   string    `json:"cert_serial,omitempty"`
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
@@ -175,11 +174,12 @@ type ACMEStore interface {
 	CreateOrder(o *ACMEOrder, newAuthzs []*ACMEAuthz) error
 	Order(id string) (*ACMEOrder, error)
 	UpdateOrder(id string, fn func(*ACMEOrder) error) (*ACMEOrder, error)
+	// UpdateOrders changes several orders in one transaction; orders that
+	// no longer exist are skipped.
+	UpdateOrders(ids []string, fn func(*ACMEOrder) error) error
 	// AccountOrders lists an account's order ids, oldest first, from the
 	// cursor ("" for the start); next is "" on the last page.
 	AccountOrders(accountID, cursor string, limit int) (ids []string, next string, err error)
-	// OrderByCert returns the order that delivered a certificate.
-	OrderByCert(serial string) (*ACMEOrder, error)
 
 	Authz(id string) (*ACMEAuthz, error)
 	// Authzs returns authorizations by id, in the same order.

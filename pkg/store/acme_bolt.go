@@ -22,7 +22,6 @@ var (
 	bucketACMEAcctOrders  = []byte("acme_account_orders")
 	bucketACMEAuthzs      = []byte("acme_authzs")    // id → authz
 	bucketACMEAuthzIndex  = []byte("acme_authz_idx") // account|type|value|wildcard → latest authz id
-	bucketACMECerts       = []byte("acme_certs")     // serial → order id
 	bucketACMEReplaced    = []byte("acme_replaced")  // ARI cert id → order id
 	bucketACMEExpiry      = []byte("acme_expiry")    // deletion time|kind|id → nil
 	bucketACMENonces      = []byte("acme_nonces")    // nonce → expiry
@@ -30,7 +29,7 @@ var (
 	keyNoncesClean        = []byte("nonces_clean")
 
 	acmeBuckets = [][]byte{bucketACMEAccounts, bucketACMEAccountKeys, bucketACMEOrders, bucketACMEAcctOrders,
-		bucketACMEAuthzs, bucketACMEAuthzIndex, bucketACMECerts, bucketACMEReplaced, bucketACMEExpiry,
+		bucketACMEAuthzs, bucketACMEAuthzIndex, bucketACMEReplaced, bucketACMEExpiry,
 		bucketACMENonces, bucketACMEMeta}
 )
 
@@ -51,7 +50,9 @@ var _ ACMEStore = (*ACMEBolt)(nil)
 
 // OpenACME opens or creates an ACME store file.
 func OpenACME(path string) (*ACMEBolt, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	// The freelist is rebuilt at open rather than written at every
+	// commit: commits are what ACME traffic does most.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
@@ -305,28 +306,38 @@ func (s *ACMEBolt) Order(id string) (*ACMEOrder, error) {
 func (s *ACMEBolt) UpdateOrder(id string, fn func(*ACMEOrder) error) (*ACMEOrder, error) {
 	var out *ACMEOrder
 	err := s.batch(func(tx *bolt.Tx) error {
-		out = nil
-		o := new(ACMEOrder)
-		if err := get(tx, bucketACMEOrders, id, o); err != nil {
-			return err
-		}
-		oldRetain, oldSerial := o.retainUntil(), o.CertSerial
-		if err := fn(o); err != nil {
-			return err
-		}
-		o.ID = id
-		if o.CertSerial != oldSerial && o.CertSerial != "" {
-			if err := tx.Bucket(bucketACMECerts).Put([]byte(o.CertSerial), []byte(id)); err != nil {
+		var err error
+		out, err = updateOrder(tx, id, fn)
+		return err
+	})
+	return out, err
+}
+
+func (s *ACMEBolt) UpdateOrders(ids []string, fn func(*ACMEOrder) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			if _, err := updateOrder(tx, id, fn); err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
 		}
-		if err := reindex(tx, expireOrder, id, oldRetain, o.retainUntil()); err != nil {
-			return err
-		}
-		out = o
-		return put(tx, bucketACMEOrders, id, o)
+		return nil
 	})
-	return out, err
+}
+
+func updateOrder(tx *bolt.Tx, id string, fn func(*ACMEOrder) error) (*ACMEOrder, error) {
+	o := new(ACMEOrder)
+	if err := get(tx, bucketACMEOrders, id, o); err != nil {
+		return nil, err
+	}
+	oldRetain := o.retainUntil()
+	if err := fn(o); err != nil {
+		return nil, err
+	}
+	o.ID = id
+	if err := reindex(tx, expireOrder, id, oldRetain, o.retainUntil()); err != nil {
+		return nil, err
+	}
+	return o, put(tx, bucketACMEOrders, id, o)
 }
 
 func (s *ACMEBolt) AccountOrders(accountID, cursor string, limit int) ([]string, string, error) {
@@ -353,21 +364,6 @@ func (s *ACMEBolt) AccountOrders(accountID, cursor string, limit int) ([]string,
 		return nil
 	})
 	return ids, next, err
-}
-
-func (s *ACMEBolt) OrderByCert(serial string) (*ACMEOrder, error) {
-	o := new(ACMEOrder)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		id := tx.Bucket(bucketACMECerts).Get([]byte(serial))
-		if id == nil {
-			return ErrNotFound
-		}
-		return get(tx, bucketACMEOrders, string(id), o)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return o, nil
 }
 
 func (s *ACMEBolt) Authz(id string) (*ACMEAuthz, error) {
@@ -547,11 +543,6 @@ func deleteOrder(tx *bolt.Tx, id string) error {
 	}
 	if err := tx.Bucket(bucketACMEAcctOrders).Delete(acctOrderKey(o.AccountID, o.Created, o.ID)); err != nil {
 		return err
-	}
-	if o.CertSerial != "" {
-		if err := deleteIfOwner(tx.Bucket(bucketACMECerts), []byte(o.CertSerial), id); err != nil {
-			return err
-		}
 	}
 	if o.Replaces != "" {
 		if err := deleteIfOwner(tx.Bucket(bucketACMEReplaced), []byte(o.Replaces), id); err != nil {

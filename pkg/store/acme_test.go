@@ -99,8 +99,11 @@ func TestACMEOrders(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.OrderByCert("abc"); err != nil || got.ID != "o2" {
-		t.Fatalf("OrderByCert: %v %v", got, err)
+	if err := s.UpdateOrders([]string{"o2", "gone"}, func(o *ACMEOrder) error { o.Profile = "p"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Order("o2"); got.Profile != "p" || got.CertSerial != "abc" {
+		t.Fatalf("after UpdateOrders: %+v", got)
 	}
 	// Pages of orders.
 	for i := 0; i < 5; i++ {
