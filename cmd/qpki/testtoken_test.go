@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
 	"github.com/qpki/qpki/pkg/hsm"
+	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/testtoken"
 )
 
@@ -151,5 +153,81 @@ func TestTestTokenMLDSACredentialAndCWT(t *testing.T) {
 	}
 	if r := run(t, d, env, "cose", "verify", "bad.cbor", "--ca", "ca/ca.crt"); r.code == 0 {
 		t.Error("cose verify accepted a tampered CWT")
+	}
+}
+
+// `qpki ca rotate` of a Catalyst CA whose two keys are on the token, to a
+// profile with a stronger post-quantum algorithm: ECDSA P-384 + ML-DSA-65
+// in v1, both new keys (ECDSA P-384 + ML-DSA-87) made on the token for v2,
+// v1 archived.
+func TestTestTokenHybridCARotate(t *testing.T) {
+	cfg, env := pqToken(t)
+	d := t.TempDir()
+	label := uniqueLabel("cli-cat")
+	prof, err := profile.Builtin("hybrid/catalyst/root-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1prof := strings.Replace(strings.Replace(string(prof), "name: hybrid/catalyst/root-ca", "name: test/catalyst-root-65", 1),
+		"algorithms: [ecdsa-p384, ml-dsa-87]", "algorithms: [ecdsa-p384, ml-dsa-65]", 1)
+	if !strings.Contains(v1prof, "ml-dsa-65") {
+		t.Fatal("hybrid/catalyst/root-ca changed: update the test's v1 profile")
+	}
+	if err := os.WriteFile(filepath.Join(d, "cat65.yaml"), []byte(v1prof), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	okEnv(t, d, env, "ca", "init", "--profile", "cat65.yaml", "--var", "cn=Token Catalyst Root", "--ca-dir", "./ca",
+		"--hsm-config", cfg, "--key-label", label)
+	okEnv(t, d, env, "ca", "rotate", "--ca-dir", "./ca", "--profile", "hybrid/catalyst/root-ca", "--cross-sign")
+
+	var versions map[string]struct {
+		Status string `json:"status"`
+		Keys   []struct {
+			Algorithm string            `json:"algorithm"`
+			Storage   map[string]string `json:"storage"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(okEnv(t, d, env, "ca", "versions", "--ca-dir", "./ca", "--json")), &versions); err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := versions["v1"], versions["v2"]
+	if v1.Status != "archived" || v2.Status != "active" {
+		t.Errorf("versions: v1 %s, v2 %s", v1.Status, v2.Status)
+	}
+	ids := map[string]bool{}
+	algs := func(v string) string {
+		var a []string
+		for _, k := range versions[v].Keys {
+			if k.Storage["type"] != "pkcs11" || k.Storage["label"] != label || k.Storage["key_id"] == "" {
+				t.Errorf("%s key %s storage %v", v, k.Algorithm, k.Storage)
+			}
+			ids[k.Storage["key_id"]] = true
+			a = append(a, k.Algorithm)
+		}
+		sort.Strings(a)
+		return strings.Join(a, ",")
+	}
+	if got := algs("v1"); got != "ecdsa-p384,ml-dsa-65" {
+		t.Errorf("v1 keys %s", got)
+	}
+	if got := algs("v2"); got != "ecdsa-p384,ml-dsa-87" {
+		t.Errorf("v2 keys %s", got)
+	}
+	if len(ids) != 4 {
+		t.Errorf("four keys, %d key ids", len(ids))
+	}
+	var keys []hsm.KeyInfo
+	if err := json.Unmarshal([]byte(okEnv(t, d, env, "key", "list", "--hsm-config", cfg, "--json")), &keys); err != nil {
+		t.Fatal(err)
+	}
+	var onToken []string
+	for _, k := range keys {
+		if k.Label == label {
+			onToken = append(onToken, k.Algorithm)
+		}
+	}
+	sort.Strings(onToken)
+	if strings.Join(onToken, ",") != "ecdsa-p384,ecdsa-p384,ml-dsa-65,ml-dsa-87" {
+		t.Errorf("keys on the token under %s: %v", label, onToken)
 	}
 }
