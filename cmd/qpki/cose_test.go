@@ -102,7 +102,7 @@ func TestCOSESignVerifyInfo(t *testing.T) {
 	}
 	fails(t, d, "give one signing key source", "cose", "sign", "--sub", "x", "-o", "x.cbor")
 	fails(t, d, "give one signing key source", "cose", "sign", "--key", "ec.key", "--ca-dir", "ec", "--sub", "x", "-o", "x.cbor")
-	fails(t, d, "not available in this build", "cose", "sign", "--credential", "alice", "--sub", "x", "-o", "x.cbor")
+	fails(t, d, `no credential "alice"`, "cose", "sign", "--credential", "alice", "--cred-dir", "ca/credentials", "--sub", "x", "-o", "x.cbor")
 	fails(t, d, "need --type cwt", "cose", "sign", "--type", "sign1", "--key", "ec.key", "--data", "fw.bin", "--sub", "x", "-o", "x.cbor")
 	fails(t, d, "payload is its claims", "cose", "sign", "--type", "cwt", "--key", "ec.key", "--data", "fw.bin", "-o", "x.cbor")
 	fails(t, d, "not in the future", "cose", "sign", "--key", "ec.key", "--exp", "-1h", "-o", "x.cbor")
