@@ -133,29 +133,39 @@ func keyName(s *signed) string {
 }
 
 // parseFlattened parses a flattened JWS JSON serialization and nothing
-// else: no compact form, no "signatures" array, no unprotected header.
+// else: no compact form, no "signatures" array, no unprotected header
+// (RFC 8555 §6.2). Other members are ignored (RFC 7515 §7.2.1). With the
+// members checked, go-jose parses the three parts as a compact JWS, which
+// saves it decoding the outer JSON a second time.
 func parseFlattened(body []byte) (*jose.JSONWebSignature, *probs.Problem) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
+	var raw struct {
+		Protected  *string         `json:"protected"`
+		Payload    *string         `json:"payload"`
+		Signature  *string         `json:"signature"`
+		Header     json.RawMessage `json:"header"`
+		Signatures json.RawMessage `json:"signatures"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, probs.Malformed("the body is not a JWS in flattened JSON serialization: %v", err)
 	}
-	for k := range fields {
-		switch k {
-		case "protected", "payload", "signature":
-		case "header":
-			return nil, probs.Malformed("the JWS must not have an unprotected header")
-		case "signatures":
-			return nil, probs.Malformed("the JWS must have exactly one signature, in flattened serialization")
-		default:
-			return nil, probs.Malformed("unexpected JWS member %q", clipStr(k))
+	switch {
+	case raw.Signatures != nil:
+		return nil, probs.Malformed("the JWS must have exactly one signature, in flattened serialization")
+	case raw.Header != nil:
+		return nil, probs.Malformed("the JWS must not have an unprotected header")
+	case raw.Protected == nil || *raw.Protected == "":
+		return nil, probs.Malformed("the JWS has no protected header")
+	case raw.Payload == nil:
+		return nil, probs.Malformed("the JWS has no payload")
+	case raw.Signature == nil:
+		return nil, probs.Malformed("the JWS has no signature")
+	}
+	for _, part := range []string{*raw.Protected, *raw.Payload, *raw.Signature} {
+		if strings.ContainsAny(part, ". \t\r\n") {
+			return nil, probs.Malformed("the JWS parts must be base64url")
 		}
 	}
-	for _, k := range []string{"protected", "payload", "signature"} {
-		if _, ok := fields[k]; !ok {
-			return nil, probs.Malformed("the JWS has no %s", k)
-		}
-	}
-	jws, err := jose.ParseSignedJSON(string(body), sigAlgs)
+	jws, err := jose.ParseSignedCompact(*raw.Protected+"."+*raw.Payload+"."+*raw.Signature, sigAlgs)
 	if err != nil {
 		var ua *jose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &ua) {

@@ -25,12 +25,18 @@ func TestParseFlattened(t *testing.T) {
 	if _, p := parseFlattened([]byte(good)); p != nil {
 		t.Fatal(p)
 	}
+	// Unknown members are ignored (RFC 7515 §7.2.1).
+	extra := good[:len(good)-1] + `,"x":1}`
+	if _, p := parseFlattened([]byte(extra)); p != nil {
+		t.Fatal(p)
+	}
 	for name, body := range map[string]string{
 		"not JSON":       "eyJhbGciOiJFUzI1NiJ9.e30.sig",
 		"header":         `{"protected":"e30","payload":"","signature":"","header":{"kid":"x"}}`,
 		"signatures":     `{"signatures":[],"payload":""}`,
 		"no signature":   `{"protected":"e30","payload":""}`,
-		"extra member":   `{"protected":"e30","payload":"","signature":"","x":1}`,
+		"no protected":   `{"payload":"","signature":""}`,
+		"dot in payload": `{"protected":"eyJhbGciOiJFUzI1NiJ9","payload":"a.b","signature":""}`,
 		"alg none":       `{"protected":"eyJhbGciOiJub25lIn0","payload":"","signature":""}`,
 		"bad protected":  `{"protected":"!!","payload":"","signature":""}`,
 		"array":          `[]`,
