@@ -1,0 +1,76 @@
+package ra
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/qpki/qpki/pkg/profile"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/pkg/x509x"
+)
+
+func csr(t *testing.T, cn string, dns []string, ips []string) *x509x.CertificateRequest {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}
+	for _, ip := range ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509x.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestCSRMatchesOrder(t *testing.T) {
+	o := &store.ACMEOrder{Identifiers: []store.ACMEIdentifier{{Type: "dns", Value: "a.example.com"}, {Type: "dns", Value: "*.example.com"}, {Type: "ip", Value: "192.0.2.1"}}}
+	for _, tc := range []struct {
+		name string
+		csr  *x509x.CertificateRequest
+		ok   bool
+	}{
+		{"exact", csr(t, "", []string{"a.example.com", "*.example.com"}, []string{"192.0.2.1"}), true},
+		{"case and order", csr(t, "", []string{"*.EXAMPLE.com", "A.example.com"}, []string{"192.0.2.1"}), true},
+		{"cn among names", csr(t, "a.example.com", []string{"*.example.com"}, []string{"192.0.2.1"}), true},
+		{"ip cn", csr(t, "192.0.2.1", []string{"a.example.com", "*.example.com"}, []string{"192.0.2.1"}), true},
+		{"missing name", csr(t, "", []string{"a.example.com"}, []string{"192.0.2.1"}), false},
+		{"extra name", csr(t, "", []string{"a.example.com", "*.example.com", "b.example.com"}, []string{"192.0.2.1"}), false},
+		{"other cn", csr(t, "b.example.com", []string{"a.example.com", "*.example.com"}, []string{"192.0.2.1"}), false},
+		{"missing ip", csr(t, "", []string{"a.example.com", "*.example.com"}, nil), false},
+	} {
+		vars, p := csrMatchesOrder(tc.csr, o)
+		if (p == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, p)
+		}
+		if p == nil && (len(vars[profile.VarDNSNames].([]string)) != 2 || len(vars[profile.VarIPAddresses].([]string)) != 1) {
+			t.Errorf("%s: vars %v", tc.name, vars)
+		}
+		if p != nil && !p.Is("badCSR") {
+			t.Errorf("%s: problem type %s", tc.name, p.Type)
+		}
+	}
+}
+
+func TestValidityFor(t *testing.T) {
+	p := &profile.Profile{Backdate: time.Minute}
+	now := time.Date(2026, 1, 1, 12, 0, 0, 500e6, time.UTC)
+	notAfter := now.Add(10 * 24 * time.Hour).Truncate(time.Second)
+	v := validityFor(p, notAfter, now)
+	// The profile's arithmetic: notBefore = now - backdate (truncated),
+	// notAfter = notBefore + validity - 1s.
+	start := now.Add(-p.Backdate).Truncate(time.Second)
+	if got := start.Add(v - time.Second); !got.Equal(notAfter) {
+		t.Fatalf("validity %v gives notAfter %s, want %s", v, got, notAfter)
+	}
+}
