@@ -47,6 +47,10 @@ func OpenBolt(path string) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// Batch (job creation, results) coalesces concurrent writers into one
+	// fsync; the default 10 ms wait for company is longer than a whole
+	// issuance, so wait less.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	return &Bolt{db: db}, nil
 }
 
