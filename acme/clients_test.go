@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -142,43 +143,49 @@ func TestLego(t *testing.T) {
 		return base + ".crt", base + ".issuer.crt"
 	}
 
-	t.Run("http-01", func(t *testing.T) {
-		const name = "lego-http.example.com"
-		args := append(append([]string{}, common...), "--domains", name, "--http", "--http.port", "127.0.0.1:"+strconv.Itoa(e.httpPort))
-		run(t, env, lego, append(args, "run")...)
-		leaf, issuer := certFile(name)
+	// obtain, renew and revoke for one challenge type; every chain
+	// verified with openssl.
+	cycle := func(t *testing.T, env, args []string, domain string, reason int) *x509.Certificate {
+		t.Helper()
+		run(t, env, lego, append(slices.Clone(args), "run")...)
+		leaf, issuer := certFile(domain)
 		e.opensslVerify(t, leaf, issuer)
 		first := readLeaf(t, leaf)
 
-		run(t, env, lego, append(args, "renew", "--days", "400", "--no-random-sleep")...)
+		run(t, env, lego, append(slices.Clone(args), "renew", "--days", "400", "--no-random-sleep")...)
 		e.opensslVerify(t, leaf, issuer)
 		second := readLeaf(t, leaf)
 		if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
 			t.Fatal("renew kept the same certificate")
 		}
 
-		run(t, env, lego, append(args, "revoke", "--reason", "4", "--keep")...)
-		if rec := e.record(t, second); rec.Revocation == nil || rec.Revocation.Reason != 4 {
-			t.Fatalf("after lego revoke: revocation %+v, want superseded (4)", rec.Revocation)
+		run(t, env, lego, append(slices.Clone(args), "revoke", "--reason", strconv.Itoa(reason), "--keep")...)
+		if rec := e.record(t, second); rec.Revocation == nil || rec.Revocation.Reason != reason {
+			t.Fatalf("after lego revoke: revocation %+v, want reason %d", rec.Revocation, reason)
 		}
+		if e.record(t, first).Revocation != nil {
+			t.Fatal("the first certificate was revoked too")
+		}
+		return second
+	}
+
+	t.Run("http-01", func(t *testing.T) {
+		const name = "lego-http.example.com"
+		cycle(t, env, append(slices.Clone(common), "--domains", name, "--http", "--http.port", "127.0.0.1:"+strconv.Itoa(e.httpPort)), name, 4)
 	})
 
 	t.Run("tls-alpn-01", func(t *testing.T) {
 		const name = "lego-tls.example.com"
-		run(t, env, lego, append(append([]string{}, common...), "--domains", name, "--tls", "--tls.port", "127.0.0.1:"+strconv.Itoa(e.tlsPort), "run")...)
-		leaf, issuer := certFile(name)
-		e.opensslVerify(t, leaf, issuer)
+		cycle(t, env, append(slices.Clone(common), "--domains", name, "--tls", "--tls.port", "127.0.0.1:"+strconv.Itoa(e.tlsPort)), name, 1)
 	})
 
 	t.Run("dns-01", func(t *testing.T) {
 		// lego's httpreq provider puts the TXT records into the test DNS
 		// server, which lego and the server both ask.
-		dnsEnv := append(env, "HTTPREQ_ENDPOINT="+e.dns.httpURL, "HTTPREQ_PROPAGATION_TIMEOUT=20", "HTTPREQ_POLLING_INTERVAL=1")
-		run(t, dnsEnv, lego, append(append([]string{}, common...), "--domains", "*.lego-dns.example.com", "--domains", "lego-dns.example.com",
-			"--dns", "httpreq", "--dns.resolvers", e.dns.addr, "--dns.disable-cp", "run")...)
-		leaf, issuer := certFile("*.lego-dns.example.com")
-		e.opensslVerify(t, leaf, issuer)
-		c := readLeaf(t, leaf)
+		dnsEnv := append(slices.Clone(env), "HTTPREQ_ENDPOINT="+e.dns.httpURL, "HTTPREQ_PROPAGATION_TIMEOUT=20", "HTTPREQ_POLLING_INTERVAL=1")
+		args := append(slices.Clone(common), "--domains", "*.lego-dns.example.com", "--domains", "lego-dns.example.com",
+			"--dns", "httpreq", "--dns.resolvers", e.dns.addr, "--dns.disable-cp")
+		c := cycle(t, dnsEnv, args, "*.lego-dns.example.com", 5)
 		if len(c.DNSNames) != 2 || !contains(c.DNSNames, "*.lego-dns.example.com") {
 			t.Fatalf("certificate names %v", c.DNSNames)
 		}

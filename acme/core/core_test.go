@@ -42,7 +42,7 @@ func TestNormalizeIdentifier(t *testing.T) {
 		got, wild, p := NormalizeIdentifier(tc.in)
 		switch {
 		case tc.problem != "":
-			if !p.Is(tc.problem) {
+			if !p.HasType(tc.problem) {
 				t.Errorf("%v: problem %v, want %s", tc.in, p, tc.problem)
 			}
 		case p != nil:

@@ -70,8 +70,9 @@ func (p *Problem) Error() string {
 	return p.Type + ": " + p.Detail
 }
 
-// Is reports whether p has the error type typ (given without namespace).
-func (p *Problem) Is(typ string) bool { return p != nil && p.Type == NS+typ }
+// HasType reports whether p has the error type typ (given without
+// namespace). (Not Is: errors.Is expects Is(error) bool.)
+func (p *Problem) HasType(typ string) bool { return p != nil && p.Type == NS+typ }
 
 // JSON is the problem document's encoding, as orders and challenges keep
 // it.

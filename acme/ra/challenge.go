@@ -101,7 +101,7 @@ func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, a
 				return nil
 			}
 			c.Status, c.Validated = store.ACMEValid, now.Truncate(time.Second)
-			a.Status, a.Expires = store.ACMEValid, now.Add(ra.cfg.ValidAuthzLifetime)
+			a.Status, a.Expires = store.ACMEValid, expiry(now, ra.cfg.ValidAuthzLifetime)
 			return nil
 		})
 		if err != nil {

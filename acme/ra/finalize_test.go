@@ -56,7 +56,7 @@ func TestCSRMatchesOrder(t *testing.T) {
 		if p == nil && (len(vars[profile.VarDNSNames].([]string)) != 2 || len(vars[profile.VarIPAddresses].([]string)) != 1) {
 			t.Errorf("%s: vars %v", tc.name, vars)
 		}
-		if p != nil && !p.Is("badCSR") {
+		if p != nil && !p.HasType("badCSR") {
 			t.Errorf("%s: problem type %s", tc.name, p.Type)
 		}
 	}

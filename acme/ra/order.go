@@ -91,7 +91,7 @@ func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRe
 		}
 	}
 	o := &store.ACMEOrder{ID: core.NewID(), AccountID: acct.ID, Status: store.ACMEPending, Profile: name,
-		NotAfter: req.NotAfter.UTC().Truncate(time.Second), Created: now, Expires: now.Add(ra.cfg.OrderLifetime)}
+		NotAfter: req.NotAfter.UTC().Truncate(time.Second), Created: now, Expires: expiry(now, ra.cfg.OrderLifetime)}
 	if req.Replaces != "" {
 		ids := make([]store.ACMEIdentifier, len(wants))
 		for i, w := range wants {
@@ -143,12 +143,18 @@ func reusable(a *store.ACMEAuthz, now time.Time) bool {
 
 func (ra *RA) newAuthz(account string, id store.ACMEIdentifier, wildcard bool, now time.Time) *store.ACMEAuthz {
 	a := &store.ACMEAuthz{ID: core.NewID(), AccountID: account, Identifier: id, Wildcard: wildcard,
-		Status: store.ACMEPending, Created: now, Expires: now.Add(ra.cfg.PendingAuthzLifetime)}
+		Status: store.ACMEPending, Created: now, Expires: expiry(now, ra.cfg.PendingAuthzLifetime)}
 	token := core.NewToken() // one token for all challenges, as Boulder does
 	for _, t := range core.ChallengeTypes(id, wildcard) {
 		a.Challenges = append(a.Challenges, store.ACMEChallenge{ID: shortID(), Type: t, Token: token, Status: store.ACMEPending})
 	}
 	return a
+}
+
+// expiry is now plus a lifetime, to the second: what the JSON objects
+// show is then exactly when they expire.
+func expiry(now time.Time, lifetime time.Duration) time.Time {
+	return now.Add(lifetime).Truncate(time.Second)
 }
 
 func shortID() string { return core.NewID()[:11] }
@@ -308,7 +314,7 @@ func orderError(st *OrderState, now time.Time) *probs.Problem {
 func (ra *RA) AccountOrders(acct *store.ACMEAccount, cursor string, limit int) ([]*store.ACMEOrder, string, *probs.Problem) {
 	var out []*store.ACMEOrder
 	for {
-		ids, next, err := ra.st.AccountOrders(acct.ID, cursor, limit)
+		ids, next, err := ra.st.AccountOrders(acct.ID, cursor, limit-len(out))
 		if err != nil {
 			return nil, "", probs.ServerInternal("%v", err)
 		}

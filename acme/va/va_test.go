@@ -134,16 +134,16 @@ func TestHTTP01(t *testing.T) {
 		switch {
 		case want == "" && prob != nil:
 			t.Errorf("%s: %v", token, prob)
-		case want != "" && !prob.Is(want):
+		case want != "" && !prob.HasType(want):
 			t.Errorf("%s: %v, want %s", token, prob, want)
 		}
 	}
-	if p := v.Validate(context.Background(), id, "http-01", "good", "good.other"); !p.Is("incorrectResponse") {
+	if p := v.Validate(context.Background(), id, "http-01", "good", "good.other"); !p.HasType("incorrectResponse") {
 		t.Errorf("wrong key authorization: %v", p)
 	}
 	// Nobody listening.
 	closed := New(Config{HTTPPort: 1, ResolveTo: netip.MustParseAddr("127.0.0.1"), Timeout: time.Second})
-	if p := closed.Validate(context.Background(), id, "http-01", "good", "good.thumb"); !p.Is("connection") {
+	if p := closed.Validate(context.Background(), id, "http-01", "good", "good.thumb"); !p.HasType("connection") {
 		t.Errorf("refused connection: %v", p)
 	}
 }

@@ -1,11 +1,11 @@
 package wfe
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/mail"
-	"net/url"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
@@ -243,7 +243,12 @@ func (w *WFE) accountOrders(q *request) *probs.Problem {
 	if q.r.PathValue("id") != s.acct.ID {
 		return probs.Unauthorized("the request is signed by another account")
 	}
-	orders, next, prob := w.ra.AccountOrders(s.acct, q.r.URL.Query().Get("cursor"), 100)
+	// The store's cursor is binary: it travels as base64url.
+	cursor, err := base64.RawURLEncoding.DecodeString(q.r.URL.Query().Get("cursor"))
+	if err != nil {
+		return probs.Malformed("the orders cursor is not one this server gave")
+	}
+	orders, next, prob := w.ra.AccountOrders(s.acct, string(cursor), 100)
 	if prob != nil {
 		return prob
 	}
@@ -252,7 +257,7 @@ func (w *WFE) accountOrders(q *request) *probs.Problem {
 		urls[i] = q.url(orderPath + o.ID)
 	}
 	if next != "" {
-		q.w.Header().Add("Link", link(q.accountURL(s.acct.ID)+"/orders?cursor="+url.QueryEscape(next), "next"))
+		q.w.Header().Add("Link", link(q.accountURL(s.acct.ID)+"/orders?cursor="+base64.RawURLEncoding.EncodeToString([]byte(next)), "next"))
 	}
 	return reply(q, http.StatusOK, map[string][]string{"orders": urls})
 }

@@ -73,8 +73,9 @@ func (w *WFE) verify(q *request, mode keyMode) (*signed, *probs.Problem) {
 	if url == "" {
 		return nil, probs.Malformed("the JWS protected header has no url")
 	}
-	if url != q.url(q.r.URL.Path) {
-		return nil, probs.Unauthorized("the JWS url %q is not the request URL %q", clipStr(url), q.url(q.r.URL.Path))
+	// The request URL with its query: the orders list pages by ?cursor=.
+	if want := q.url(q.r.URL.RequestURI()); url != want {
+		return nil, probs.Unauthorized("the JWS url %q is not the request URL %q", clipStr(url), clipStr(want))
 	}
 	s := &signed{}
 	switch {
