@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/jobspec"
 	"github.com/qpki/qpki/pkg/store"
@@ -34,6 +36,15 @@ type pipeline struct {
 
 func startPipeline(t testing.TB, sessions int, rate float64) *pipeline {
 	t.Helper()
+	return startPipelineRecording(t, sessions, rate, func(svc *enroll.Service, rs []queue.Result) error {
+		return errors.Join(svc.RecordBatch(rs)...)
+	})
+}
+
+// startPipelineRecording starts a pipeline whose recorder is record, as
+// serve's recorder commits result batches.
+func startPipelineRecording(t testing.TB, sessions int, rate float64, record func(*enroll.Service, []queue.Result) error) *pipeline {
+	t.Helper()
 	dir := t.TempDir()
 	c, err := ca.Init(ca.InitOptions{Dir: filepath.Join(dir, "ca"), Profile: "ec/root-ca", Vars: map[string]any{"cn": "Pipeline Root"}})
 	if err != nil {
@@ -53,7 +64,7 @@ func startPipeline(t testing.TB, sessions int, rate float64) *pipeline {
 	p.done.Add(2)
 	go func() {
 		defer p.done.Done()
-		q.Results(ctx, name, svc.Record)
+		q.ResultBatches(ctx, name, 64, func(rs []queue.Result) error { return record(svc, rs) })
 	}()
 	go func() {
 		defer p.done.Done()
@@ -127,6 +138,55 @@ func TestIssueThroughQueue(t *testing.T) {
 		if job.Serial != res.Cert.Serial {
 			t.Errorf("certificate serial %s is not the reserved %s", res.Cert.Serial, job.Serial)
 		}
+	}
+}
+
+// A result delivered twice, in the same batch or in a later one, is
+// recorded and audited once.
+func TestRecordBatchRecordsRedeliveriesOnce(t *testing.T) {
+	p := startPipelineRecording(t, 2, 0, func(svc *enroll.Service, rs []queue.Result) error {
+		if err := errors.Join(svc.RecordBatch(append(rs, rs...))...); err != nil {
+			return err
+		}
+		return errors.Join(svc.RecordBatch(rs)...)
+	})
+	const n = 40
+	ids := make([]string, n)
+	for i := range ids {
+		name := fmt.Sprintf("r%d.example.com", i)
+		id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+	}
+	for _, id := range ids {
+		if res := waitFor(t, p.svc, id); res.State != store.JobDone {
+			t.Fatalf("job %s: %+v", id, res)
+		}
+	}
+	f, err := os.Open(filepath.Join(p.ca.Dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := audit.Verify(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.Events[audit.EventIssue]; got != n {
+		t.Errorf("audit log has %d issuances for %d jobs", got, n)
+	}
+	st, err := p.ca.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := st.List(store.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != n {
+		t.Errorf("store has %d certificates for %d jobs", len(certs), n)
 	}
 }
 

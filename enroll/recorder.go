@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sort"
 
 	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/ca"
@@ -97,9 +98,35 @@ func (s *Service) fail(id string, err error) error {
 // lockJob serializes the recording of one job id (striped locks: two
 // jobs may share a stripe, which only costs a little parallelism).
 func (s *Service) lockJob(id string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	m := &s.recording[h.Sum32()%uint32(len(s.recording))]
+	m := &s.recording[s.stripe(id)]
 	m.Lock()
 	return m.Unlock
+}
+
+// lockJobs takes the locks of several jobs at once, in stripe order so
+// that two batches never wait on each other.
+func (s *Service) lockJobs(ids []string) func() {
+	var stripes []int
+	taken := make(map[int]bool)
+	for _, id := range ids {
+		if i := s.stripe(id); !taken[i] {
+			taken[i] = true
+			stripes = append(stripes, i)
+		}
+	}
+	sort.Ints(stripes)
+	for _, i := range stripes {
+		s.recording[i].Lock()
+	}
+	return func() {
+		for _, i := range stripes {
+			s.recording[i].Unlock()
+		}
+	}
+}
+
+func (s *Service) stripe(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(len(s.recording)))
 }

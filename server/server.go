@@ -164,21 +164,12 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 	return core, nil
 }
 
-// record commits a batch of results. They are recorded concurrently so
-// that the store coalesces them into a few transactions; each Record is
-// idempotent, so a failed batch is simply offered again.
+// record commits a batch of results (one audit write and one store
+// transaction for its certificates); recording is idempotent, so a
+// failed batch is simply offered again.
 func (core *Core) record(rs []queue.Result) error {
 	began := time.Now()
-	errs := make([]error, len(rs))
-	var wg sync.WaitGroup
-	for i, r := range rs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = core.Enroll.Record(r)
-		}()
-	}
-	wg.Wait()
+	errs := core.Enroll.RecordBatch(rs)
 	core.observeRecorded(rs, errs, began)
 	return errors.Join(errs...)
 }

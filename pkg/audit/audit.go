@@ -129,31 +129,52 @@ func lastEntry(f *os.File) (*Entry, error) {
 	return &e, nil
 }
 
+// Event is one entry to append.
+type Event struct {
+	Event  string
+	Fields map[string]any
+}
+
 // Append adds an entry and returns once it is on disk.
 func (l *Log) Append(event string, fields map[string]any) error {
+	return l.AppendMany([]Event{{event, fields}})
+}
+
+// AppendMany adds entries in order and returns once all are on disk,
+// with one write and one sync for the lot (a recorder's batch).
+func (l *Log) AppendMany(events []Event) error {
+	// Fields are stored as they read back (structs become maps with
+	// sorted keys), so that the hash a verifier recomputes is the same.
+	norm := make([]map[string]any, len(events))
+	for i, ev := range events {
+		f, err := normalize(ev.Fields)
+		if err != nil {
+			return err
+		}
+		norm[i] = f
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return errors.New("audit log closed")
 	}
-	// Fields are stored as they read back (structs become maps with
-	// sorted keys), so that the hash a verifier recomputes is the same.
-	fields, err := normalize(fields)
-	if err != nil {
-		return err
+	now := time.Now().UTC()
+	seq, prev, buf := l.seq, l.prev, l.buf
+	for i, ev := range events {
+		e := Entry{Seq: seq + 1, Time: now, Event: ev.Event, Fields: norm[i], Prev: prev}
+		h, err := e.hash()
+		if err != nil {
+			return err
+		}
+		e.Hash = h
+		line, err := json.Marshal(&e)
+		if err != nil {
+			return err
+		}
+		seq, prev = e.Seq, e.Hash
+		buf = append(append(buf, line...), '\n')
 	}
-	e := Entry{Seq: l.seq + 1, Time: time.Now().UTC(), Event: event, Fields: fields, Prev: l.prev}
-	h, err := e.hash()
-	if err != nil {
-		return err
-	}
-	e.Hash = h
-	line, err := json.Marshal(&e)
-	if err != nil {
-		return err
-	}
-	l.seq, l.prev = e.Seq, e.Hash
-	l.buf = append(append(l.buf, line...), '\n')
+	l.seq, l.prev, l.buf = seq, prev, buf
 	mine := l.gen
 	for l.durable <= mine {
 		if l.syncing {

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,4 +29,18 @@ func (c *CA) VerifyAudit(certs []*store.Cert) (*audit.Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// AuditMany appends events with one write and one sync.
+func (c *CA) AuditMany(events []audit.Event) error {
+	if _, err := c.Store(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	l := c.audit
+	c.mu.Unlock()
+	if l == nil {
+		return errors.New("audit log not open")
+	}
+	return l.AppendMany(events)
 }

@@ -54,8 +54,20 @@ type JobStore interface {
 	// one, in one transaction. The first outcome wins: a later one (a
 	// redelivered job signed twice) is dropped and first is false.
 	FinishJob(id string, state, errMsg string, result []byte, cert *Cert) (first bool, err error)
+	// FinishJobs is FinishJob for many jobs in one transaction; first[i]
+	// tells whether done[i] was recorded.
+	FinishJobs(done []Finished) (first []bool, err error)
 	// Jobs lists jobs in a state ("" for all).
 	Jobs(state string) ([]*Job, error)
+}
+
+// Finished is one job's outcome for FinishJobs.
+type Finished struct {
+	ID     string
+	State  string
+	Error  string
+	Result []byte
+	Cert   *Cert
 }
 
 var bucketJobs = []byte("jobs")
@@ -139,54 +151,84 @@ func (s *Bolt) Job(id string) (*Job, error) {
 }
 
 func (s *Bolt) FinishJob(id, state, errMsg string, result []byte, cert *Cert) (bool, error) {
-	first := false
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		first = false
+	first, err := s.finish([]Finished{{ID: id, State: state, Error: errMsg, Result: result, Cert: cert}}, true)
+	if err != nil {
+		return false, err
+	}
+	return first[0], nil
+}
+
+func (s *Bolt) FinishJobs(done []Finished) ([]bool, error) {
+	return s.finish(done, false)
+}
+
+// finish records outcomes in one transaction: through Batch for a lone
+// outcome (concurrent callers share a commit), directly for a batch.
+func (s *Bolt) finish(done []Finished, batch bool) ([]bool, error) {
+	first := make([]bool, len(done))
+	fn := func(tx *bolt.Tx) error {
+		clear(first)
 		b, err := s.jobsBucket(tx)
 		if err != nil {
 			return err
 		}
-		v := b.Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("job %s: %w", id, ErrNotFound)
-		}
-		j := new(Job)
-		if err := json.Unmarshal(v, j); err != nil {
-			return err
-		}
-		if j.State != JobQueued {
-			return nil // an earlier result won
-		}
-		if cert != nil {
-			serial, err := ParseSerial(cert.Serial)
+		for i, d := range done {
+			ok, err := finishOne(tx, b, d)
 			if err != nil {
 				return err
 			}
-			if j.Serial != "" && serial.Cmp(mustSerial(j.Serial)) != 0 {
-				return fmt.Errorf("job %s: certificate serial %s is not the reserved %s", id, cert.Serial, j.Serial)
-			}
-			k := serialKey(serial)
-			certs := tx.Bucket(bucketCerts)
-			if certs.Get(k) != nil {
-				return ErrSerialInUse
-			}
-			val, err := json.Marshal(cert)
-			if err != nil {
-				return err
-			}
-			if err := certs.Put(k, val); err != nil {
-				return err
-			}
+			first[i] = ok
 		}
-		j.State, j.Error, j.Result, j.Finished, j.Payload = state, errMsg, result, time.Now().UTC(), nil
-		val, err := json.Marshal(j)
-		if err != nil {
-			return err
-		}
-		first = true
-		return b.Put([]byte(id), val)
-	})
+		return nil
+	}
+	var err error
+	if batch {
+		err = s.db.Batch(fn)
+	} else {
+		err = s.db.Update(fn)
+	}
 	return first, err
+}
+
+func finishOne(tx *bolt.Tx, b *bolt.Bucket, d Finished) (bool, error) {
+	v := b.Get([]byte(d.ID))
+	if v == nil {
+		return false, fmt.Errorf("job %s: %w", d.ID, ErrNotFound)
+	}
+	j := new(Job)
+	if err := json.Unmarshal(v, j); err != nil {
+		return false, err
+	}
+	if j.State != JobQueued {
+		return false, nil // an earlier result won
+	}
+	if cert := d.Cert; cert != nil {
+		serial, err := ParseSerial(cert.Serial)
+		if err != nil {
+			return false, err
+		}
+		if j.Serial != "" && serial.Cmp(mustSerial(j.Serial)) != 0 {
+			return false, fmt.Errorf("job %s: certificate serial %s is not the reserved %s", d.ID, cert.Serial, j.Serial)
+		}
+		k := serialKey(serial)
+		certs := tx.Bucket(bucketCerts)
+		if certs.Get(k) != nil {
+			return false, ErrSerialInUse
+		}
+		val, err := json.Marshal(cert)
+		if err != nil {
+			return false, err
+		}
+		if err := certs.Put(k, val); err != nil {
+			return false, err
+		}
+	}
+	j.State, j.Error, j.Result, j.Finished, j.Payload = d.State, d.Error, d.Result, time.Now().UTC(), nil
+	val, err := json.Marshal(j)
+	if err != nil {
+		return false, err
+	}
+	return true, b.Put([]byte(d.ID), val)
 }
 
 func (s *Bolt) Jobs(state string) ([]*Job, error) {

@@ -1,0 +1,123 @@
+package enroll
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/qpki/qpki/pkg/audit"
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/jobspec"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/queue"
+)
+
+// RecordBatch commits a batch of results as Record does, but the issued
+// certificates of the batch go in with one audit write and one store
+// transaction: the recorder is the one writer, and one fsync per result
+// would make it the pipeline's bottleneck. Other results (failures, CRLs,
+// tokens, generated keys) go through Record one by one. It returns one
+// error per result; a result whose error is nil is recorded (or was a
+// duplicate to drop).
+func (s *Service) RecordBatch(rs []queue.Result) []error {
+	errs := make([]error, len(rs))
+	type pending struct {
+		i   int
+		rec *store.Cert
+	}
+	var bulk []pending
+	seen := make(map[string]bool, len(rs))
+	for i, r := range rs {
+		if seen[r.JobID] {
+			continue // a duplicate in the same batch: the first wins
+		}
+		seen[r.JobID] = true
+		if !r.OK {
+			errs[i] = s.Record(r)
+			continue
+		}
+		j, err := s.jobs.Job(r.JobID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue // not one of ours
+		case err != nil:
+			errs[i] = err
+			continue
+		case j.State != store.JobQueued:
+			continue // an earlier result won
+		case j.Kind != jobspec.KindIssue:
+			errs[i] = s.Record(r)
+			continue
+		}
+		var res jobspec.IssueResult
+		if err := jobspec.Decode(r.Payload, &res); err != nil {
+			errs[i] = s.fail(r.JobID, err)
+			continue
+		}
+		rec, err := ca.CertRecord(res.DER, j.Profile, res.CAVersion, r.JobID)
+		if err != nil {
+			errs[i] = s.fail(r.JobID, err)
+			continue
+		}
+		if rec.Serial != j.Serial {
+			errs[i] = s.fail(r.JobID, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
+			continue
+		}
+		bulk = append(bulk, pending{i, rec})
+	}
+	if len(bulk) == 0 {
+		return errs
+	}
+	// Under the jobs' locks, keep only those still queued: a concurrent
+	// Record of the same job must not audit it a second time.
+	ids := make([]string, len(bulk))
+	for k, p := range bulk {
+		ids[k] = p.rec.JobID
+	}
+	unlock := s.lockJobs(ids)
+	defer unlock()
+	live := bulk[:0]
+	for _, p := range bulk {
+		j, err := s.jobs.Job(p.rec.JobID)
+		if err != nil {
+			errs[p.i] = err
+			continue
+		}
+		if j.State == store.JobQueued {
+			live = append(live, p)
+		}
+	}
+	bulk = live
+	if len(bulk) == 0 {
+		return errs
+	}
+	events := make([]audit.Event, len(bulk))
+	done := make([]store.Finished, len(bulk))
+	for k, p := range bulk {
+		events[k] = audit.Event{Event: audit.EventIssue, Fields: ca.IssueFields(p.rec)}
+		done[k] = store.Finished{ID: p.rec.JobID, State: store.JobDone, Cert: p.rec}
+	}
+	// Audited first, as in Record.
+	if err := s.CA.AuditMany(events); err != nil {
+		for _, p := range bulk {
+			errs[p.i] = err
+		}
+		return errs
+	}
+	if _, err := s.jobs.FinishJobs(done); err != nil {
+		// One bad result must not hold back the others: record them one
+		// by one, and fail the job whose certificate cannot be stored.
+		for k, p := range bulk {
+			_, ferr := s.jobs.FinishJob(done[k].ID, store.JobDone, "", nil, p.rec)
+			if errors.Is(ferr, store.ErrSerialInUse) {
+				ferr = s.fail(done[k].ID, ferr)
+			}
+			errs[p.i] = ferr
+		}
+	}
+	for _, p := range bulk {
+		if errs[p.i] == nil {
+			s.wake(p.rec.JobID)
+		}
+	}
+	return errs
+}
