@@ -181,14 +181,20 @@ func KeyCannotSign(der []byte) bool {
 	if len(der) > MaxCSR {
 		return false
 	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
+	// Only the key's algorithm identifier is read: every request passes
+	// here, and a full parse would be repeated by the caller.
+	in := cryptobyte.String(der)
+	var req, info, spki, algID cryptobyte.String
+	var oid asn1.ObjectIdentifier
+	if !in.ReadASN1(&req, cbasn1.SEQUENCE) ||
+		!req.ReadASN1(&info, cbasn1.SEQUENCE) ||
+		!info.SkipASN1(cbasn1.INTEGER) || // version
+		!info.SkipASN1(cbasn1.SEQUENCE) || // subject
+		!info.ReadASN1(&spki, cbasn1.SEQUENCE) ||
+		!spki.ReadASN1(&algID, cbasn1.SEQUENCE) ||
+		!algID.ReadASN1ObjectIdentifier(&oid) {
 		return false
 	}
-	pub, err := algo.ParsePKIX(csr.RawSubjectPublicKeyInfo)
-	if err != nil {
-		return false
-	}
-	a, err := algo.Of(pub)
-	return err == nil && !a.CanSign()
+	a, ok := algo.ByOID(oid)
+	return ok && !a.CanSign
 }

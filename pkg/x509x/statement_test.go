@@ -19,10 +19,23 @@ func TestStatementOfPossession(t *testing.T) {
 	kem, _ := algo.GenerateKey(algo.MLKEM768, rand.Reader)
 	kemPub, _ := algo.PublicKey(kem)
 
+	plain, err := CreateCertificateRequest(rand.Reader, csrTemplate(), signer, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if KeyCannotSign(plain) {
+		t.Fatal("KeyCannotSign: true for an ML-DSA request")
+	}
 	for _, include := range []bool{true, false} {
 		der, err := CreateCertificateRequestWithStatement(rand.Reader, csrTemplate(), kemPub, signer, signCert, include, false)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !KeyCannotSign(der) {
+			t.Fatal("KeyCannotSign: false for an ML-KEM request")
+		}
+		if KeyCannotSign(der[:len(der)/2]) {
+			t.Fatal("KeyCannotSign: true for a truncated request")
 		}
 		// An ordinary parse refuses it: the subject key cannot sign.
 		if _, err := ParseCertificateRequest(der); err == nil || !strings.Contains(err.Error(), "RFC 9883") {
