@@ -1,0 +1,175 @@
+package jsaudit_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qpki/qpki/pkg/audit"
+	"github.com/qpki/qpki/pkg/audit/jsaudit"
+	"github.com/qpki/qpki/queue/queuetest"
+)
+
+func connect(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func export(t *testing.T, js jetstream.JetStream, ca string) (*audit.Report, []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := jsaudit.Export(context.Background(), js, ca, &buf); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatalf("the exported log does not verify: %v", err)
+	}
+	return rep, buf.Bytes()
+}
+
+// Two writers on two connections (two front-ends) to different nodes of
+// an R3 stream append at once: the chain never forks, nothing is lost.
+func TestTwoWritersOneChain(t *testing.T) {
+	cl := queuetest.StartCluster(t, 3)
+	ctx := context.Background()
+	urls := cl.URLs()
+	var logs []*jsaudit.Log
+	for i := range 2 {
+		l, err := jsaudit.Open(ctx, connect(t, urls[i]), "issuing", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	const perWriter, goroutines = 60, 4
+	var wg sync.WaitGroup
+	for w, l := range logs {
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perWriter / goroutines {
+					serial := fmt.Sprintf("%d-%d-%d", w, g, i)
+					var err error
+					if i%3 == 0 {
+						err = l.AppendMany([]audit.Event{
+							{Event: audit.EventIssue, Fields: map[string]any{"serial": serial}},
+							{Event: audit.EventIssue, Fields: map[string]any{"serial": serial + "b"}},
+						})
+					} else {
+						err = l.Append(audit.EventIssue, map[string]any{"serial": serial})
+					}
+					if err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	rep, _ := export(t, connect(t, urls[2]), "issuing")
+	want := 0
+	for range 2 * goroutines {
+		for i := range perWriter / goroutines {
+			want++
+			if i%3 == 0 {
+				want++
+			}
+		}
+	}
+	if rep.Entries != want || len(rep.Serials) != want {
+		t.Fatalf("%d entries (%d serials), want %d", rep.Entries, len(rep.Serials), want)
+	}
+	st, err := connect(t, urls[0]).Stream(ctx, jsaudit.StreamName("issuing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.Replicas != 3 || !cfg.DenyDelete || !cfg.DenyPurge {
+		t.Fatalf("stream config: replicas %d, deny delete %v, deny purge %v", cfg.Replicas, cfg.DenyDelete, cfg.DenyPurge)
+	}
+	if err := st.DeleteMsg(ctx, 1); err == nil {
+		t.Fatal("an audit message was deleted")
+	}
+}
+
+// A batch larger than one message is split; a reopened log chains on;
+// the export is the JSONL a file log would hold.
+func TestLargeBatchAndReopen(t *testing.T) {
+	url := queuetest.StartCluster(t, 1).URL()
+	ctx := context.Background()
+	js := connect(t, url)
+	l, err := jsaudit.Open(ctx, js, "big", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 2000)
+	events := make([]audit.Event, 400) // ~800 KB: several messages
+	for i := range events {
+		events[i] = audit.Event{Event: audit.EventIssue, Fields: map[string]any{"serial": fmt.Sprint(i), "pad": pad}}
+	}
+	if err := l.AppendMany(events); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if err := l.Append(audit.EventCRL, nil); err == nil {
+		t.Fatal("append after Close")
+	}
+	l2, err := jsaudit.Open(ctx, connect(t, url), "big", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Append(audit.EventRevoke, map[string]any{"serial": "7"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(ctx, jsaudit.StreamName("big"))
+	info, _ := st.Info(ctx)
+	if info.State.Msgs < 4 {
+		t.Fatalf("%d messages: the batch was not split", info.State.Msgs)
+	}
+	rep, data := export(t, js, "big")
+	if rep.Entries != 401 || rep.Last.Event != audit.EventRevoke || rep.Events[audit.EventIssue] != 400 {
+		t.Fatalf("report %+v", rep)
+	}
+	if bytes.Count(data, []byte("\n")) != 401 {
+		t.Fatal("not one line per entry")
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	js := connect(t, queuetest.StartCluster(t, 1).URL())
+	for _, ca := range []string{"", "a.b", "a b", strings.Repeat("a", 65)} {
+		if _, err := jsaudit.Open(context.Background(), js, ca, 1); err == nil {
+			t.Errorf("Open(%q) accepted", ca)
+		}
+	}
+	if _, err := jsaudit.Export(context.Background(), js, "none", &bytes.Buffer{}); err == nil {
+		t.Error("export of a missing stream")
+	}
+	l, err := jsaudit.Open(context.Background(), js, "empty", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendMany(nil); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if n, err := jsaudit.Export(context.Background(), js, "empty", &buf); err != nil || n != 0 || buf.Len() != 0 {
+		t.Fatalf("empty export: %d %v %q", n, err, buf.String())
+	}
+}
