@@ -31,6 +31,7 @@ files or in an HSM, with classical, post-quantum and hybrid algorithms.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(refusePINFlag)
 	root.AddCommand(newKeyCmd(), newCSRCmd(), newCACmd(), newCertCmd(), newCRLCmd(), newProfileCmd(),
 		newServeCmd(), newWorkerCmd(), newBatchCmd(), newQueueCmd(), newCOSECmd(), newAuditCmd(), newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newHSMCmd(), newCredentialCmd())
