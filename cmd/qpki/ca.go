@@ -283,7 +283,7 @@ over new and new over old) so clients holding either root build a path.`,
 	}
 	addCADirFlag(cmd, &dir)
 	cmd.Flags().StringVar(&prof, "profile", "", "profile of the new version (default: the active version's)")
-	cmd.Flags().BoolVar(&pending, "pending", false, "leave the new version pending until `qpki ca activate`")
+	cmd.Flags().BoolVar(&pending, "pending", false, "leave the new version pending until qpki ca activate")
 	cmd.Flags().BoolVar(&cross, "cross-sign", false, "write link certificates between the old and new keys")
 	vars.add(cmd)
 	keys.add(cmd)

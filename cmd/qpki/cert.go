@@ -95,7 +95,7 @@ func newCertIssueCmd() *cobra.Command {
 	addCADirFlag(cmd, &dir)
 	cmd.Flags().StringVar(&prof, "profile", "", "certificate profile, e.g. ec/tls-server")
 	cmd.MarkFlagRequired("profile")
-	cmd.Flags().StringVar(&csrFile, "csr", "", "CSR file (PEM or DER); for an ML-KEM key, an RFC 9883 request (`qpki csr gen --sign-cert`)")
+	cmd.Flags().StringVar(&csrFile, "csr", "", "CSR file (PEM or DER); for an ML-KEM key, an RFC 9883 request (made by qpki csr gen --sign-cert)")
 	cmd.Flags().StringVar(&pubFile, "pubkey", "", "public key file (PEM), for keys that cannot sign a CSR")
 	vars.add(cmd)
 	keys.add(cmd)
