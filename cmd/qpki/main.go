@@ -13,11 +13,7 @@ import (
 func main() {
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
-		msg := strings.TrimSpace(err.Error())
-		if i := strings.IndexByte(msg, '\n'); i >= 0 {
-			msg = msg[:i]
-		}
-		fmt.Fprintln(os.Stderr, "qpki: error:", msg)
+		fmt.Fprintln(os.Stderr, "qpki: error:", oneLine(err.Error()))
 		os.Exit(1)
 	}
 }
@@ -38,4 +34,20 @@ files or in an HSM, with classical, post-quantum and hybrid algorithms.`,
 	root.AddCommand(newESTCmd())
 	root.AddCommand(newACMECmd())
 	return root
+}
+
+// oneLine folds a multi-line error (a YAML decoder lists one problem per
+// line) into the one line the CLI prints, so that no detail is lost.
+func oneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	msg = strings.Join(parts, " ")
+	if len(msg) > 1000 {
+		msg = msg[:1000] + "..."
+	}
+	return msg
 }

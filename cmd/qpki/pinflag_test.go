@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -19,4 +21,12 @@ func TestPINFlagRefused(t *testing.T) {
 		}
 	}
 	fails(t, d, "unknown flag: --colour", "key", "gen", "--colour", "red")
+}
+
+// A multi-line error (here the YAML decoder's list) is printed on one
+// line with its details, not cut after its first line.
+func TestMultiLineErrorKeepsDetails(t *testing.T) {
+	d := t.TempDir()
+	os.WriteFile(filepath.Join(d, "qpki.yaml"), []byte("ca-dir: ./ca\nlistne: 127.0.0.1:0\n"), 0o644)
+	fails(t, d, "field listne not found", "serve", "--config", "qpki.yaml")
 }
