@@ -445,15 +445,24 @@ func writeVerified(w io.Writer, name string, m *cose.Message) error {
 }
 
 func newCOSEInfoCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "info FILE",
-		Short:   "Describe a COSE message or CWT (headers, claims, signers) without verifying it",
-		Example: `  qpki cose info token.cbor`,
-		Args:    cobra.ExactArgs(1),
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "info FILE",
+		Short: "Describe a COSE message or CWT (headers, claims, signers) without verifying it",
+		Example: `  qpki cose info token.cbor
+  qpki cose info --json token.cbor`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			msg, err := readLimited(args[0], cose.DefaultMaxSize)
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				d, err := cose.Describe(msg)
+				if err != nil {
+					return fmt.Errorf("%s: %v", args[0], err)
+				}
+				return printJSON(os.Stdout, d)
 			}
 			if err := cose.Info(os.Stdout, msg); err != nil {
 				return fmt.Errorf("%s: %v", args[0], err)
@@ -461,4 +470,6 @@ func newCOSEInfoCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
+	return cmd
 }

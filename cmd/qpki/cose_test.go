@@ -67,6 +67,22 @@ func TestCOSESignVerifyInfo(t *testing.T) {
 			t.Errorf("info lacks %q:\n%s", want, info)
 		}
 	}
+	var desc struct {
+		Type       string
+		Claims     struct{ Sub string }
+		Signatures []struct {
+			Alg     string
+			KID     string
+			X5Chain []struct{ Subject, Key string }
+		}
+	}
+	if err := json.Unmarshal([]byte(ok(t, d, "cose", "info", "--json", "t.cbor")), &desc); err != nil {
+		t.Fatal(err)
+	}
+	if desc.Type != "CWT" || desc.Claims.Sub != "device-7" || len(desc.Signatures) != 1 || desc.Signatures[0].Alg != "ES256" ||
+		desc.Signatures[0].KID != "6b31" || len(desc.Signatures[0].X5Chain) == 0 || desc.Signatures[0].X5Chain[0].Key != "ecdsa-p256" {
+		t.Errorf("info --json: %+v", desc)
+	}
 	fails(t, d, "audience", "cose", "verify", "t.cbor", "--ca", "ec/ca.crt", "--aud", "other")
 	fails(t, d, "expired", "cose", "verify", "t.cbor", "--ca", "ec/ca.crt", "--at", time.Now().Add(48*time.Hour).UTC().Format(time.RFC3339))
 	ok(t, d, "cose", "sign", "--cert", "ec.crt", "--key", "ec.key", "--nbf", "2h", "--exp", "3h", "-o", "later.cbor")
@@ -138,6 +154,9 @@ func TestCOSEHybrid(t *testing.T) {
 	}
 	if info := ok(t, d, "cose", "info", "h.cbor"); !strings.Contains(info, "CWT (COSE_Sign in tag 61)") || !strings.Contains(info, "ML-DSA-65 (-49)") {
 		t.Errorf("info:\n%s", info)
+	}
+	if info := ok(t, d, "cose", "info", "--json", "h.cbor"); !strings.Contains(info, `"structure": "COSE_Sign"`) || !strings.Contains(info, `"alg_id": -49`) {
+		t.Errorf("info --json:\n%s", info)
 	}
 	// Every signature must hold: trusting only one CA is not enough.
 	fails(t, d, "signer 2", "cose", "verify", "h.cbor", "--ca", "ec/ca.crt")
