@@ -59,6 +59,7 @@ type config struct {
 	pass     string
 	verbose  bool
 	cpuProf  string
+	log      io.Writer // progress lines
 }
 
 func main() {
@@ -77,10 +78,30 @@ func main() {
 	flag.BoolVar(&c.verbose, "v", false, "print the first errors")
 	flag.StringVar(&c.cpuProf, "cpuprofile", "", "write a CPU profile of the timed run (server and clients) to FILE")
 	flag.Parse()
-	if err := run(c); err != nil {
+	c.log = os.Stdout
+	fig, err := run(c)
+	if fig != nil {
+		fmt.Println(fig)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "qpki-estload:", err)
 		os.Exit(1)
 	}
+}
+
+// figures are one run's results.
+type figures struct {
+	n                  int
+	elapsed            time.Duration
+	p50, p90, p99, max time.Duration
+}
+
+func (f *figures) rate() float64 { return float64(f.n) / f.elapsed.Seconds() }
+
+func (f *figures) String() string {
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+	return fmt.Sprintf("%d enrollments in %.2fs: %.0f/s; latency p50 %v, p90 %v, p99 %v, max %v (GOMAXPROCS %d)",
+		f.n, f.elapsed.Seconds(), f.rate(), r(f.p50), r(f.p90), r(f.p99), r(f.max), runtime.GOMAXPROCS(0))
 }
 
 // target is where and as whom the clients enroll.
@@ -92,12 +113,15 @@ type target struct {
 	pass  string
 }
 
-func run(c config) error {
+func run(c config) (*figures, error) {
 	if c.auth != "cert" && c.auth != "basic" {
-		return fmt.Errorf("-auth %q: want cert or basic", c.auth)
+		return nil, fmt.Errorf("-auth %q: want cert or basic", c.auth)
 	}
 	if c.clients < 1 || c.n < c.clients {
-		return errors.New("want -clients ≥ 1 and -n ≥ -clients")
+		return nil, errors.New("want -clients ≥ 1 and -n ≥ -clients")
+	}
+	if c.log == nil {
+		c.log = io.Discard
 	}
 	var t *target
 	var err error
@@ -105,13 +129,13 @@ func run(c config) error {
 		var stop func()
 		t, stop, err = startServer(c)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer stop()
 	} else if t, err = external(c); err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Printf("making %d CSRs...\n", c.n)
+	fmt.Fprintf(c.log, "making %d CSRs...\n", c.n)
 	csrs := makeCSRs(c.n)
 	clients := make([]*http.Client, c.clients)
 	for i := range clients {
@@ -125,14 +149,14 @@ func run(c config) error {
 	// Warm up: one request per client opens its connection.
 	warm := makeCSRs(c.clients)
 	if err := load(clients, warm, t, nil); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
+		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	lat := make([]time.Duration, len(csrs))
-	fmt.Printf("enrolling: %d requests, %d clients, auth %s\n", c.n, c.clients, c.auth)
+	fmt.Fprintf(c.log, "enrolling: %d requests, %d clients, auth %s\n", c.n, c.clients, c.auth)
 	if c.cpuProf != "" {
 		f, err := os.Create(c.cpuProf)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer f.Close()
 		pprof.StartCPUProfile(f)
@@ -142,14 +166,11 @@ func run(c config) error {
 	err = load(clients, csrs, t, lat)
 	el := time.Since(start)
 	if err != nil && !c.verbose {
-		return err
+		return nil, err
 	}
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	fmt.Printf("%d enrollments in %.2fs: %.0f/s; latency p50 %v, p90 %v, p99 %v, max %v (GOMAXPROCS %d)\n",
-		len(csrs), el.Seconds(), float64(len(csrs))/el.Seconds(), pct(0.50).Round(10*time.Microsecond),
-		pct(0.90).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lat[len(lat)-1].Round(10*time.Microsecond), runtime.GOMAXPROCS(0))
-	return err
+	return &figures{n: len(csrs), elapsed: el, p50: pct(0.50), p90: pct(0.90), p99: pct(0.99), max: lat[len(lat)-1]}, err
 }
 
 // load posts every CSR once, spread over the clients; a 202 is retried
@@ -308,7 +329,7 @@ func startServer(c config) (*target, func(), error) {
 	}
 	<-srv.HTTPSReady()
 	t.url = "https://" + srv.Addr + "/.well-known/est"
-	fmt.Printf("in-process server %s, CA key ecdsa-p256, %d signer sessions\n", t.url, c.workers)
+	fmt.Fprintf(c.log, "in-process server %s, CA key ecdsa-p256, %d signer sessions\n", t.url, c.workers)
 	return t, func() { srv.Shutdown(); cleanup() }, nil
 }
 
