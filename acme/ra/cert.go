@@ -28,8 +28,14 @@ func (ra *RA) Certificate(acct *store.ACMEAccount, serial string) ([][]byte, *pr
 	if prob != nil {
 		return nil, prob
 	}
-	if o, err := ra.orderOf(rec); err != nil || o.AccountID != acct.ID {
+	if owner, ok := ra.owners.get(serial); ok {
+		if owner != acct.ID {
+			return nil, probs.NotFound("no such certificate")
+		}
+	} else if o, err := ra.orderOf(rec); err != nil || o.AccountID != acct.ID {
 		return nil, probs.NotFound("no such certificate")
+	} else {
+		ra.owners.add(serial, o.AccountID)
 	}
 	chains, err := ra.chains(rec.CAVersion)
 	if err != nil {

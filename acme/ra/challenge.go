@@ -27,19 +27,40 @@ func (ra *RA) Challenge(ctx context.Context, acct *store.ACMEAccount, accountURL
 		return nil, nil, probs.NotFound("no such challenge")
 	}
 	if a.CurrentStatus(ra.now()) == store.ACMEPending && c.Status == store.ACMEPending {
-		done := ra.validate(a, c, acct.Thumbprint, accountURL)
+		v := ra.validate(a, c, acct.Thumbprint, accountURL)
 		t := time.NewTimer(ra.cfg.ChallengeWait)
 		select {
-		case <-done:
+		case <-v.done:
 		case <-t.C:
 		case <-ctx.Done():
 		}
 		t.Stop()
+		if after := v.result(); after != nil {
+			// The validation's own write: no need to read it back.
+			return after, after.Challenge(chalID), nil
+		}
 		if a, prob = ra.Authz(acct, authzID); prob != nil {
 			return nil, nil, prob
 		}
 	}
 	return a, a.Challenge(chalID), nil
+}
+
+// validation is a challenge being validated; done is closed when its
+// outcome is recorded, authz then holds the authorization as written (nil
+// if the write failed or the authorization was settled meanwhile).
+type validation struct {
+	done  chan struct{}
+	authz *store.ACMEAuthz
+}
+
+func (v *validation) result() *store.ACMEAuthz {
+	select {
+	case <-v.done:
+		return v.authz
+	default:
+		return nil
+	}
 }
 
 // Authz returns an authorization of the account, its challenges being
@@ -60,27 +81,28 @@ func (ra *RA) Authz(acct *store.ACMEAccount, id string) (*store.ACMEAuthz, *prob
 	return a, nil
 }
 
-// validate runs a challenge's validation once at a time and returns a
-// channel closed when its outcome is recorded.
-func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, accountURL string) <-chan struct{} {
+// validate runs a challenge's validation once at a time.
+func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, accountURL string) *validation {
 	key := a.ID + "/" + c.ID
 	ra.valMu.Lock()
-	if done, ok := ra.inflight[key]; ok {
+	if v, ok := ra.inflight[key]; ok {
 		ra.valMu.Unlock()
-		return done
+		return v
 	}
-	done := make(chan struct{})
-	ra.inflight[key] = done
+	v := &validation{done: make(chan struct{})}
+	ra.inflight[key] = v
 	ra.valMu.Unlock()
 	id, wildcard, typ, token, chalID := a.Identifier, a.Wildcard, c.Type, c.Token, c.ID
 	ra.wg.Add(1)
 	go func() {
 		defer ra.wg.Done()
+		var written *store.ACMEAuthz
 		defer func() {
 			ra.valMu.Lock()
 			delete(ra.inflight, key)
 			ra.valMu.Unlock()
-			close(done)
+			v.authz = written
+			close(v.done)
 		}()
 		ra.valSem <- struct{}{}
 		defer func() { <-ra.valSem }()
@@ -90,10 +112,13 @@ func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, a
 			prob = ra.va.CheckCAA(ctx, id.Value, wildcard, accountURL, typ)
 		}
 		now := ra.now().UTC()
-		_, err := ra.st.UpdateAuthz(a.ID, func(a *store.ACMEAuthz) error {
+		settled := false
+		after, err := ra.st.UpdateAuthz(a.ID, func(a *store.ACMEAuthz) error {
+			settled = false
 			c := a.Challenge(chalID)
 			if c == nil || c.Status != store.ACMEPending || a.CurrentStatus(now) != store.ACMEPending {
-				return nil // settled meanwhile (another challenge, a deactivation)
+				settled = true // meanwhile (another challenge, a deactivation)
+				return nil
 			}
 			if prob != nil {
 				c.Status, c.Error = store.ACMEInvalid, prob.JSON()
@@ -106,10 +131,12 @@ func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, a
 		})
 		if err != nil {
 			ra.cfg.Log.Error("acme: recording a validation", "authz", a.ID, "error", err)
+		} else if !settled {
+			written = after
 		}
 		if prob != nil {
 			ra.cfg.Log.Info("acme: validation failed", "authz", a.ID, "identifier", id.Value, "challenge", typ, "problem", prob.Error())
 		}
 	}()
-	return done
+	return v
 }

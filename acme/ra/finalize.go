@@ -76,6 +76,7 @@ func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountKey 
 	case res.State == store.JobDone && res.Cert != nil:
 		st.Status, st.CertSerial = store.ACMEValid, res.Cert.Serial
 		ra.settled(o.ID, res.Cert.Serial)
+		ra.owners.add(res.Cert.Serial, acct.ID)
 	default:
 		st.Status, st.Error = store.ACMEInvalid, probs.ServerInternal("signing failed: %s", res.Error)
 	}

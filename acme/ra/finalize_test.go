@@ -74,3 +74,23 @@ func TestValidityFor(t *testing.T) {
 		t.Fatalf("validity %v gives notAfter %s, want %s", v, got, notAfter)
 	}
 }
+
+func TestOwnerCache(t *testing.T) {
+	c := newOwnerCache(4) // two per generation
+	c.add("1", "a")
+	c.add("2", "b")
+	c.add("3", "c") // "1" and "2" become old
+	if a, ok := c.get("1"); !ok || a != "a" {
+		t.Fatalf("old entry: %q %v", a, ok)
+	}
+	// "1" was promoted: young holds 3 and 1, old 1 and 2.
+	c.add("4", "d") // young full: old becomes {3, 1}, young {4}
+	if _, ok := c.get("2"); ok {
+		t.Fatal("an entry two generations old is still there")
+	}
+	for s, want := range map[string]string{"1": "a", "3": "c", "4": "d"} {
+		if a, ok := c.get(s); !ok || a != want {
+			t.Fatalf("get(%s) = %q %v, want %q", s, a, ok, want)
+		}
+	}
+}

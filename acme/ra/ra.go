@@ -75,7 +75,7 @@ type RA struct {
 	profiles map[string]profileEntry
 
 	valMu    sync.Mutex
-	inflight map[string]chan struct{} // authz/challenge → done
+	inflight map[string]*validation // authz/challenge → validation
 	valSem   chan struct{}
 	wg       sync.WaitGroup
 
@@ -84,11 +84,17 @@ type RA struct {
 
 	chainMu    sync.Mutex
 	chainCache map[string]chainEntry
+
+	// owners maps certificate serials to the account that ordered them,
+	// a fact that never changes once the certificate is recorded: it
+	// saves a download two store reads.
+	owners *ownerCache
 }
 
 type profileEntry struct {
-	p     *profile.Profile
-	stamp string
+	p       *profile.Profile
+	stamp   string
+	checked time.Time
 }
 
 // New returns an RA. Each profile must exist and be a leaf profile.
@@ -98,7 +104,8 @@ func New(cfg Config, st store.ACMEStore, svc *enroll.Service, v *va.VA) (*RA, er
 		return nil, fmt.Errorf("acme: no profile to offer")
 	}
 	ra := &RA{cfg: cfg, st: st, svc: svc, va: v, now: time.Now, profiles: map[string]profileEntry{},
-		inflight: map[string]chan struct{}{}, toSettle: map[string]string{}, valSem: make(chan struct{}, cfg.MaxValidations), chainCache: map[string]chainEntry{}}
+		inflight: map[string]*validation{}, toSettle: map[string]string{}, valSem: make(chan struct{}, cfg.MaxValidations), chainCache: map[string]chainEntry{},
+		owners: newOwnerCache(ownerCacheSize)}
 	for _, name := range cfg.Profiles {
 		p, err := ra.profile(name)
 		if err != nil {
@@ -128,27 +135,36 @@ func (ra *RA) Profiles() map[string]string {
 }
 
 // profile loads a profile, again only when the CA dir's override file
-// changed: parsing YAML costs more than the rest of an order.
+// changed (looked at once a second at most): parsing YAML costs more
+// than the rest of an order.
 func (ra *RA) profile(name string) (*profile.Profile, error) {
+	now := time.Now()
+	ra.profMu.Lock()
+	e, ok := ra.profiles[name]
+	ra.profMu.Unlock()
+	if ok && now.Sub(e.checked) < profileRecheck {
+		return e.p, nil
+	}
 	stamp := ""
 	if fi, err := os.Stat(filepath.Join(ra.svc.CA.Dir, profile.ProfilesDir, filepath.FromSlash(name)+".yaml")); err == nil {
 		stamp = fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
 	}
-	ra.profMu.Lock()
-	e, ok := ra.profiles[name]
-	ra.profMu.Unlock()
-	if ok && e.stamp == stamp {
-		return e.p, nil
+	if !ok || e.stamp != stamp {
+		p, err := profile.Load(name, ra.svc.CA.Dir)
+		if err != nil {
+			return nil, err
+		}
+		e = profileEntry{p: p, stamp: stamp}
 	}
-	p, err := profile.Load(name, ra.svc.CA.Dir)
-	if err != nil {
-		return nil, err
-	}
+	e.checked = now
 	ra.profMu.Lock()
-	ra.profiles[name] = profileEntry{p, stamp}
+	ra.profiles[name] = e
 	ra.profMu.Unlock()
-	return p, nil
+	return e.p, nil
 }
+
+// profileRecheck is how often a profile's override file is looked at.
+const profileRecheck = time.Second
 
 func (ra *RA) offers(name string) bool {
 	for _, p := range ra.cfg.Profiles {

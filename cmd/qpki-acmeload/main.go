@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -99,15 +100,9 @@ func run(c config) error {
 	}
 
 	ctx := context.Background()
-	resp, err := hc.Get(c.dirURL)
+	dir, err := fetchDirectory(hc, c.dirURL)
 	if err != nil {
 		return err
-	}
-	var dir directory
-	err = json.NewDecoder(resp.Body).Decode(&dir)
-	resp.Body.Close()
-	if err != nil || dir.NewOrder == "" {
-		return fmt.Errorf("directory %s: %v", c.dirURL, err)
 	}
 
 	// Accounts first, untimed.
@@ -194,6 +189,19 @@ func run(c config) error {
 		fmt.Printf("  error: %s\n", strings.TrimSpace(e))
 	}
 	return nil
+}
+
+func fetchDirectory(hc *http.Client, url string) (directory, error) {
+	var dir directory
+	resp, err := hc.Get(url)
+	if err != nil {
+		return dir, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&dir); err != nil || dir.NewOrder == "" {
+		return dir, fmt.Errorf("directory %s: not an ACME directory (%v)", url, err)
+	}
+	return dir, nil
 }
 
 type report struct {
