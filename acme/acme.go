@@ -43,6 +43,9 @@ const DirectoryPath = wfe.DirectoryPath
 type Config struct {
 	// DataDir holds acme.db and acme-eab.json.
 	DataDir string
+	// Store, when set, keeps the ACME objects instead of acme.db (the
+	// JetStream store that several serve front-ends share).
+	Store store.ACMEStore
 	// Profiles are the qpki profiles offered; the first is the default.
 	Profiles []string
 
@@ -84,7 +87,7 @@ type Config struct {
 // Frontend is the ACME server as a `qpki serve` front-end.
 type Frontend struct {
 	cfg    Config
-	st     *store.ACMEBolt
+	st     store.ACMEStore
 	nonces *nonce.Service
 	ra     *ra.RA
 	cancel context.CancelFunc
@@ -108,9 +111,13 @@ func New(cfg Config) (*Frontend, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	st, err := store.OpenACME(filepath.Join(cfg.DataDir, store.ACMEFile))
-	if err != nil {
-		return nil, err
+	st := cfg.Store
+	if st == nil {
+		bst, err := store.OpenACME(filepath.Join(cfg.DataDir, store.ACMEFile))
+		if err != nil {
+			return nil, err
+		}
+		st = bst
 	}
 	n, err := nonce.New(st, cfg.NonceLifetime, 0)
 	if err != nil {

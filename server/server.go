@@ -30,6 +30,10 @@ type Config struct {
 	Workers int     `yaml:"workers"`
 	Rate    float64 `yaml:"rate"`
 
+	// Store is where the CA's records live: StoreBolt (the default) or
+	// StoreJetStream, shared with other front-ends on the NATS cluster.
+	Store string `yaml:"store"`
+
 	NATSURL   string `yaml:"nats_url"`
 	NATSCreds string `yaml:"nats_creds"`
 	NATSNKey  string `yaml:"nats_nkey"`
@@ -102,16 +106,26 @@ type Core struct {
 // workers.
 func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 	cfg.defaults()
+	if err := checkStore(cfg); err != nil {
+		return nil, err
+	}
 	c, err := ca.Open(cfg.CADir)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.Store(); err != nil {
-		return nil, err
+	if cfg.Store != StoreJetStream {
+		if _, err := c.Store(); err != nil {
+			return nil, err
+		}
 	}
 	q, err := startQueue(ctx, cfg)
 	if err != nil {
 		c.Close()
+		return nil, err
+	}
+	shared, err := openSharedStore(ctx, cfg, c, q)
+	if err != nil {
+		q.Close()
 		return nil, err
 	}
 	svc, err := enroll.New(c, q)
@@ -124,6 +138,7 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 	core := &Core{CA: c, Queue: q, Enroll: svc, cfg: cfg, ctx: ctx, cancel: cancel,
 		Metrics: cfg.Metrics, samples: newSampler(cfg.SampleEvery)}
 	svc.Observer = cfg.Metrics
+	core.watchShared(shared)
 	cfg.Metrics.WatchQueue(QueueMetrics(q), 2*time.Second)
 	name := enroll.QueueName(c)
 	core.wg.Add(1)

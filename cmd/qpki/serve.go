@@ -59,6 +59,7 @@ func loadConfig(cmd *cobra.Command, path string, cfg *server.Config) error {
 	set("ca-dir", &cfg.CADir, file.CADir)
 	set("data-dir", &cfg.DataDir, file.DataDir)
 	set("listen", &cfg.Listen, file.Listen)
+	set("store", &cfg.Store, file.Store)
 	set("nats-url", &cfg.NATSURL, file.NATSURL)
 	set("nats-creds", &cfg.NATSCreds, file.NATSCreds)
 	set("nats-nkey", &cfg.NATSNKey, file.NATSNKey)
@@ -95,12 +96,24 @@ external cluster with --nats-url), signing workers, the recorder that commits
 results to the CA's store, and the HTTPS listener (/healthz, /readyz, /metrics,
 /status: a status page, /status.json).
 CLI commands on the same CA dir go through serve's local socket while it
-runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
+runs. SIGTERM stops taking work, finishes what is in flight and exits 0.
+
+--store jetstream keeps the certificate index, serial reservations, jobs
+and ACME accounts, orders and authorizations in JetStream key-value
+buckets (QPKI_<ca>_CERTS, _SERIALS, _JOBS, _META, _ACME) and the audit log
+in the stream QPKI_AUDIT_<ca>, replicated as the queue's streams are. Run
+several serve front-ends with --nats-url on one cluster, each with a copy
+of the CA dir (same directory name) and its own --data-dir; they share
+the records and one hash chain (` + "`qpki audit export --nats-url`" + `).`,
 		Example: `  qpki serve --ca-dir ./data/issuing --data-dir ./data --workers 2
-  qpki serve --config qpki.yaml`,
+  qpki serve --config qpki.yaml
+  qpki serve --store jetstream --nats-url nats://10.0.0.5:4222,nats://10.0.0.6:4222 --ca-dir ./issuing --workers 0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadConfig(cmd, configFile, &cfg); err != nil {
+				return err
+			}
+			if err := checkStoreFlag(cfg); err != nil {
 				return err
 			}
 			cfg.Keys = ca.KeyOptions{Passphrase: passphrase(passEnv, false), HSMConfig: cfg.HSMConfig}
@@ -150,6 +163,7 @@ runs. SIGTERM stops taking work, finishes what is in flight and exits 0.`,
 	fl.StringVar(&cfg.HSMConfig, "hsm-config", "", "HSM config overriding the one in the CA dir")
 	fl.StringVar(&cfg.TLSCert, "tls-cert", "", "HTTPS certificate (default: issued by the served CA)")
 	fl.StringVar(&cfg.TLSKey, "tls-key", "", "HTTPS key")
+	fl.StringVar(&cfg.Store, "store", server.StoreBolt, "where the CA's records live: bolt (ca.db, acme.db, audit.jsonl; one serve) or jetstream (key-value buckets and an audit stream on the NATS server or cluster, shared by several serve front-ends)")
 	fl.StringVar(&configFile, "config", "", "YAML file with any of these settings")
 	fl.StringVar(&passEnv, "passphrase-env", "QPKI_CA_PASSPHRASE", "environment variable with the CA key passphrase")
 	fl.StringVar(&logFormat, "log-format", "text", "text or json")

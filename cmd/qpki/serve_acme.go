@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/qpki/qpki/acme"
 	"github.com/qpki/qpki/acme/ratelimit"
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/server"
@@ -57,6 +59,16 @@ func init() {
 				}
 			}
 			c.DataDir, c.Log = cfg.DataDir, cfg.Log
+			if cfg.Store == server.StoreJetStream {
+				return &sharedFrontend{endpoints: []string{acme.DirectoryPath}, build: func(svc *enroll.Service) (server.Frontend, error) {
+					st, err := server.SharedACMEStore(context.Background(), cfg, svc)
+					if err != nil {
+						return nil, err
+					}
+					c.Store = st
+					return acme.New(c)
+				}}, nil
+			}
 			return acme.New(c)
 		},
 	})

@@ -25,7 +25,7 @@ type CA struct {
 
 	mu       sync.Mutex
 	store    store.Store
-	audit    *audit.Log
+	audit    AuditLog
 	policies map[string]policyEntry
 	certs    map[string]*x509.Certificate
 }

@@ -61,6 +61,32 @@ func Open(ctx context.Context, js jetstream.JetStream, ca string, replicas int) 
 	if replicas == 0 {
 		replicas = 1
 	}
+	// Several front-ends may start at once while the cluster elects
+	// leaders: transient failures are retried for up to a minute.
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var st jetstream.Stream
+	var err error
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		try, cancelTry := context.WithTimeout(octx, 10*time.Second)
+		st, err = bindStream(try, js, ca, replicas)
+		cancelTry()
+		if err == nil || !transient(err) || octx.Err() != nil {
+			break
+		}
+		time.Sleep(delay)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jsaudit: stream %s: %w", StreamName(ca), err)
+	}
+	l := &Log{js: js, subject: Subject(ca), stream: st, timeout: 30 * time.Second}
+	if err := l.reload(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func bindStream(ctx context.Context, js jetstream.JetStream, ca string, replicas int) (jetstream.Stream, error) {
 	st, err := js.Stream(ctx, StreamName(ca))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		st, err = js.CreateStream(ctx, jetstream.StreamConfig{
@@ -76,17 +102,10 @@ func Open(ctx context.Context, js jetstream.JetStream, ca string, replicas int) 
 			DenyPurge:   true,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			st, err = js.Stream(ctx, StreamName(ca))
+			st, err = js.Stream(ctx, StreamName(ca)) // another front-end was first
 		}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("jsaudit: stream %s: %w", StreamName(ca), err)
-	}
-	l := &Log{js: js, subject: Subject(ca), stream: st, timeout: 30 * time.Second}
-	if err := l.reload(ctx); err != nil {
-		return nil, err
-	}
-	return l, nil
+	return st, err
 }
 
 // reload reads the last entry from the stream leader.

@@ -87,40 +87,79 @@ func (o *Options) check() error {
 func BucketName(ca, suffix string) string { return "QPKI_" + ca + "_" + suffix }
 
 // openBucket binds to a bucket, creating it when missing, with direct
-// gets off: a read must see every write acknowledged before it.
+// gets off: a read must see every write acknowledged before it. Several
+// front-ends may start at once; the cluster may be electing leaders:
+// transient failures are retried for up to a minute.
 func openBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, name)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		// CreateKeyValue on an existing bucket would turn direct gets
-		// back on, so it is called only for a missing one.
-		_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      name,
-			Description: "qpki store",
-			History:     1,
-			Storage:     jetstream.FileStorage,
-			Replicas:    replicas,
-		})
-		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return nil, fmt.Errorf("jskv: create bucket %s: %w", name, err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("jskv: bucket %s: %w", name, err)
-	}
-	stream, err := js.Stream(ctx, "KV_"+name)
-	if err != nil {
-		return nil, fmt.Errorf("jskv: bucket %s: %w", name, err)
-	}
-	if cfg := stream.CachedInfo().Config; cfg.AllowDirect {
-		cfg.AllowDirect = false
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("jskv: bucket %s: turning direct gets off: %w", name, err)
-		}
-	}
-	kv, err = js.KeyValue(ctx, name)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var kv jetstream.KeyValue
+	err := retry(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = bindBucket(ctx, js, name, replicas)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("jskv: bucket %s: %w", name, err)
 	}
 	return kv, nil
+}
+
+func bindBucket(ctx context.Context, js jetstream.JetStream, name string, replicas int) (jetstream.KeyValue, error) {
+	stream, err := js.Stream(ctx, "KV_"+name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// The stream a key-value bucket of history 1 is, as nats.go
+		// declares it, but with direct gets off from the start.
+		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:              "KV_" + name,
+			Description:       "qpki store",
+			Subjects:          []string{"$KV." + name + ".>"},
+			MaxMsgsPerSubject: 1,
+			MaxBytes:          -1,
+			MaxMsgSize:        -1,
+			Storage:           jetstream.FileStorage,
+			Replicas:          replicas,
+			AllowRollup:       true,
+			DenyDelete:        true,
+			Duplicates:        2 * time.Minute,
+			MaxMsgs:           -1,
+			MaxConsumers:      -1,
+			Discard:           jetstream.DiscardNew,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			stream, err = js.Stream(ctx, "KV_"+name) // another front-end was first
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg := stream.CachedInfo().Config; cfg.AllowDirect {
+		// Created by other means (nats kv add): turn direct gets off.
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("turning direct gets off: %w", err)
+		}
+	}
+	return js.KeyValue(ctx, name)
+}
+
+// retry runs fn until it succeeds, fails for good, or ctx ends.
+func retry(ctx context.Context, fn func(ctx context.Context) error) error {
+	delay := 50 * time.Millisecond
+	for {
+		try, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(try)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // ops runs store operations against the cluster with a deadline and
