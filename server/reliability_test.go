@@ -43,13 +43,13 @@ func TestMain(m *testing.M) {
 }
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	caDir string
 	data  string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, caDir: filepath.Join(dir, "ca"), data: filepath.Join(dir, "data")}
 	e.run("ca", "init", "--profile", "ec/root-ca", "--var", "cn=Reliability Root", "--ca-dir", e.caDir)
@@ -254,7 +254,7 @@ func TestKillServeMidBatch(t *testing.T) {
 }
 
 // stopAll stops serve and workers (SIGTERM) so the store can be read.
-func (e *env) stopAll(t *testing.T) {
+func (e *env) stopAll(t testing.TB) {
 	exec.Command("pkill", "-TERM", "-f", qpkiBin+" (serve|worker) --ca-dir "+e.caDir).Run()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
