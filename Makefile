@@ -49,8 +49,18 @@ test-hsm:
 fuzz-short:
 	@scripts/fuzz.sh $(FUZZTIME)
 
+# Micro-benchmarks run for a fixed time; end-to-end ones (whole processes,
+# a cluster, load generators) for a fixed number of certificates, since a
+# single run of them outlasts any time budget.
+BENCH = $(GO) test -run '^$$' -timeout 30m
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 2s -timeout 30m ./...
+	$(BENCH) -bench . -benchtime 2s ./pkg/... ./queue/ ./acme/... ./enroll/
+	$(BENCH) -bench 'Pipeline$$' -benchtime 5000x ./server/
+	$(BENCH) -bench PipelineHSM -benchtime 2000x ./worker/
+	$(BENCH) -bench ServeBatch -benchtime 5000x ./cmd/qpki/
+	$(BENCH) -bench ClusterBatch -benchtime 3000x ./server/
+	$(BENCH) -bench SimpleEnroll -benchtime 10000x ./cmd/qpki-estload/
+	$(BENCH) -bench Flows -benchtime 3000x ./cmd/qpki-acmeload/
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
