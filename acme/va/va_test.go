@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,5 +146,58 @@ func TestHTTP01(t *testing.T) {
 	closed := New(Config{HTTPPort: 1, ResolveTo: netip.MustParseAddr("127.0.0.1"), Timeout: time.Second})
 	if p := closed.Validate(context.Background(), id, "http-01", "good", "good.thumb"); !p.HasType("connection") {
 		t.Errorf("refused connection: %v", p)
+	}
+}
+
+// TestTimeout: a validation that the client never answers ends within
+// the configured time as a connection problem, for each challenge type.
+func TestTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // accepted, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	p, _ := strconv.Atoi(port)
+	const timeout = 300 * time.Millisecond
+	v := New(Config{HTTPPort: p, TLSPort: p, ResolveTo: netip.MustParseAddr("127.0.0.1"), Timeout: timeout})
+	id := store.ACMEIdentifier{Type: "dns", Value: "slow.example.com"}
+	for _, typ := range []string{"http-01", "tls-alpn-01"} {
+		start := time.Now()
+		prob := v.Validate(context.Background(), id, typ, "tok", "tok.thumb")
+		if took := time.Since(start); took > timeout+time.Second {
+			t.Errorf("%s: took %v, timeout %v", typ, took, timeout)
+		}
+		if prob == nil || !(prob.HasType("connection") || prob.HasType("tls")) {
+			t.Errorf("%s: %v, want a connection or tls problem", typ, prob)
+		}
+	}
+}
+
+// TestCAAWithoutResolver: CAA is checked only with a configured resolver.
+func TestCAAWithoutResolver(t *testing.T) {
+	v := New(Config{CAAIdentities: []string{"qpki.test"}})
+	if p := v.CheckCAA(context.Background(), "example.com", false, "https://acct", "http-01"); p != nil {
+		t.Fatalf("CAA checked without a resolver: %v", p)
 	}
 }

@@ -24,16 +24,16 @@
 # Each round runs every server at every ACCOUNTS level, servers
 # interleaved so that noise from other work on the machine spreads over
 # all of them; then qpki at a fixed RATE (orders started per second) for
-# the latency at half load. Environment: ROUNDS (2), ACCOUNTS ("16 32"),
-# PEBBLE_ACCOUNTS (default ACCOUNTS), DURATION (15s), RATE (150),
+# the latency at half load. Environment: ROUNDS (2), ACCOUNTS ("16 32 64"),
+# PEBBLE_ACCOUNTS ("4 8": more deadlocks pebble), DURATION (15s), RATE (150),
 # SERVERS ("qpki pebble step-ca"), QPKI_ENV (e.g. GOGC=200).
 # The last lines are a summary, one line per measurement.
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-$(mktemp -d)}
 rounds=${ROUNDS:-2}
-accounts=${ACCOUNTS:-"16 32"}
-pebble_accounts=${PEBBLE_ACCOUNTS:-$accounts}
+accounts=${ACCOUNTS:-"16 32 64"}
+pebble_accounts=${PEBBLE_ACCOUNTS:-"4 8"}
 duration=${DURATION:-15s}
 rate=${RATE:-150}
 servers=${SERVERS:-"qpki pebble step-ca"}
