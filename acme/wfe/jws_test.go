@@ -5,8 +5,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/qpki/qpki/pkg/store"
 )
 
 func signTest(t testing.TB, payload string) string {
@@ -59,4 +62,20 @@ func FuzzParseFlattened(f *testing.F) {
 			t.Fatal("accepted a JWS without exactly one signature")
 		}
 	})
+}
+
+// TestAccountCacheTTL: a cached account is read again from the store
+// after accountCacheTTL, so that front-ends sharing a store see each
+// other's key changes and deactivations.
+func TestAccountCacheTTL(t *testing.T) {
+	now := time.Now()
+	w := &WFE{accts: map[string]*cachedAccount{}, now: func() time.Time { return now }}
+	w.cacheAccount(&store.ACMEAccount{ID: "a1"}, &jose.JSONWebKey{})
+	if _, ok := w.cachedAccount("a1"); !ok {
+		t.Fatal("a fresh entry is missing")
+	}
+	now = now.Add(accountCacheTTL)
+	if _, ok := w.cachedAccount("a1"); ok {
+		t.Fatal("an entry outlived its TTL")
+	}
 }

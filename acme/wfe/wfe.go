@@ -89,10 +89,15 @@ type WFE struct {
 }
 
 // cachedAccount saves decoding the account and its JWK on every request.
+// Entries live accountCacheTTL: front-ends sharing a store see each
+// other's key changes and deactivations that soon.
 type cachedAccount struct {
-	acct *store.ACMEAccount
-	key  *jose.JSONWebKey
+	acct    *store.ACMEAccount
+	key     *jose.JSONWebKey
+	expires time.Time
 }
+
+const accountCacheTTL = 5 * time.Second
 
 // New returns a WFE.
 func New(cfg Config, r *ra.RA, st store.ACMEStore, n *nonce.Service) *WFE {
@@ -300,6 +305,10 @@ func (w *WFE) cachedAccount(id string) (*cachedAccount, bool) {
 	w.acctMu.Lock()
 	defer w.acctMu.Unlock()
 	c, ok := w.accts[id]
+	if ok && !w.now().Before(c.expires) {
+		delete(w.accts, id)
+		return nil, false
+	}
 	return c, ok
 }
 
@@ -309,7 +318,7 @@ func (w *WFE) cacheAccount(a *store.ACMEAccount, key *jose.JSONWebKey) {
 	if len(w.accts) > 100_000 {
 		w.accts = map[string]*cachedAccount{}
 	}
-	w.accts[a.ID] = &cachedAccount{acct: a, key: key}
+	w.accts[a.ID] = &cachedAccount{acct: a, key: key, expires: w.now().Add(accountCacheTTL)}
 }
 
 func (w *WFE) forgetAccount(id string) {
