@@ -198,7 +198,7 @@ func waitServe(t *testing.T, e *env, caDir string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if out, err := exec.Command(qpkiBin, "queue", "status", "--ca-dir", caDir).CombinedOutput(); err == nil && bytes.Contains(out, []byte("results")) {
+		if out, err := exec.Command(qpkiBin, "queue", "status", "--over", "1ms", "--ca-dir", caDir).CombinedOutput(); err == nil && bytes.Contains(out, []byte("results")) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

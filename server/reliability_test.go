@@ -89,7 +89,7 @@ func (e *env) startServe(workers int) *exec.Cmd {
 func (e *env) waitSocket() {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if out, err := exec.Command(qpkiBin, "queue", "status", "--ca-dir", e.caDir).CombinedOutput(); err == nil && bytes.Contains(out, []byte("results")) {
+		if out, err := exec.Command(qpkiBin, "queue", "status", "--over", "1ms", "--ca-dir", e.caDir).CombinedOutput(); err == nil && bytes.Contains(out, []byte("results")) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -314,8 +314,15 @@ func TestCLIWhileServeRuns(t *testing.T) {
 	if err != nil || !strings.Contains(strings.ToUpper(string(crlText)), strings.ToUpper(serial)) {
 		t.Fatalf("stored CRL lacks the revoked serial: %v\n%s", err, crlText)
 	}
-	if out := e.run("queue", "status", "--ca-dir", e.caDir); !strings.Contains(out, "results") {
+	if out := e.run("queue", "status", "--over", "100ms", "--ca-dir", e.caDir); !strings.Contains(out, "Signing rate:") || !strings.Contains(out, "Stored results:") {
 		t.Errorf("queue status: %s", out)
+	}
+	var st struct {
+		ResultsSeq  uint64   `json:"results_seq"`
+		SigningRate *float64 `json:"signing_rate"`
+	}
+	if err := json.Unmarshal([]byte(e.run("queue", "status", "--json", "--over", "100ms", "--ca-dir", e.caDir)), &st); err != nil || st.ResultsSeq == 0 || st.SigningRate == nil {
+		t.Errorf("queue status --json: %v %+v", err, st)
 	}
 	e.stopAll(t)
 }

@@ -199,7 +199,7 @@ func TestCOSEWithCAKey(t *testing.T) {
 		serve.Wait()
 	}()
 	queued := func() uint64 {
-		r := run(t, d, nil, "queue", "status", "--ca-dir", "tca")
+		r := run(t, d, nil, "queue", "status", "--json", "--over", "1ms", "--ca-dir", "tca")
 		var st struct {
 			ResultsSeq uint64 `json:"results_seq"`
 		}

@@ -9,7 +9,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/qpki/qpki/metrics"
 	"github.com/qpki/qpki/pkg/ca"
@@ -34,55 +33,6 @@ func newLogger(format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, nil))
-}
-
-// loadConfig reads --config; flags given on the command line win.
-func loadConfig(cmd *cobra.Command, path string, cfg *server.Config) error {
-	if path == "" {
-		return nil
-	}
-	data, err := readLimited(path, 1<<20)
-	if err != nil {
-		return err
-	}
-	var file server.Config
-	dec := yaml.NewDecoder(bytesReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&file); err != nil {
-		return fmt.Errorf("%s: %v", path, err)
-	}
-	set := func(flag string, dst *string, v string) {
-		if !cmd.Flags().Changed(flag) && v != "" {
-			*dst = v
-		}
-	}
-	set("ca-dir", &cfg.CADir, file.CADir)
-	set("data-dir", &cfg.DataDir, file.DataDir)
-	set("listen", &cfg.Listen, file.Listen)
-	set("store", &cfg.Store, file.Store)
-	set("nats-url", &cfg.NATSURL, file.NATSURL)
-	set("nats-creds", &cfg.NATSCreds, file.NATSCreds)
-	set("nats-nkey", &cfg.NATSNKey, file.NATSNKey)
-	set("nats-ca", &cfg.NATSCA, file.NATSCA)
-	set("nats-cert", &cfg.NATSCert, file.NATSCert)
-	set("nats-key", &cfg.NATSKey, file.NATSKey)
-	set("hsm-config", &cfg.HSMConfig, file.HSMConfig)
-	set("tls-cert", &cfg.TLSCert, file.TLSCert)
-	set("tls-key", &cfg.TLSKey, file.TLSKey)
-	set("crl-listen", &cfg.CRLListen, file.CRLListen)
-	if !cmd.Flags().Changed("crl-days") && file.CRLDays != 0 {
-		cfg.CRLDays = file.CRLDays
-	}
-	if !cmd.Flags().Changed("crl-on-revoke") && file.CRLOnRevoke {
-		cfg.CRLOnRevoke = true
-	}
-	if !cmd.Flags().Changed("workers") && file.Workers != 0 {
-		cfg.Workers = file.Workers
-	}
-	if !cmd.Flags().Changed("rate") && file.Rate != 0 {
-		cfg.Rate = file.Rate
-	}
-	return nil
 }
 
 func newServeCmd() *cobra.Command {
@@ -110,7 +60,7 @@ the records and one hash chain (` + "`qpki audit export --nats-url`" + `).`,
   qpki serve --store jetstream --nats-url nats://10.0.0.5:4222,nats://10.0.0.6:4222 --ca-dir ./issuing --workers 0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := loadConfig(cmd, configFile, &cfg); err != nil {
+			if err := applyConfigFile(cmd, configFile); err != nil {
 				return err
 			}
 			if err := checkStoreFlag(cfg); err != nil {
@@ -248,33 +198,5 @@ embedded server of the serve process whose --data-dir is given.`,
 	fl.StringVar(&logFormat, "log-format", "text", "text or json")
 	fl.StringVar(&metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz over plain HTTP on this address (e.g. :9464)")
 	addNATSFlags(cmd, &cfg)
-	return cmd
-}
-
-func newQueueCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "queue", Short: "Inspect the signing queue"}
-	var dir string
-	status := &cobra.Command{
-		Use:     "status",
-		Short:   "Pending and in-flight jobs, signing rate, dead letters (through the running server)",
-		Example: `  qpki queue status --ca-dir ./data/issuing`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := server.Dial(dir)
-			if err != nil {
-				return fmt.Errorf("%w: start `qpki serve --ca-dir %s` first", err, dir)
-			}
-			defer cl.Close()
-			st, err := cl.QueueStatus(cmd.Context())
-			if err != nil {
-				return err
-			}
-			_, err = os.Stdout.Write(append(st, '\n'))
-			return err
-		},
-	}
-	addCADirFlag(status, &dir)
-	status.Flags().Bool("json", true, "machine-readable output (the default)")
-	cmd.AddCommand(status)
 	return cmd
 }
