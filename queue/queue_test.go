@@ -768,3 +768,55 @@ func TestWorkerSurvivesServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The recorder outlives its consumer: deleted under it (as another
+// front-end re-declaring it can), it subscribes again and records on.
+func TestRecorderResubscribes(t *testing.T) {
+	q := startQueue(t, t.TempDir())
+	ctx := testContext(t)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- q.ResultBatches(rctx, "root", 8, func(rs []Result) error {
+			for _, r := range rs {
+				got <- r.JobID
+			}
+			return nil
+		})
+	}()
+	// A new consumer starts from the first result again: recording is
+	// idempotent, so results seen before may come back.
+	want := func(id string) {
+		t.Helper()
+		for {
+			select {
+			case g := <-got:
+				if g == id {
+					return
+				}
+				continue
+			case err := <-done:
+				t.Fatalf("recorder stopped: %v", err)
+			case <-time.After(20 * time.Second):
+				t.Fatalf("%s not recorded", id)
+			}
+		}
+	}
+	if err := q.PublishResult(ctx, Result{JobID: "before", CA: "root", Kind: KindIssue, OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	want("before")
+	if err := q.results.DeleteConsumer(ctx, resultConsumerName("root")); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PublishResult(ctx, Result{JobID: "after", CA: "root", Kind: KindIssue, OK: true}); err != nil {
+		t.Fatal(err)
+	}
+	want("after")
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("recorder: %v", err)
+	}
+}

@@ -49,44 +49,11 @@ func (q *Queue) ResultBatches(ctx context.Context, ca string, maxBatch int, hand
 	q.mu.Unlock()
 	defer q.loops.Done()
 
-	cons, err := q.results.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       resultConsumerName(ca),
-		Description:   "qpki recorder",
-		FilterSubject: resultFilter(ca),
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       DefaultAckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: max(2*maxBatch, 64),
-	})
+	msgs, stop, err := q.subscribeResults(ctx, ca, maxBatch)
 	if err != nil {
-		return fmt.Errorf("queue: recorder consumer: %w", err)
+		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*maxBatch, 16)))
-	if err != nil {
-		return fmt.Errorf("queue: recorder consumer: %w", err)
-	}
-	// The iterator blocks in Next; a feeder turns it into a channel so
-	// that the loop can gather a batch and watch ctx.
-	msgs := make(chan jetstream.Msg, maxBatch)
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					q.log.Warn("queue: recorder consumer stopped", "err", err)
-				}
-				return
-			}
-			msgs <- m
-		}
-	}()
-	defer func() {
-		it.Stop()
-		for range msgs { // unblock the feeder; unacked results come back later
-		}
-	}()
+	defer func() { stop() }()
 
 	batch := make([]jetstream.Msg, 0, maxBatch)
 	results := make([]Result, 0, maxBatch)
@@ -95,7 +62,15 @@ func (q *Queue) ResultBatches(ctx context.Context, ca string, maxBatch int, hand
 		select {
 		case m, ok := <-msgs:
 			if !ok {
-				return errors.New("queue: recorder consumer stopped")
+				// The subscription ended (its consumer was deleted or
+				// re-created under it, say by another front-end starting):
+				// subscribe again rather than stop recording.
+				stop()
+				if msgs, stop, err = q.resubscribeResults(ctx, ca, maxBatch); err != nil {
+					stop = func() {}
+					return err
+				}
+				continue
 			}
 			batch = append(batch, m)
 		case <-ctx.Done():
@@ -141,5 +116,70 @@ func (q *Queue) ResultBatches(ctx context.Context, ca string, maxBatch int, hand
 		for _, m := range kept {
 			m.Ack()
 		}
+	}
+}
+
+// subscribeResults declares the recorder's durable consumer and feeds its
+// messages into a channel, closed when the subscription ends; stop ends it.
+func (q *Queue) subscribeResults(ctx context.Context, ca string, maxBatch int) (<-chan jetstream.Msg, func(), error) {
+	cons, err := q.results.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       resultConsumerName(ca),
+		Description:   "qpki recorder",
+		FilterSubject: resultFilter(ca),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       DefaultAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: max(2*maxBatch, 64),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: recorder consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*maxBatch, 16)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: recorder consumer: %w", err)
+	}
+	// The iterator blocks in Next; a feeder turns it into a channel so
+	// that the loop can gather a batch and watch ctx.
+	msgs := make(chan jetstream.Msg, maxBatch)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					q.log.Warn("queue: recorder subscription ended", "err", err)
+				}
+				return
+			}
+			msgs <- m
+		}
+	}()
+	stop := func() {
+		it.Stop()
+		for range msgs { // unblock the feeder; unacked results come back later
+		}
+	}
+	return msgs, stop, nil
+}
+
+// resubscribeResults retries subscribeResults with a growing pause until
+// it succeeds, ctx is done or the queue is closed.
+func (q *Queue) resubscribeResults(ctx context.Context, ca string, maxBatch int) (<-chan jetstream.Msg, func(), error) {
+	pause := 100 * time.Millisecond
+	for {
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-q.closed:
+			return nil, nil, ErrClosed
+		}
+		msgs, stop, err := q.subscribeResults(ctx, ca, maxBatch)
+		if err == nil {
+			return msgs, stop, nil
+		}
+		q.log.Warn("queue: recorder subscription", "err", err)
+		pause = min(2*pause, 5*time.Second)
 	}
 }
