@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -73,9 +72,11 @@ func TestServeACME(t *testing.T) {
 		t.Fatalf("eab list (must name the key, never print its HMAC):\n%s", out)
 	}
 
-	rootPEM, _ := os.ReadFile(filepath.Join(root, "ca.crt"))
+	// The trust anchor as the README tells clients to get it.
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(rootPEM)
+	if !pool.AppendCertsFromPEM([]byte(ok(t, dir, "ca", "export", "--bundle", "root", "--ca-dir", issuing))) {
+		t.Fatal("qpki ca export --bundle root gave no certificate")
+	}
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	c := &xacme.Client{Key: key, DirectoryURL: url, HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
 	ctx := context.Background()
