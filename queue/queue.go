@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -242,9 +243,14 @@ func (q *Queue) streamConfigs() []jetstream.StreamConfig {
 	}}
 }
 
+// declareTimeout bounds the declaration of the streams at start.
+const declareTimeout = 2 * time.Minute
+
 func (q *Queue) declareStreams(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, declareTimeout)
+	defer cancel()
 	for _, cfg := range q.streamConfigs() {
-		s, err := q.js.CreateOrUpdateStream(ctx, cfg)
+		s, err := q.declareStream(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("queue: declaring stream %s: %w", cfg.Name, err)
 		}
@@ -258,6 +264,38 @@ func (q *Queue) declareStreams(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// declareStream creates or updates one stream. Processes that start
+// together (front-ends and workers of a cluster) declare the same streams
+// at the same instant, and a cluster can then leave every one of those
+// requests unanswered although the stream gets created (seen with two
+// front-ends started at once). So an attempt gets a short time, and a
+// timed-out or refused one is retried, after a random pause, until the
+// stream is there (an update to the same config is a no-op) or ctx ends.
+func (q *Queue) declareStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	pause, wait := 100*time.Millisecond, 2*time.Second
+	for {
+		actx, cancel := context.WithTimeout(ctx, wait)
+		s, err := q.js.CreateOrUpdateStream(actx, cfg)
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		retry := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+		if !retry || ctx.Err() != nil {
+			return nil, err
+		}
+		q.log.Debug("queue: declaring stream, retrying", "stream", cfg.Name, "err", err)
+		select {
+		case <-time.After(pause/2 + rand.N(pause)):
+		case <-ctx.Done():
+			return nil, err
+		}
+		pause, wait = min(2*pause, 2*time.Second), min(2*wait, 10*time.Second)
+	}
 }
 
 // URL is the server's client URL: for the embedded server the loopback

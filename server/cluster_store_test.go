@@ -52,12 +52,13 @@ func TestClusterTwoFrontendsShareJetStreamStore(t *testing.T) {
 		{e.caDir, filepath.Join(e.dir, "data1"), urls[0]},
 		{caDir2, filepath.Join(e.dir, "data2"), urls[1]},
 	}
-	// One after the other: two processes declaring the same streams and
-	// durable recorder consumer at the same instant can leave the
-	// consumer without a leader for a while (seen on a loaded machine).
+	// Both at once, as a rolling deploy starts them: they declare the same
+	// streams, buckets and durable recorder consumer at the same instant.
 	for i, f := range fronts {
 		e.start(fmt.Sprintf("serve%d", i+1), "serve", "--store", "jetstream", "--nats-url", f.url, "--ca-dir", f.caDir,
 			"--data-dir", f.data, "--listen", "127.0.0.1:0", "--workers", "0")
+	}
+	for _, f := range fronts {
 		waitServe(t, e, f.caDir)
 	}
 	e.start("worker", "worker", "--ca-dir", e.caDir, "--workers", "2", "--nats-url", cl.URL())
@@ -196,7 +197,7 @@ func TestClusterTwoFrontendsShareJetStreamStore(t *testing.T) {
 // waitServe waits until a serve answers on its local socket.
 func waitServe(t *testing.T, e *env, caDir string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if out, err := exec.Command(qpkiBin, "queue", "status", "--over", "1ms", "--ca-dir", caDir).CombinedOutput(); err == nil && bytes.Contains(out, []byte("results")) {
 			return
