@@ -24,6 +24,7 @@ import (
 	xacme "golang.org/x/crypto/acme"
 
 	"github.com/qpki/qpki/acme"
+	"github.com/qpki/qpki/internal/testport"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/server"
 )
@@ -48,15 +49,7 @@ type env struct {
 
 // freePort returns a TCP port nobody listens on (for a client that
 // insists on opening the listener itself).
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testport.Free(t) }
 
 // newCA makes a root and an issuing CA under dir and returns the issuing
 // CA's directory.

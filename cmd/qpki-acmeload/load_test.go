@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/acme"
+	"github.com/qpki/qpki/internal/testport"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/server"
@@ -92,13 +92,8 @@ func startQPKI(tb testing.TB, httpPort int) *qpkiServer {
 }
 
 func freeAddr(tb testing.TB) (string, int) {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String(), l.Addr().(*net.TCPAddr).Port
+	p := testport.Free(tb)
+	return "127.0.0.1:" + strconv.Itoa(p), p
 }
 
 // TestRun runs the load generator briefly against qpki: every flow
