@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/qpki/qpki/internal/testport"
 )
 
 // A user nkey seed used only by this test.
@@ -149,12 +152,7 @@ func TestExternalServerWithNkeyAndTLS(t *testing.T) {
 }
 
 func TestEmbeddedFixedPort(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testport.Free(t)
 	q, err := Start(testContext(t), Options{DataDir: t.TempDir(), Port: port})
 	if err != nil {
 		t.Fatal(err)
