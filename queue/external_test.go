@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
