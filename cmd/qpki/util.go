@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -139,8 +138,6 @@ func (f *varFlags) values() (map[string]any, error) {
 	}
 	return profile.MergeVars(fromFile, fromFlags), nil
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // randomID names a one-off CLI request (its idempotency key).
 func randomID() string {
