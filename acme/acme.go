@@ -12,7 +12,9 @@
 //	core       identifiers, key authorizations, ids
 //
 // Accounts, orders, authorizations and nonces live in <data-dir>/acme.db
-// (pkg/store); external account keys in <data-dir>/acme-eab.json.
+// (pkg/store); external account keys in <data-dir>/acme-eab.json. With
+// Config.Store, Config.Nonces and Config.EAB all three live in JetStream
+// buckets that several front-ends share instead.
 package acme
 
 import (
@@ -27,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qpki/qpki/acme/eab"
 	"github.com/qpki/qpki/acme/nonce"
 	"github.com/qpki/qpki/acme/ra"
 	"github.com/qpki/qpki/acme/ratelimit"
@@ -46,6 +49,12 @@ type Config struct {
 	// Store, when set, keeps the ACME objects instead of acme.db (the
 	// JetStream store that several serve front-ends share).
 	Store store.ACMEStore
+	// Nonces, when set, issues and redeems the nonces instead of this
+	// process (the JetStream bucket that several front-ends share).
+	Nonces nonce.Source
+	// EAB, when set, keeps the external account keys instead of
+	// DataDir's acme-eab.json.
+	EAB eab.Store
 	// Profiles are the qpki profiles offered; the first is the default.
 	Profiles []string
 
@@ -88,7 +97,8 @@ type Config struct {
 type Frontend struct {
 	cfg    Config
 	st     store.ACMEStore
-	nonces *nonce.Service
+	nonces nonce.Source
+	local  *nonce.Service // nonces held here (no Config.Nonces)
 	ra     *ra.RA
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -119,12 +129,16 @@ func New(cfg Config) (*Frontend, error) {
 		}
 		st = bst
 	}
-	n, err := nonce.New(st, cfg.NonceLifetime, 0)
-	if err != nil {
-		st.Close()
-		return nil, err
+	f := &Frontend{cfg: cfg, st: st, nonces: cfg.Nonces}
+	if f.nonces == nil {
+		n, err := nonce.New(st, cfg.NonceLifetime, 0)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		f.nonces, f.local = n, n
 	}
-	return &Frontend{cfg: cfg, st: st, nonces: n}, nil
+	return f, nil
 }
 
 // Mount builds the RA, VA and WFE for the served CA and adds the ACME
@@ -144,7 +158,7 @@ func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	}
 	f.ra = r
 	w := wfe.New(wfe.Config{TermsOfService: cfg.TermsOfService, Website: cfg.Website, CAAIdentities: cfg.CAAIdentities,
-		EABRequired: cfg.EABRequired, DataDir: cfg.DataDir, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody,
+		EABRequired: cfg.EABRequired, DataDir: cfg.DataDir, EAB: cfg.EAB, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody,
 		IPLimit: cfg.IPLimit, OrderLimit: cfg.OrderLimit, Exempt: ratelimit.ParseExempt(cfg.Exempt), Log: cfg.Log},
 		r, f.st, f.nonces)
 	w.Register(mux)
@@ -153,7 +167,9 @@ func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	f.wg.Add(3)
 	go func() {
 		defer f.wg.Done()
-		f.nonces.Run(ctx)
+		if f.local != nil {
+			f.local.Run(ctx)
+		}
 	}()
 	go func() {
 		defer f.wg.Done()
@@ -205,7 +221,11 @@ func (f *Frontend) Close() error {
 			f.ra.Wait()
 			flushErr = f.ra.Flush()
 		}
-		err = errors.Join(flushErr, f.nonces.Close(), f.st.Close())
+		var nonceErr error
+		if f.local != nil {
+			nonceErr = f.local.Close()
+		}
+		err = errors.Join(flushErr, nonceErr, f.st.Close())
 	})
 	return err
 }

@@ -56,7 +56,7 @@ type principal struct {
 //     removal takes effect at once; failures are never cached;
 //   - at most GOMAXPROCS checks run at a time.
 type basicAuth struct {
-	db   *userDB
+	db   UserStore
 	ttl  time.Duration
 	max  int
 	key  [32]byte
@@ -68,8 +68,8 @@ type basicAuth struct {
 	dummy string
 }
 
-func newBasicAuth(dataDir string, ttl time.Duration, max int) (*basicAuth, error) {
-	b := &basicAuth{db: &userDB{path: UsersPath(dataDir)}, ttl: ttl, max: max,
+func newBasicAuth(users UserStore, ttl time.Duration, max int) (*basicAuth, error) {
+	b := &basicAuth{db: users, ttl: ttl, max: max,
 		sem: make(chan struct{}, runtime.GOMAXPROCS(0)), seen: map[[32]byte]time.Time{}}
 	if _, err := rand.Read(b.key[:]); err != nil {
 		return nil, err
@@ -94,7 +94,7 @@ func (b *basicAuth) mac(name, password, hash string) [32]byte {
 
 // check verifies a user's password.
 func (b *basicAuth) check(ctx context.Context, name, password string) error {
-	hash, ok, err := b.db.lookup(name)
+	hash, ok, err := b.db.Lookup(name)
 	if err != nil {
 		return fmt.Errorf("reading the EST users: %w", err)
 	}

@@ -47,6 +47,9 @@ type Options struct {
 	Labels map[string]*Label
 	// DataDir holds est-users.json (HTTP Basic users).
 	DataDir string
+	// Users, when set, keeps the HTTP Basic users instead of DataDir's
+	// est-users.json (the JetStream bucket several front-ends share).
+	Users UserStore
 	// AuthCacheTTL is how long a verified Basic credential is remembered,
 	// so that a device's requests do not each pay for a password hash;
 	// 0 disables the cache. AuthCacheMax bounds its entries.

@@ -182,7 +182,7 @@ func TestBasicAuthCache(t *testing.T) {
 	if _, err := SetUser(dir, "dev", []byte("pw-1")); err != nil {
 		t.Fatal(err)
 	}
-	b, err := newBasicAuth(dir, time.Minute, 100)
+	b, err := newBasicAuth(UsersDir(dir), time.Minute, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestBasicAuthCache(t *testing.T) {
 	if _, err := SetUser(dir, "dev", []byte("pw-2")); err != nil {
 		t.Fatal(err)
 	}
-	b.db.checked = time.Time{}
+	b.db.(*fileUsers).db.checked = time.Time{}
 	if err := b.check(ctx, "dev", "pw-1"); err == nil {
 		t.Fatal("the old password still works from the cache")
 	}
@@ -222,7 +222,7 @@ func TestBasicAuthCache(t *testing.T) {
 	if err := RemoveUser(dir, "dev"); err != nil {
 		t.Fatal(err)
 	}
-	b.db.checked = time.Time{}
+	b.db.(*fileUsers).db.checked = time.Time{}
 	if err := b.check(ctx, "dev", "pw-2"); err == nil {
 		t.Fatal("a removed user still works from the cache")
 	}

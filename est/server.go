@@ -48,8 +48,12 @@ func New(o Options, log *slog.Logger) (*Frontend, error) {
 	}
 	f := &Frontend{o: o, log: log, certs: newCertCache(), pending: newPendingKeys(o.PendingKeys, o.PendingKeyTTL)}
 	f.def = &Label{Profile: o.Profile, Auth: []string{AuthCert, AuthBasic}, clientCAs: o.ClientCAs}
-	if o.DataDir != "" {
-		b, err := newBasicAuth(o.DataDir, o.AuthCacheTTL, o.AuthCacheMax)
+	users := o.Users
+	if users == nil && o.DataDir != "" {
+		users = UsersDir(o.DataDir)
+	}
+	if users != nil {
+		b, err := newBasicAuth(users, o.AuthCacheTTL, o.AuthCacheMax)
 		if err != nil {
 			return nil, err
 		}

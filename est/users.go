@@ -149,28 +149,22 @@ func writeUsers(path string, doc *usersDoc) error {
 // user is new. The file is replaced atomically, so a running server
 // reads either the old or the new one.
 func SetUser(dataDir, name string, password []byte) (created bool, err error) {
+	return SetUserIn(UsersDir(dataDir), name, password)
+}
+
+// SetUserIn is SetUser for any user store.
+func SetUserIn(st UserStore, name string, password []byte) (created bool, err error) {
 	if err := CheckUserName(name); err != nil {
 		return false, err
 	}
 	if len(password) == 0 {
 		return false, errors.New("empty password")
 	}
-	path := UsersPath(dataDir)
-	doc, err := readUsers(path)
-	if err != nil {
-		return false, err
-	}
 	hash, err := HashPassword(password)
 	if err != nil {
 		return false, err
 	}
-	i := slices.IndexFunc(doc.Users, func(u User) bool { return u.Name == name })
-	if i < 0 {
-		doc.Users = append(doc.Users, User{Name: name, Hash: hash, Created: time.Now().UTC().Truncate(time.Second)})
-	} else {
-		doc.Users[i].Hash = hash
-	}
-	return i < 0, writeUsers(path, doc)
+	return st.Put(name, hash)
 }
 
 // RemoveUser deletes a user.

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/audit/jsaudit"
@@ -24,7 +27,8 @@ const (
 	// StoreJetStream keeps the certificate index, serial reservations,
 	// jobs and ACME objects in JetStream key-value buckets and the audit
 	// log in a stream, so that several serve front-ends on one NATS
-	// cluster share them.
+	// cluster share them; so are the ACME nonces and external account
+	// keys and the EST users.
 	StoreJetStream = "jetstream"
 )
 
@@ -86,15 +90,59 @@ func SharedACMEStore(ctx context.Context, cfg Config, svc *enroll.Service) (stor
 	if cfg.Store != StoreJetStream {
 		return nil, nil
 	}
+	js, o, err := sharedJetStream(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	o.Instance = instanceName(cfg)
+	return jskv.OpenACME(ctx, js, o)
+}
+
+// SharedNonces opens the ACME nonces that the front-ends sharing the
+// store issue and redeem; nil with the default store (each front-end
+// keeps its own).
+func SharedNonces(ctx context.Context, cfg Config, svc *enroll.Service, lifetime time.Duration) (*jskv.Nonces, error) {
+	if cfg.Store != StoreJetStream {
+		return nil, nil
+	}
+	js, o, err := sharedJetStream(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	return jskv.OpenNonces(ctx, js, o, lifetime)
+}
+
+// SharedRecords opens one of the served CA's record buckets
+// (jskv.BucketESTUsers, jskv.BucketEAB); nil with the default store
+// (the front-end keeps the data dir's file).
+func SharedRecords(ctx context.Context, cfg Config, svc *enroll.Service, suffix string) (*jskv.Records, error) {
+	if cfg.Store != StoreJetStream {
+		return nil, nil
+	}
+	js, o, err := sharedJetStream(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	return jskv.OpenRecords(ctx, js, o, suffix)
+}
+
+// sharedJetStream is the queue's JetStream and the bucket options of the
+// served CA, replicated as the queue's streams are.
+func sharedJetStream(ctx context.Context, svc *enroll.Service) (jetstream.JetStream, jskv.Options, error) {
 	q, ok := svc.Queue.(*queue.Queue)
 	if !ok {
-		return nil, fmt.Errorf("store %s: the enrollment service has no NATS queue", StoreJetStream)
+		return nil, jskv.Options{}, fmt.Errorf("store %s: the enrollment service has no NATS queue", StoreJetStream)
 	}
-	replicas := 1
-	if st, err := q.JetStream().Stream(ctx, queue.StreamJobs); err == nil {
-		replicas = st.CachedInfo().Config.Replicas
+	return q.JetStream(), jskv.Options{CA: enroll.QueueName(svc.CA), Replicas: StreamReplicas(ctx, q.JetStream())}, nil
+}
+
+// StreamReplicas is the replica count of the queue's job stream, which
+// the shared buckets follow (1 when it cannot be read).
+func StreamReplicas(ctx context.Context, js jetstream.JetStream) int {
+	if st, err := js.Stream(ctx, queue.StreamJobs); err == nil {
+		return st.CachedInfo().Config.Replicas
 	}
-	return jskv.OpenACME(ctx, q.JetStream(), jskv.Options{CA: enroll.QueueName(svc.CA), Replicas: replicas, Instance: instanceName(cfg)})
+	return 1
 }
 
 // instanceName tells this front-end from the others sharing the ACME

@@ -3,11 +3,13 @@
 // hands out with `qpki acme eab add`, and that bind a new ACME account to
 // the person who received them.
 //
-// The keys live in <data-dir>/acme-eab.json, written atomically under an
+// By default the keys live in <data-dir>/acme-eab.json, written atomically under an
 // advisory lock (acme-eab.lock) by both the CLI and the running server,
 // so that keys can be added, listed and removed while `qpki serve` runs.
 // The server reads the file only when an account asks to be bound, which
-// is rare enough that it need not cache it.
+// is rare enough that it need not cache it. Front-ends sharing a NATS
+// cluster (serve --store jetstream) keep them in a key-value bucket
+// instead (Shared); Store is what both offer.
 package eab
 
 import (
@@ -61,14 +63,11 @@ func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
 
 // Add creates a key. An empty kid gets a random one.
 func Add(dataDir, kid, note string) (Key, error) {
-	if kid == "" {
-		kid = random(12)
+	k, err := newKey(kid, note)
+	if err != nil {
+		return Key{}, err
 	}
-	if !kidRE.MatchString(kid) {
-		return Key{}, fmt.Errorf("key id %q: use 1 to 64 letters, digits, '-' or '_'", kid)
-	}
-	k := Key{ID: kid, HMAC: random(32), Note: note, Created: time.Now().UTC().Truncate(time.Second)}
-	err := update(dataDir, func(f *file) error {
+	err = update(dataDir, func(f *file) error {
 		for _, o := range f.Keys {
 			if o.ID == kid {
 				return fmt.Errorf("key id %q already exists", kid)
@@ -130,6 +129,17 @@ func Consume(dataDir, kid, account string, verify func(macKey []byte) error) err
 		}
 		return ErrUnknownKey
 	})
+}
+
+// newKey makes a key with a fresh HMAC key; an empty kid gets a random one.
+func newKey(kid, note string) (Key, error) {
+	if kid == "" {
+		kid = random(12)
+	}
+	if !kidRE.MatchString(kid) {
+		return Key{}, fmt.Errorf("key id %q: use 1 to 64 letters, digits, '-' or '_'", kid)
+	}
+	return Key{ID: kid, HMAC: random(32), Note: note, Created: time.Now().UTC().Truncate(time.Second)}, nil
 }
 
 func update(dataDir string, fn func(*file) error) error {

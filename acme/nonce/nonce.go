@@ -19,6 +19,19 @@ import (
 	"github.com/qpki/qpki/pkg/store"
 )
 
+// Source issues and redeems nonces: a Service, the default, holds them
+// in this process; front-ends sharing a NATS cluster use a shared one
+// (jskv.Nonces), so that a nonce from one is good at another.
+type Source interface {
+	// Nonce issues a new nonce.
+	Nonce() string
+	// Use redeems a nonce: true the first time for a live nonce, false
+	// for an unknown, expired or reused one.
+	Use(nonce string) bool
+}
+
+var _ Source = (*Service)(nil)
+
 // Persister is the part of the ACME store nonces use.
 type Persister interface {
 	RestoreNonces(now time.Time) ([]store.ACMENonce, error)

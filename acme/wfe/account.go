@@ -146,10 +146,14 @@ func (w *WFE) bindExternal(q *request, raw json.RawMessage, accountKey *jose.JSO
 	if u, _ := hdr.ExtraHeaders["url"].(string); u != q.url(newAccountPath) {
 		return "", probs.Unauthorized("externalAccountBinding url %q is not %s", clipStr(u), q.url(newAccountPath))
 	}
-	if !w.cfg.EABRequired && w.cfg.DataDir == "" {
+	keys := w.cfg.EAB
+	if keys == nil && w.cfg.DataDir != "" {
+		keys = eab.Dir(w.cfg.DataDir)
+	}
+	if keys == nil {
 		return "", probs.Unauthorized("this server has no external account keys")
 	}
-	err = eab.Consume(w.cfg.DataDir, hdr.KeyID, accountID, func(mac []byte) error {
+	err = keys.Consume(hdr.KeyID, accountID, func(mac []byte) error {
 		payload, err := inner.Verify(mac)
 		if err != nil {
 			return errBadMAC

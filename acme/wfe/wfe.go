@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/qpki/qpki/acme/eab"
 	"github.com/qpki/qpki/acme/nonce"
 	"github.com/qpki/qpki/acme/probs"
 	"github.com/qpki/qpki/acme/ra"
@@ -60,9 +61,10 @@ type Config struct {
 	Website        string
 	CAAIdentities  []string
 	// EABRequired refuses accounts without an external account binding,
-	// whose keys are in DataDir.
+	// whose keys are in EAB, or else in DataDir's key file.
 	EABRequired bool
 	DataDir     string
+	EAB         eab.Store
 	// ExternalURL is the base URL clients use ("https://acme.example.com");
 	// empty takes https:// and the request's Host.
 	ExternalURL string
@@ -80,7 +82,7 @@ type WFE struct {
 	cfg    Config
 	ra     *ra.RA
 	st     store.ACMEStore
-	nonces *nonce.Service
+	nonces nonce.Source
 	ipLim  *ratelimit.Limiter
 	ordLim *ratelimit.Limiter
 	now    func() time.Time
@@ -100,7 +102,7 @@ type cachedAccount struct {
 const accountCacheTTL = 5 * time.Second
 
 // New returns a WFE.
-func New(cfg Config, r *ra.RA, st store.ACMEStore, n *nonce.Service) *WFE {
+func New(cfg Config, r *ra.RA, st store.ACMEStore, n nonce.Source) *WFE {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qpki/qpki/acme/eab"
+	"github.com/qpki/qpki/pkg/store/jskv"
 )
 
 func newACMECmd() *cobra.Command {
@@ -22,10 +23,26 @@ key id and HMAC key the operator handed out. Each pair binds one account.
 The keys live in <data-dir>/acme-eab.json, changed atomically under a lock,
 so these commands work while qpki serve runs; serve reads the file when an
 account asks to be bound. Start serve with --acme-eab-required to refuse
-accounts without a binding.`,
+accounts without a binding. Front-ends that share a NATS cluster (serve
+--store jetstream) share their keys in a key-value bucket: change those
+with --store jetstream --nats-url URL --ca NAME (or --ca-dir DIR).`,
 	}
 	var dataDir, kid, note string
 	var asJSON bool
+	var sh sharedState
+	// store is the data dir's file, or with --store jetstream the bucket
+	// the front-ends share.
+	store := func(cmd *cobra.Command) (eab.Store, func(), error) {
+		on, err := sh.shared()
+		if err != nil || !on {
+			return eab.Dir(dataDir), func() {}, err
+		}
+		r, done, err := sh.records(cmd.Context(), jskv.BucketEAB)
+		if err != nil {
+			return nil, nil, err
+		}
+		return eab.Shared(r), done, nil
+	}
 	add := &cobra.Command{
 		Use:   "add",
 		Short: "Create a key id and HMAC key pair and print them, once",
@@ -36,7 +53,12 @@ to the client's operator over a trusted channel.`,
   certbot register --server https://ca.example:8443/acme/directory --eab-kid KID --eab-hmac-key HMAC ...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			k, err := eab.Add(dataDir, kid, note)
+			st, done, err := store(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			k, err := st.Add(kid, note)
 			if err != nil {
 				return err
 			}
@@ -56,7 +78,12 @@ to the client's operator over a trusted channel.`,
 		Example: `  qpki acme eab list --data-dir ./data`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ks, err := eab.List(dataDir)
+			st, done, err := store(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			ks, err := st.List()
 			if err != nil {
 				return err
 			}
@@ -93,7 +120,12 @@ to the client's operator over a trusted channel.`,
 		Example: `  qpki acme eab remove 3Zx9Qk2mL0aB --data-dir ./data`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := eab.Remove(dataDir, args[0]); err != nil {
+			st, done, err := store(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := st.Remove(args[0]); err != nil {
 				return err
 			}
 			fmt.Printf("removed external account key %s\n", args[0])
@@ -102,6 +134,7 @@ to the client's operator over a trusted channel.`,
 	}
 	for _, c := range []*cobra.Command{add, list, remove} {
 		c.Flags().StringVar(&dataDir, "data-dir", "./data", "data directory of qpki serve")
+		sh.addFlags(c)
 		keys.AddCommand(c)
 	}
 	cmd.AddCommand(keys)

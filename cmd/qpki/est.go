@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/qpki/qpki/est"
+	"github.com/qpki/qpki/pkg/store/jskv"
 )
 
 func newESTCmd() *cobra.Command {
@@ -20,6 +21,20 @@ func newESTCmd() *cobra.Command {
 	user := &cobra.Command{Use: "user", Short: "Add, list and remove EST users (<data-dir>/est-users.json)"}
 	var dataDir string
 	var asJSON bool
+	var sh sharedState
+	// users is the data dir's file, or with --store jetstream the bucket
+	// the front-ends share.
+	users := func(cmd *cobra.Command) (est.UserStore, func(), error) {
+		on, err := sh.shared()
+		if err != nil || !on {
+			return est.UsersDir(dataDir), func() {}, err
+		}
+		r, done, err := sh.records(cmd.Context(), jskv.BucketESTUsers)
+		if err != nil {
+			return nil, nil, err
+		}
+		return est.SharedUsers(r), done, nil
+	}
 	add := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Add an EST user, or set a user's password",
@@ -28,6 +43,7 @@ replacing the file atomically; a running qpki serve picks it up within a
 second. The password is asked for on a terminal, or read from the first
 line of standard input when it is not one.`,
 		Example: `  qpki est user add router-fleet --data-dir ./data
+  qpki est user add router-fleet --store jetstream --nats-url nats://10.0.0.5:4222 --ca issuing
   printf '%s\n' "$PW" | qpki est user add router-fleet --data-dir ./data`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -36,7 +52,12 @@ line of standard input when it is not one.`,
 				return err
 			}
 			defer clear(pw)
-			created, err := est.SetUser(dataDir, args[0], pw)
+			st, done, err := users(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			created, err := est.SetUserIn(st, args[0], pw)
 			if err != nil {
 				return err
 			}
@@ -54,7 +75,12 @@ line of standard input when it is not one.`,
 		Example: `  qpki est user list --data-dir ./data`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			users, err := est.ListUsers(dataDir)
+			st, done, err := users(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			users, err := st.List()
 			if err != nil {
 				return err
 			}
@@ -80,7 +106,12 @@ line of standard input when it is not one.`,
 		Example: `  qpki est user remove router-fleet --data-dir ./data`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := est.RemoveUser(dataDir, args[0]); err != nil {
+			st, done, err := users(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			if err := st.Remove(args[0]); err != nil {
 				return err
 			}
 			fmt.Printf("removed EST user %s\n", args[0])
@@ -89,6 +120,7 @@ line of standard input when it is not one.`,
 	}
 	for _, c := range []*cobra.Command{add, list, remove} {
 		c.Flags().StringVar(&dataDir, "data-dir", "./data", "data directory of qpki serve")
+		sh.addFlags(c)
 		user.AddCommand(c)
 	}
 	cmd.AddCommand(user)

@@ -8,10 +8,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qpki/qpki/acme"
+	"github.com/qpki/qpki/acme/eab"
 	"github.com/qpki/qpki/acme/ratelimit"
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/store/jskv"
 	"github.com/qpki/qpki/server"
 )
 
@@ -66,6 +68,14 @@ func init() {
 						return nil, err
 					}
 					c.Store = st
+					if c.Nonces, err = server.SharedNonces(context.Background(), cfg, svc, c.NonceLifetime); err != nil {
+						return nil, err
+					}
+					keys, err := server.SharedRecords(context.Background(), cfg, svc, jskv.BucketEAB)
+					if err != nil {
+						return nil, err
+					}
+					c.EAB = eab.Shared(keys)
 					return acme.New(c)
 				}}, nil
 			}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/est"
+	"github.com/qpki/qpki/pkg/store/jskv"
 	"github.com/qpki/qpki/server"
 )
 
@@ -42,6 +45,21 @@ func init() {
 				if err := est.LoadConfig(configFile, &o); err != nil {
 					return nil, err
 				}
+			}
+			if cfg.Store == server.StoreJetStream {
+				// Users live in a bucket reached through serve's queue.
+				preview, err := est.New(est.Options{Profile: o.Profile, Labels: o.Labels, ClientCAs: o.ClientCAs}, nil)
+				if err != nil {
+					return nil, err
+				}
+				return &sharedFrontend{endpoints: preview.Endpoints(), build: func(svc *enroll.Service) (server.Frontend, error) {
+					users, err := server.SharedRecords(context.Background(), cfg, svc, jskv.BucketESTUsers)
+					if err != nil {
+						return nil, err
+					}
+					o.Users = est.SharedUsers(users)
+					return est.New(o, cfg.Log)
+				}}, nil
 			}
 			return est.New(o, cfg.Log)
 		},

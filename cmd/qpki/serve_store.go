@@ -26,7 +26,12 @@ func (s *sharedFrontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	return f.Mount(mux, svc)
 }
 
-func (s *sharedFrontend) Endpoints() []string { return s.endpoints }
+func (s *sharedFrontend) Endpoints() []string {
+	if e, ok := s.f.(interface{ Endpoints() []string }); ok {
+		return e.Endpoints()
+	}
+	return s.endpoints
+}
 
 func (s *sharedFrontend) Close() error {
 	if c, ok := s.f.(interface{ Close() error }); ok {
