@@ -29,7 +29,8 @@ import (
 // three-node cluster: each takes half of a batch, the results of either
 // may be recorded by the other's recorder, and yet every request gets
 // one certificate, both front-ends list every certificate, no serial is
-// repeated, and the audit stream exports as a chain that verifies.
+// repeated, and the audit stream exports as a chain that verifies. ACME
+// nonces and EST users are shared too (checkSharedFrontendState).
 func TestClusterTwoFrontendsShareJetStreamStore(t *testing.T) {
 	n := 400
 	if v := os.Getenv("QPKI_TEST_N"); v != "" {
@@ -62,6 +63,7 @@ func TestClusterTwoFrontendsShareJetStreamStore(t *testing.T) {
 		waitServe(t, e, f.caDir)
 	}
 	e.start("worker", "worker", "--ca-dir", e.caDir, "--workers", "2", "--nats-url", cl.URL())
+	checkSharedFrontendState(t, e, cl.URL(), e.caDir, []string{"serve1.log", "serve2.log"})
 
 	// Half of the batch through each front-end, at the same time.
 	reqs := e.writeBatch(n)
