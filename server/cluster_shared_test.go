@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -54,13 +55,44 @@ func checkSharedFrontendState(t *testing.T, e *env, natsURL, caDir string, logs 
 		}
 	}
 
+	// ACME: one external account key from the CLI, used by a newAccount
+	// at each front-end at the same instant, binds exactly one account.
+	out := e.run("acme", "eab", "add", "--kid", "team-a", "--json", "--store", "jetstream", "--nats-url", natsURL, "--ca-dir", caDir)
+	var k struct{ KID, HMAC string }
+	if err := json.Unmarshal([]byte(out), &k); err != nil || k.KID != "team-a" {
+		t.Fatalf("acme eab add --store jetstream: %v %s", err, out)
+	}
+	mac, err := base64.RawURLEncoding.DecodeString(k.HMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := make(chan int, 2)
+	for _, base := range bases {
+		r, err := client.Head(base + "/acme/new-nonce")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		go func(nonce string) {
+			s, _ := newAccountEAB(t, client, base, nonce, k.KID, mac)
+			statuses <- s
+		}(r.Header.Get("Replay-Nonce"))
+	}
+	if a, b := <-statuses, <-statuses; (a == http.StatusCreated) == (b == http.StatusCreated) {
+		t.Fatalf("one key used at both front-ends at once: %d and %d, want exactly one 201", a, b)
+	}
+	out = e.run("acme", "eab", "list", "--json", "--store", "jetstream", "--nats-url", natsURL, "--ca", filepath.Base(caDir))
+	if !strings.Contains(out, `"account":`) {
+		t.Fatalf("acme eab list --store jetstream does not show the bound account: %s", out)
+	}
+
 	// EST: a user added through the CLI on the cluster logs in at both.
 	add := exec.Command(qpkiBin, "est", "user", "add", "fleet", "--store", "jetstream", "--nats-url", natsURL, "--ca-dir", caDir)
 	add.Stdin = strings.NewReader("s3cret-pw\n")
 	if out, err := add.CombinedOutput(); err != nil {
 		t.Fatalf("est user add --store jetstream: %v\n%s", err, out)
 	}
-	out := e.run("est", "user", "list", "--store", "jetstream", "--nats-url", natsURL, "--ca", filepath.Base(caDir))
+	out = e.run("est", "user", "list", "--store", "jetstream", "--nats-url", natsURL, "--ca", filepath.Base(caDir))
 	if !strings.Contains(out, "fleet") {
 		t.Fatalf("est user list --store jetstream: %s", out)
 	}
@@ -91,6 +123,52 @@ func serveAddr(t *testing.T, e *env, log string) string {
 	dumpLogs(t, e)
 	t.Fatalf("%s: no HTTPS address", log)
 	return ""
+}
+
+// newAccountEAB posts a newAccount request for a fresh key bound to
+// external account key kid.
+func newAccountEAB(t *testing.T, client *http.Client, base, nonce, kid string, mac []byte) (int, string) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	url := base + "/acme/new-account"
+	jwk, err := (&jose.JSONWebKey{Key: &key.PublicKey}).MarshalJSON()
+	if err != nil {
+		t.Error(err)
+		return 0, ""
+	}
+	inner, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: mac},
+		(&jose.SignerOptions{}).WithHeader("kid", kid).WithHeader("url", url))
+	if err != nil {
+		t.Error(err)
+		return 0, ""
+	}
+	binding, err := inner.Sign(jwk)
+	if err != nil {
+		t.Error(err)
+		return 0, ""
+	}
+	payload := `{"termsOfServiceAgreed":true,"externalAccountBinding":` + binding.FullSerialize() + `}`
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, &jose.SignerOptions{
+		EmbedJWK: true, ExtraHeaders: map[jose.HeaderKey]any{"nonce": nonce, "url": url}})
+	if err != nil {
+		t.Error(err)
+		return 0, ""
+	}
+	jws, err := signer.Sign([]byte(payload))
+	if err != nil {
+		t.Error(err)
+		return 0, ""
+	}
+	resp, err := client.Post(url, "application/jose+json", strings.NewReader(jws.FullSerialize()))
+	if err != nil {
+		t.Error(err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusCreated && !strings.Contains(string(body), "already used") {
+		t.Errorf("newAccount with EAB at %s: %d %s", base, resp.StatusCode, body)
+	}
+	return resp.StatusCode, string(body)
 }
 
 // newAccount posts a newAccount request for a fresh key with the given
