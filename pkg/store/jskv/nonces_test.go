@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/store/jskv"
 	"github.com/qpki/qpki/queue/queuetest"
@@ -167,4 +170,42 @@ func TestRecords(t *testing.T) {
 	if _, err := r.Get("never", &got); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("get unknown: %v", err)
 	}
+}
+
+// BenchmarkNonces issues and redeems one shared nonce per iteration on
+// an embedded single-node server.
+func BenchmarkNonces(b *testing.B) {
+	url := queuetest.StartCluster(b, 1).URL()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	n, err := jskv.OpenNonces(context.Background(), js, jskv.Options{CA: freshCA()}, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("issue", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := n.Issue(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("issue+redeem", func(b *testing.B) {
+		for b.Loop() {
+			if !n.Use(n.Nonce()) {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("reject-garbage", func(b *testing.B) {
+		bad := n.Nonce()[:53] + "A"
+		for b.Loop() {
+			if n.Use(bad) {
+				b.Fatal("accepted")
+			}
+		}
+	})
 }
