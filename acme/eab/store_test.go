@@ -95,7 +95,7 @@ func TestStores(t *testing.T) {
 
 // Two front-ends on different cluster nodes bind new accounts with the
 // same key at once: exactly one account gets it.
-func TestSharedConsumeRace(t *testing.T) {
+func TestStoreConsumeRaceOnCluster(t *testing.T) {
 	cl := queuetest.StartCluster(t, 3)
 	urls := cl.URLs()
 	a := sharedKeys(t, urls[0], "race", 3)
