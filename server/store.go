@@ -109,7 +109,12 @@ func SharedNonces(ctx context.Context, cfg Config, svc *enroll.Service, lifetime
 	if err != nil {
 		return nil, err
 	}
-	return jskv.OpenNonces(ctx, js, o, lifetime)
+	n, err := jskv.OpenNonces(ctx, js, o, lifetime)
+	if err != nil {
+		return nil, err
+	}
+	n.Log = cfg.Log
+	return n, nil
 }
 
 // SharedRecords opens one of the served CA's record buckets

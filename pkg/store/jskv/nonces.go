@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,6 +44,9 @@ type Nonces struct {
 	ops
 	kv  jetstream.KeyValue
 	mac []byte
+	// Log, when set, hears of nonces that could not be issued or
+	// redeemed because the cluster failed.
+	Log *slog.Logger
 }
 
 // OpenNonces binds to (creating when missing) the NONCES bucket of CA
@@ -156,6 +160,9 @@ func (n *Nonces) Issue() (string, error) {
 func (n *Nonces) Nonce() string {
 	s, err := n.Issue()
 	if err != nil {
+		if n.Log != nil {
+			n.Log.Error("acme: shared nonce", "error", err)
+		}
 		var b [nonceLen]byte
 		rand.Read(b[:])
 		return base64.RawURLEncoding.EncodeToString(b[:])
@@ -166,7 +173,10 @@ func (n *Nonces) Nonce() string {
 // Use redeems a nonce: true only the first time, at any front-end, for a
 // nonce issued within its lifetime.
 func (n *Nonces) Use(s string) bool {
-	ok, _ := n.Redeem(s)
+	ok, err := n.Redeem(s)
+	if err != nil && n.Log != nil {
+		n.Log.Error("acme: redeeming a shared nonce", "error", err)
+	}
 	return ok
 }
 
