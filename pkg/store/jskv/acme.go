@@ -263,7 +263,18 @@ func (s *ACME) CreateOrder(o *store.ACMEOrder, newAuthzs []*store.ACMEAuthz) err
 	}
 	return s.do(func(ctx context.Context) error {
 		if o.Replaces != "" {
+			// The order is stored before it claims the certificate: a
+			// rival that finds the claim must find a live order behind it,
+			// not a claim whose order is still being written.
+			if _, err := s.kv.Put(ctx, orderKey(o.ID), val); err != nil {
+				return err
+			}
 			if err := s.claimReplaced(ctx, o); err != nil {
+				if errors.Is(err, store.ErrAlreadyReplaced) {
+					if derr := s.kv.Delete(ctx, orderKey(o.ID)); derr != nil {
+						return derr
+					}
+				}
 				return err
 			}
 		}
