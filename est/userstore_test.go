@@ -8,8 +8,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/store/jskv"
-	"github.com/qpki/qpki/queue/queuetest"
 )
 
 // sharedUsersAt opens CA ca's users bucket on a connection of its own,
@@ -35,7 +35,7 @@ func sharedUsersAt(t *testing.T, url, ca string) UserStore {
 // A user added through one front-end's store authenticates at another;
 // a password change and a removal count there at once.
 func TestSharedUsers(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	admin := sharedUsersAt(t, url, "issuing")
 	fe := sharedUsersAt(t, url, "issuing")
 	ctx := context.Background()

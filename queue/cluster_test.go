@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qpki/qpki/queue/queuetest"
+	"github.com/qpki/qpki/internal/natstest"
 )
 
 // TestClusterSurvivesNodeLoss runs the streams at R3 on a three-node
 // cluster, kills a node mid-run and keeps publishing and consuming.
 func TestClusterSurvivesNodeLoss(t *testing.T) {
-	c := queuetest.StartCluster(t, 3)
+	c := natstest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	q, err := Connect(ctx, Options{NATSURL: c.URL(), RequestTimeout: 2 * time.Second})

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qpki/qpki/queue/queuetest"
+	"github.com/qpki/qpki/internal/natstest"
 )
 
 // BenchmarkClusterBatch is the operating issue's figure: a batch issued by
@@ -28,7 +28,7 @@ func BenchmarkClusterBatch(b *testing.B) {
 			if mode.workers == 0 {
 				e.startServe(2)
 			} else {
-				cl := queuetest.StartCluster(b, 3)
+				cl := natstest.StartCluster(b, 3)
 				nats := []string{"--nats-url", cl.URL()}
 				e.start("serve", append([]string{"serve", "--ca-dir", e.caDir, "--data-dir", e.data, "--listen", "127.0.0.1:0", "--workers", "0"}, nats...)...)
 				e.waitSocket()

@@ -19,10 +19,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/store/jskv"
-	"github.com/qpki/qpki/queue/queuetest"
 )
 
 // Two serve front-ends share one JetStream store (--store jetstream) on a
@@ -36,7 +36,7 @@ func TestClusterTwoFrontendsShareJetStreamStore(t *testing.T) {
 	if v := os.Getenv("QPKI_TEST_N"); v != "" {
 		fmt.Sscan(v, &n)
 	}
-	cl := queuetest.StartCluster(t, 3)
+	cl := natstest.StartCluster(t, 3)
 	e := newEnv(t)
 	// The second front-end runs on "another machine": its own copy of
 	// the CA dir (same name, so the same CA in queue and buckets) and

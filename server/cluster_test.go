@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/qpki/qpki/queue/queuetest"
+	"github.com/qpki/qpki/internal/natstest"
 )
 
 // Scale-out: a three-node NATS JetStream cluster (R3 streams), one serve
@@ -19,7 +19,7 @@ func TestClusterBatchSurvivesNodeAndWorkerLoss(t *testing.T) {
 		t.Skip("long: a 5,000-certificate batch on a three-node cluster")
 	}
 	const n = 5000
-	cl := queuetest.StartCluster(t, 3)
+	cl := natstest.StartCluster(t, 3)
 	e := newEnv(t)
 	nats := []string{"--nats-url", cl.URL()}
 	e.start("serve", append([]string{"serve", "--ca-dir", e.caDir, "--data-dir", e.data, "--listen", "127.0.0.1:0", "--workers", "0"}, nats...)...)

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/qpki/qpki/acme/eab"
+	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/store/jskv"
-	"github.com/qpki/qpki/queue/queuetest"
 )
 
 // sharedKeys opens the EAB bucket of CA ca on a connection of its own, as
@@ -36,7 +36,7 @@ func sharedKeys(t *testing.T, url, ca string, replicas int) eab.Store {
 }
 
 func TestStores(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	for name, st := range map[string]eab.Store{
 		"dir":    eab.Dir(t.TempDir()),
 		"shared": sharedKeys(t, url, "storetest", 1),
@@ -96,7 +96,7 @@ func TestStores(t *testing.T) {
 // Two front-ends on different cluster nodes bind new accounts with the
 // same key at once: exactly one account gets it.
 func TestStoreConsumeRaceOnCluster(t *testing.T) {
-	cl := queuetest.StartCluster(t, 3)
+	cl := natstest.StartCluster(t, 3)
 	urls := cl.URLs()
 	a := sharedKeys(t, urls[0], "race", 3)
 	b := sharedKeys(t, urls[1], "race", 3)

@@ -5,14 +5,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qpki/qpki/queue/queuetest"
+	"github.com/qpki/qpki/internal/natstest"
 )
 
 // TestESTUsersAndACMEKeysOnJetStream changes the EST users and the EAB
 // keys that serve --store jetstream front-ends share, in a real
 // embedded NATS server, with the file form's commands.
 func TestESTUsersAndACMEKeysOnJetStream(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	data := t.TempDir()
 	on := []string{"--store", "jetstream", "--nats-url", url, "--ca", "issuing"}
 

@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/audit/jsaudit"
-	"github.com/qpki/qpki/queue/queuetest"
 )
 
 func connect(t *testing.T, url string) jetstream.JetStream {
@@ -46,7 +46,7 @@ func export(t *testing.T, js jetstream.JetStream, ca string) (*audit.Report, []b
 // Two writers on two connections (two front-ends) to different nodes of
 // an R3 stream append at once: the chain never forks, nothing is lost.
 func TestTwoWritersOneChain(t *testing.T) {
-	cl := queuetest.StartCluster(t, 3)
+	cl := natstest.StartCluster(t, 3)
 	ctx := context.Background()
 	urls := cl.URLs()
 	var logs []*jsaudit.Log
@@ -111,7 +111,7 @@ func TestTwoWritersOneChain(t *testing.T) {
 // A batch larger than one message is split; a reopened log chains on;
 // the export is the JSONL a file log would hold.
 func TestLargeBatchAndReopen(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	ctx := context.Background()
 	js := connect(t, url)
 	l, err := jsaudit.Open(ctx, js, "big", 1)
@@ -152,7 +152,7 @@ func TestLargeBatchAndReopen(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	js := connect(t, queuetest.StartCluster(t, 1).URL())
+	js := connect(t, natstest.StartCluster(t, 1).URL())
 	for _, ca := range []string{"", "a.b", "a b", strings.Repeat("a", 65)} {
 		if _, err := jsaudit.Open(context.Background(), js, ca, 1); err == nil {
 			t.Errorf("Open(%q) accepted", ca)

@@ -10,10 +10,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/store/jskv"
 	"github.com/qpki/qpki/pkg/store/storetest"
-	"github.com/qpki/qpki/queue/queuetest"
 )
 
 // connect opens a NATS connection of its own: each client of a test is
@@ -67,7 +67,7 @@ func acmeOpener(url string, replicas int) storetest.Opener[store.ACMEStore] {
 // The shared behavioural tests on one server; the two clients of the
 // race tests are two connections.
 func TestSuite(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	storetest.RunStore(t, storeOpener(url, 1))
 	storetest.RunACME(t, acmeOpener(url, 1), true)
 }
@@ -78,7 +78,7 @@ func TestClusterRaces(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three-node cluster")
 	}
-	cl := queuetest.StartCluster(t, 3)
+	cl := natstest.StartCluster(t, 3)
 	urls := cl.URLs()
 	n := 0
 	opener := func(t *testing.T) func() storetest.CAStore {
@@ -96,7 +96,7 @@ func TestClusterRaces(t *testing.T) {
 }
 
 func TestBucketsAreReplicatedWithoutDirectGets(t *testing.T) {
-	cl := queuetest.StartCluster(t, 3)
+	cl := natstest.StartCluster(t, 3)
 	js := connect(t, cl.URL())
 	ctx := context.Background()
 	if _, err := jskv.Open(ctx, js, jskv.Options{CA: "issuing", Replicas: 3}); err != nil {
@@ -119,7 +119,7 @@ func TestBucketsAreReplicatedWithoutDirectGets(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	js := connect(t, queuetest.StartCluster(t, 1).URL())
+	js := connect(t, natstest.StartCluster(t, 1).URL())
 	for _, o := range []jskv.Options{{CA: ""}, {CA: "a.b"}, {CA: "x", Replicas: 7}} {
 		if _, err := jskv.Open(context.Background(), js, o); err == nil {
 			t.Errorf("Open(%+v) accepted", o)
@@ -132,7 +132,7 @@ func TestOptions(t *testing.T) {
 
 // A front-end learns of jobs that another one's recorder finished.
 func TestWatchFinished(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a, err := jskv.Open(ctx, connect(t, url), jskv.Options{CA: "w"})

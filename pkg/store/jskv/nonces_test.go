@@ -12,13 +12,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/store/jskv"
-	"github.com/qpki/qpki/queue/queuetest"
 )
 
 func TestNonces(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	ca := freshCA()
 	ctx := context.Background()
 	// Two front-ends, each on a connection of its own.
@@ -62,7 +62,7 @@ func TestNonces(t *testing.T) {
 }
 
 func TestNonceExpires(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	n, err := jskv.OpenNonces(context.Background(), connect(t, url), jskv.Options{CA: freshCA()}, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestNonceExpires(t *testing.T) {
 // Front-ends on different nodes of a cluster race to redeem the same
 // nonces: each is accepted exactly once.
 func TestNonceRaceOnCluster(t *testing.T) {
-	cl := queuetest.StartCluster(t, 3)
+	cl := natstest.StartCluster(t, 3)
 	urls := cl.URLs()
 	ca := freshCA()
 	var fes []*jskv.Nonces
@@ -124,7 +124,7 @@ func TestNonceRaceOnCluster(t *testing.T) {
 }
 
 func TestRecords(t *testing.T) {
-	url := queuetest.StartCluster(t, 1).URL()
+	url := natstest.StartCluster(t, 1).URL()
 	ca := freshCA()
 	r, err := jskv.OpenRecords(context.Background(), connect(t, url), jskv.Options{CA: ca}, jskv.BucketEAB)
 	if err != nil {
@@ -175,7 +175,7 @@ func TestRecords(t *testing.T) {
 // BenchmarkNonces issues and redeems one shared nonce per iteration on
 // an embedded single-node server.
 func BenchmarkNonces(b *testing.B) {
-	url := queuetest.StartCluster(b, 1).URL()
+	url := natstest.StartCluster(b, 1).URL()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		b.Fatal(err)

@@ -1,7 +1,7 @@
-// Package queuetest runs NATS JetStream clusters in-process for tests:
+// Package natstest runs NATS JetStream clusters in-process for tests:
 // real nats-servers on loopback, joined by routes, each with its own file
 // store under t.TempDir().
-package queuetest
+package natstest
 
 import (
 	"fmt"
@@ -33,7 +33,7 @@ type Cluster struct {
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	if n < 1 {
-		t.Fatalf("queuetest: cluster of %d nodes", n)
+		t.Fatalf("natstest: cluster of %d nodes", n)
 	}
 	c := &Cluster{t: t, name: "qpki-test", opts: make([]*server.Options, n), nodes: make([]*server.Server, n)}
 	// Cluster ports are chosen up front so that every node starts with
@@ -80,11 +80,11 @@ func (c *Cluster) start(o *server.Options) *server.Server {
 	c.t.Helper()
 	s, err := server.NewServer(o)
 	if err != nil {
-		c.t.Fatalf("queuetest: %v", err)
+		c.t.Fatalf("natstest: %v", err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
-		c.t.Fatalf("queuetest: server %s not ready", o.ServerName)
+		c.t.Fatalf("natstest: server %s not ready", o.ServerName)
 	}
 	return s
 }
@@ -99,7 +99,7 @@ func (c *Cluster) WaitReady() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.t.Fatalf("queuetest: JetStream cluster did not elect a leader")
+	c.t.Fatalf("natstest: JetStream cluster did not elect a leader")
 }
 
 func (c *Cluster) ready() bool {
