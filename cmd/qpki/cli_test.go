@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -144,10 +145,17 @@ func TestTour(t *testing.T) {
 
 func TestKeyCommands(t *testing.T) {
 	d := t.TempDir()
-	for _, a := range []string{"ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa-2048", "ed25519"} {
+	algs := []string{"ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"}
+	for _, a := range algs {
 		ok(t, d, "key", "gen", "--algorithm", a, "--out", a+".key")
 		if pub := ok(t, d, "key", "pub", "--key", a+".key"); !strings.Contains(pub, "BEGIN PUBLIC KEY") {
 			t.Errorf("%s pub: %s", a, pub)
+		}
+	}
+	list := ok(t, d, "key", "list", "--dir", d)
+	for _, a := range algs {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(a) + `\.key\s+` + regexp.QuoteMeta(a) + `\b`).MatchString(list) {
+			t.Errorf("key list does not show %s.key as %s:\n%s", a, a, list)
 		}
 	}
 	env := []string{"KEYPASS=hunter2"}
