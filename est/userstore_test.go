@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/store/jskv"
 )
@@ -16,15 +13,7 @@ import (
 // as another front-end process would.
 func sharedUsersAt(t *testing.T, url, ca string) UserStore {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Connect(t, url)
 	r, err := jskv.OpenRecords(context.Background(), js, jskv.Options{CA: ca}, jskv.BucketESTUsers)
 	if err != nil {
 		t.Fatal(err)

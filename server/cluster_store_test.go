@@ -16,9 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/store"
@@ -137,12 +134,7 @@ func TestClusterTwoFrontendsShareJetStreamStore(t *testing.T) {
 
 	// The shared index itself: one record per serial, each delivered
 	// certificate recorded as delivered.
-	nc, err := nats.Connect(cl.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.Connect(t, cl.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := jskv.Open(ctx, js, jskv.Options{CA: filepath.Base(e.caDir), Replicas: 3})

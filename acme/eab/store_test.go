@@ -7,9 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qpki/qpki/acme/eab"
 	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/store/jskv"
@@ -19,15 +16,7 @@ import (
 // another front-end process would.
 func sharedKeys(t *testing.T, url, ca string, replicas int) eab.Store {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Connect(t, url)
 	r, err := jskv.OpenRecords(context.Background(), js, jskv.Options{CA: ca, Replicas: replicas}, jskv.BucketEAB)
 	if err != nil {
 		t.Fatal(err)

@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/store/jskv"
@@ -176,12 +173,7 @@ func TestRecords(t *testing.T) {
 // an embedded single-node server.
 func BenchmarkNonces(b *testing.B) {
 	url := natstest.StartCluster(b, 1).URL()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.Connect(b, url)
 	n, err := jskv.OpenNonces(context.Background(), js, jskv.Options{CA: freshCA()}, time.Hour)
 	if err != nil {
 		b.Fatal(err)
