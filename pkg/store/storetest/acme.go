@@ -108,6 +108,9 @@ func testACMEOrders(t *testing.T, s store.ACMEStore) {
 	if st := o.CurrentStatus(authzs, now); st != store.ACMEReady {
 		t.Fatalf("status %s, want ready", st)
 	}
+	if st := o.CurrentStatus(authzs, now.Add(2*time.Hour)); st != store.ACMEInvalid {
+		t.Fatalf("expired order is %s, want invalid", st)
+	}
 	if c := authzs[0].Challenge("c1"); c == nil || c.Token != "tok" {
 		t.Fatalf("challenge: %+v", c)
 	}
