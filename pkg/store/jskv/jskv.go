@@ -145,9 +145,15 @@ func bindBucket(ctx context.Context, js jetstream.JetStream, name string, replic
 
 // retry runs fn until it succeeds, fails for good, or ctx ends.
 func retry(ctx context.Context, fn func(ctx context.Context) error) error {
-	delay := 50 * time.Millisecond
+	return retryEach(ctx, 10*time.Second, 50*time.Millisecond, 2*time.Second, fn)
+}
+
+// retryEach is retry with each attempt given at most attempt, and the
+// pause between attempts growing from first to at most most.
+func retryEach(ctx context.Context, attempt, first, most time.Duration, fn func(ctx context.Context) error) error {
+	delay := first
 	for {
-		try, cancel := context.WithTimeout(ctx, 10*time.Second)
+		try, cancel := context.WithTimeout(ctx, attempt)
 		err := fn(try)
 		cancel()
 		if err == nil || !transient(err) || ctx.Err() != nil {
@@ -158,7 +164,7 @@ func retry(ctx context.Context, fn func(ctx context.Context) error) error {
 			return err
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, 2*time.Second)
+		delay = min(2*delay, most)
 	}
 }
 
@@ -171,21 +177,7 @@ type ops struct {
 func (o ops) do(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	delay := 20 * time.Millisecond
-	for {
-		try, cancelTry := context.WithTimeout(ctx, min(o.timeout, 5*time.Second))
-		err := fn(try)
-		cancelTry()
-		if err == nil || !transient(err) || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, time.Second)
-	}
+	return retryEach(ctx, min(o.timeout, 5*time.Second), 20*time.Millisecond, time.Second, fn)
 }
 
 // transient errors are worth a retry: no leader yet, no responder, a
