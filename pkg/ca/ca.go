@@ -70,16 +70,7 @@ func (c *CA) Store() (store.Store, error) {
 // Audit appends an event to the CA's audit log, on disk before it
 // returns.
 func (c *CA) Audit(event string, fields map[string]any) error {
-	if _, err := c.Store(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	l := c.audit
-	c.mu.Unlock()
-	if l == nil {
-		return errors.New("audit log not open")
-	}
-	return l.Append(event, fields)
+	return c.AuditMany([]audit.Event{{Event: event, Fields: fields}})
 }
 
 // Close releases the store.
