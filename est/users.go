@@ -168,28 +168,10 @@ func SetUserIn(st UserStore, name string, password []byte) (created bool, err er
 }
 
 // RemoveUser deletes a user.
-func RemoveUser(dataDir, name string) error {
-	path := UsersPath(dataDir)
-	doc, err := readUsers(path)
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(doc.Users, func(u User) bool { return u.Name == name })
-	if i < 0 {
-		return fmt.Errorf("no EST user %q", name)
-	}
-	doc.Users = slices.Delete(doc.Users, i, i+1)
-	return writeUsers(path, doc)
-}
+func RemoveUser(dataDir, name string) error { return UsersDir(dataDir).Remove(name) }
 
 // ListUsers returns the users, by name.
-func ListUsers(dataDir string) ([]User, error) {
-	doc, err := readUsers(UsersPath(dataDir))
-	if err != nil {
-		return nil, err
-	}
-	return doc.Users, nil
-}
+func ListUsers(dataDir string) ([]User, error) { return UsersDir(dataDir).List() }
 
 // userDB is a server's view of the users file, read again when it
 // changes (checked at most once a second).
