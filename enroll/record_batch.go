@@ -15,26 +15,34 @@ import (
 // certificates of the batch go in with one audit write and one store
 // transaction: the recorder is the one writer, and one fsync per result
 // would make it the pipeline's bottleneck. Other results (failures, CRLs,
-// tokens, generated keys) go through Record one by one. It returns one
-// error per result; a result whose error is nil is recorded (or was a
-// duplicate to drop).
+// tokens, generated keys) are recorded one by one. It returns one error
+// per result; a result whose error is nil is recorded (or was a duplicate
+// to drop).
 func (s *Service) RecordBatch(rs []queue.Result) []error {
 	errs := make([]error, len(rs))
+	// The first result of each job wins, within the batch as across
+	// batches; the batch holds its jobs' locks throughout, so that a
+	// concurrent Record of the same job cannot audit it a second time.
+	first := make([]int, 0, len(rs))
+	ids := make([]string, 0, len(rs))
+	seen := make(map[string]bool, len(rs))
+	for i, r := range rs {
+		if !seen[r.JobID] {
+			seen[r.JobID] = true
+			first = append(first, i)
+			ids = append(ids, r.JobID)
+		}
+	}
+	unlock := s.lockJobs(ids)
+	defer unlock()
+
 	type pending struct {
 		i   int
 		rec *store.Cert
 	}
 	var bulk []pending
-	seen := make(map[string]bool, len(rs))
-	for i, r := range rs {
-		if seen[r.JobID] {
-			continue // a duplicate in the same batch: the first wins
-		}
-		seen[r.JobID] = true
-		if !r.OK {
-			errs[i] = s.Record(r)
-			continue
-		}
+	for _, i := range first {
+		r := rs[i]
 		j, err := s.jobs.Job(r.JobID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -44,8 +52,8 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 			continue
 		case j.State != store.JobQueued:
 			continue // an earlier result won
-		case j.Kind != jobspec.KindIssue:
-			errs[i] = s.Record(r)
+		case !r.OK || j.Kind != jobspec.KindIssue:
+			errs[i] = s.record(r, j)
 			continue
 		}
 		var res jobspec.IssueResult
@@ -64,29 +72,6 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 		}
 		bulk = append(bulk, pending{i, rec})
 	}
-	if len(bulk) == 0 {
-		return errs
-	}
-	// Under the jobs' locks, keep only those still queued: a concurrent
-	// Record of the same job must not audit it a second time.
-	ids := make([]string, len(bulk))
-	for k, p := range bulk {
-		ids[k] = p.rec.JobID
-	}
-	unlock := s.lockJobs(ids)
-	defer unlock()
-	live := bulk[:0]
-	for _, p := range bulk {
-		j, err := s.jobs.Job(p.rec.JobID)
-		if err != nil {
-			errs[p.i] = err
-			continue
-		}
-		if j.State == store.JobQueued {
-			live = append(live, p)
-		}
-	}
-	bulk = live
 	if len(bulk) == 0 {
 		return errs
 	}

@@ -31,6 +31,12 @@ func (s *Service) Record(r queue.Result) error {
 	if j.State != store.JobQueued {
 		return nil
 	}
+	return s.record(r, j)
+}
+
+// record commits r for its job j, still queued; the caller holds the
+// job's lock.
+func (s *Service) record(r queue.Result, j *store.Job) error {
 	if !r.OK {
 		if _, err := s.jobs.FinishJob(r.JobID, store.JobFailed, r.Error, nil, nil); err != nil {
 			return err
