@@ -72,7 +72,7 @@ type Service struct {
 	jobs      store.JobStore
 	caName    string
 	mu        sync.Mutex
-	waiters   map[string][]chan struct{}
+	waiters   map[string][]chan *Result
 	recording [64]sync.Mutex // see lockJob
 }
 
@@ -87,7 +87,7 @@ func New(c *ca.CA, pub Publisher) (*Service, error) {
 	if !ok {
 		return nil, errors.New("enroll: the CA's store cannot keep jobs")
 	}
-	return &Service{CA: c, Queue: pub, store: st, jobs: js, caName: QueueName(c), waiters: map[string][]chan struct{}{}}, nil
+	return &Service{CA: c, Queue: pub, store: st, jobs: js, caName: QueueName(c), waiters: map[string][]chan *Result{}}, nil
 }
 
 // QueueName is the CA's name in queue subjects: its directory name with

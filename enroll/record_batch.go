@@ -51,7 +51,8 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 			errs[i] = err
 			continue
 		case j.State != store.JobQueued:
-			continue // an earlier result won
+			s.wake(r.JobID) // an earlier result won, maybe another front-end's
+			continue
 		case !r.OK || j.Kind != jobspec.KindIssue:
 			errs[i] = s.record(r, j)
 			continue
@@ -88,20 +89,26 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 		}
 		return errs
 	}
+	stored := make([]bool, len(bulk))
 	if _, err := s.jobs.FinishJobs(done); err != nil {
 		// One bad result must not hold back the others: record them one
 		// by one, and fail the job whose certificate cannot be stored.
 		for k, p := range bulk {
 			_, ferr := s.jobs.FinishJob(done[k].ID, store.JobDone, "", nil, p.rec)
+			stored[k] = ferr == nil
 			if errors.Is(ferr, store.ErrSerialInUse) {
 				ferr = s.fail(done[k].ID, ferr)
 			}
 			errs[p.i] = ferr
 		}
+	} else {
+		for k := range stored {
+			stored[k] = true
+		}
 	}
-	for _, p := range bulk {
-		if errs[p.i] == nil {
-			s.wake(p.rec.JobID)
+	for k, p := range bulk {
+		if stored[k] {
+			s.wakeWith(p.rec.JobID, &Result{JobID: p.rec.JobID, State: store.JobDone, Cert: p.rec, DER: p.rec.DER})
 		}
 	}
 	return errs

@@ -17,7 +17,7 @@ func (s *Service) Job(id string) (*store.Job, error) { return s.jobs.Job(id) }
 // order stays processing).
 func (s *Service) Wait(ctx context.Context, id string) (*Result, error) {
 	for {
-		ch := make(chan struct{})
+		ch := make(chan *Result, 1)
 		s.mu.Lock()
 		s.waiters[id] = append(s.waiters[id], ch)
 		s.mu.Unlock()
@@ -27,7 +27,10 @@ func (s *Service) Wait(ctx context.Context, id string) (*Result, error) {
 			return res, err
 		}
 		select {
-		case <-ch:
+		case res := <-ch:
+			if res != nil {
+				return res, nil
+			}
 		case <-ctx.Done():
 			s.forget(id, ch)
 			return nil, ErrPending
@@ -35,7 +38,7 @@ func (s *Service) Wait(ctx context.Context, id string) (*Result, error) {
 	}
 }
 
-func (s *Service) forget(id string, ch chan struct{}) {
+func (s *Service) forget(id string, ch chan *Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ws := s.waiters[id]
@@ -50,14 +53,25 @@ func (s *Service) forget(id string, ch chan struct{}) {
 	}
 }
 
-// wake tells the waiters of a job that its result is recorded.
-func (s *Service) wake(id string) {
+// wake tells the waiters of a job that its result is recorded: they read
+// it from the store.
+func (s *Service) wake(id string) { s.wakeWith(id, nil) }
+
+// wakeWith hands the waiters of a job the result just recorded (each its
+// own copy), which spares each of them a read of the job and of its
+// certificate; a nil res makes them read it.
+func (s *Service) wakeWith(id string, res *Result) {
 	s.mu.Lock()
 	ws := s.waiters[id]
 	delete(s.waiters, id)
 	s.mu.Unlock()
 	for _, ch := range ws {
-		close(ch)
+		if res != nil {
+			cp := *res
+			ch <- &cp
+		} else {
+			ch <- nil
+		}
 	}
 }
 

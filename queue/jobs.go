@@ -272,21 +272,50 @@ func (c *JobConsumer) popHeld(i int) jetstream.Msg {
 	return nil
 }
 
-// fetchNoWait asks the server for one job of class i that is available
-// now.
+// fetchBatch is how many jobs one fetch asks for. The first goes to the
+// caller and the rest are held for the next callers: a fetch per job
+// would cost a request and a subscription each.
+const fetchBatch = 16
+
+// fetchNoWait asks the server for up to fetchBatch jobs of class i that
+// are available now, returns the first and holds the others.
 func (c *JobConsumer) fetchNoWait(i int) (jetstream.Msg, error) {
-	b, err := c.cons[i].FetchNoWait(1)
+	b, err := c.cons[i].FetchNoWait(min(fetchBatch, c.opts.MaxAckPending))
 	if err != nil {
 		return nil, err
 	}
-	m := <-b.Messages()
-	if m != nil {
-		return m, nil
+	var first jetstream.Msg
+	for m := range b.Messages() {
+		if first == nil {
+			first = m
+			continue
+		}
+		c.hold(i, m)
+	}
+	if first != nil {
+		return first, nil
 	}
 	if err := b.Error(); err != nil && !isEmpty(err) {
 		return nil, err
 	}
 	return nil, nil
+}
+
+// hold keeps a received job of class i for the next caller, and wakes a
+// waiting one. After Close, the job is given back.
+func (c *JobConsumer) hold(i int, m jetstream.Msg) {
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		m.Nak()
+		return
+	}
+	c.held[i] = append(c.held[i], heldMsg{m, time.Now()})
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default: // enough wake-ups are pending already
+	}
 }
 
 // isEmpty reports the pull errors that only mean "nothing for you now".
@@ -350,17 +379,7 @@ func (c *JobConsumer) poll(i int) {
 		}
 		cancel()
 		if m != nil {
-			c.mu.Lock()
-			if c.ctx.Err() != nil {
-				m.Nak()
-			} else {
-				c.held[i] = append(c.held[i], heldMsg{m, time.Now()})
-			}
-			c.mu.Unlock()
-			select {
-			case c.notify <- struct{}{}:
-			default: // enough wake-ups are pending already
-			}
+			c.hold(i, m)
 			continue
 		}
 		if err != nil && !isEmpty(err) && !errors.Is(err, context.Canceled) && c.ctx.Err() == nil {

@@ -634,11 +634,13 @@ func TestStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A worker fetches several jobs at a time and holds those it has not
+	// started: they count as in flight too.
 	root := before.CAs["root"]
-	if root.Interactive != (ClassStatus{Pending: 2, InFlight: 1}) || root.Batch != (ClassStatus{Pending: 4}) {
+	if in := root.Interactive; in.Pending+in.InFlight != 3 || in.InFlight < 1 || root.Batch != (ClassStatus{Pending: 4}) {
 		t.Fatalf("root status = %+v", root)
 	}
-	if before.CAs["sub"].Batch.Pending != 1 || before.Batch.Pending != 5 || before.Interactive.InFlight != 1 {
+	if before.CAs["sub"].Batch.Pending != 1 || before.Batch.Pending != 5 || before.Interactive.InFlight < 1 {
 		t.Fatalf("status = %+v", before)
 	}
 	if before.Results != 1 || before.DeadLetters != 0 || before.Replicas != 1 {

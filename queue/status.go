@@ -13,7 +13,7 @@ import (
 // ClassStatus counts the jobs of one class.
 type ClassStatus struct {
 	Pending     uint64 `json:"pending"`     // stored, waiting for a worker (or for a nak delay)
-	InFlight    uint64 `json:"in_flight"`   // delivered to a worker, not yet acked
+	InFlight    uint64 `json:"in_flight"`   // delivered to a worker (signing, or fetched and held), not yet acked
 	Redelivered uint64 `json:"redelivered"` // of those in flight, delivered more than once
 }
 
