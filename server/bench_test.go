@@ -56,6 +56,7 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Run(fmt.Sprintf("file-p256/sessions=%d", sessions), func(b *testing.B) {
 			dir := b.TempDir()
 			caDir := p256CA(b, dir)
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0)) // StartCore raises it, as in qpki serve
 			core, err := server.StartCore(context.Background(), server.Config{CADir: caDir, DataDir: filepath.Join(dir, "data"), Workers: sessions})
 			if err != nil {
 				b.Fatal(err)
@@ -110,6 +111,7 @@ func BenchmarkPipeline(b *testing.B) {
 			b.ReportMetric(float64(ms.Sys)/(1<<20), "MB-sys")
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/cert")
 			b.ReportMetric(100*cpu.Seconds()/el.Seconds(), "%cpu")
+			b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "procs")
 		})
 	}
 }

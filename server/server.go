@@ -106,6 +106,7 @@ type Core struct {
 // workers.
 func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 	cfg.defaults()
+	reserveProcsForSync()
 	if err := checkStore(cfg); err != nil {
 		return nil, err
 	}

@@ -99,7 +99,11 @@ func (c *CA) Prepare(req IssueRequest) (*Prepared, error) {
 	if err := pol.checkAltKey(req.AltPublicKey); err != nil {
 		return nil, err
 	}
-	tmpl.SubjectKeyId, err = subjectKeyID(pub)
+	if csr != nil && len(csr.RawSubjectPublicKeyInfo) > 0 {
+		tmpl.SubjectKeyId, err = spkiKeyID(csr.RawSubjectPublicKeyInfo)
+	} else {
+		tmpl.SubjectKeyId, err = subjectKeyID(pub)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +244,12 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return spkiKeyID(spki)
+}
+
+// spkiKeyID is subjectKeyID of a SubjectPublicKeyInfo's DER, which a CSR
+// carries already encoded.
+func spkiKeyID(spki []byte) ([]byte, error) {
 	var info struct {
 		Algo asn1.RawValue
 		Key  asn1.BitString
