@@ -193,16 +193,20 @@ func coseRequestHash(req cose.SignRequest) (string, error) {
 func (s *Service) recordCOSE(j *store.Job, r queue.Result) error {
 	var res jobspec.COSEResult
 	if err := jobspec.Decode(r.Payload, &res); err != nil {
-		return s.fail(r.JobID, err)
+		return s.fail(j, r, err)
 	}
 	if len(res.Message) == 0 {
-		return s.fail(r.JobID, errors.New("the worker returned an empty COSE message"))
+		return s.fail(j, r, errors.New("the worker returned an empty COSE message"))
 	}
 	if err := s.CA.Audit(audit.EventCOSE, coseFields(j, &res)); err != nil {
 		return err
 	}
-	_, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.Message, nil)
-	return err
+	first, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.Message, nil)
+	if err != nil {
+		return err
+	}
+	s.recorded(j, r, store.JobDone, "", first)
+	return nil
 }
 
 // coseFields describes a signed message for the audit log: what a token

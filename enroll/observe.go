@@ -1,12 +1,20 @@
 package enroll
 
-import "context"
+import (
+	"context"
 
-// Observer learns of each new job that enroll publishes, for metrics. Its
-// method must be fast and safe for concurrent use; a republished job (a
-// client's retry) is not reported again.
+	"github.com/qpki/qpki/pkg/store"
+)
+
+// Observer learns of each new job that enroll publishes and of each job
+// the recorder finishes, for metrics and logs. Its methods must be fast
+// and safe for concurrent use; a republished job (a client's retry) and a
+// duplicate result (a redelivery) are not reported again.
 type Observer interface {
 	JobSubmitted(kind, profile, class string)
+	// JobRecorded is given the job's record as just stored, and the
+	// request id its result carried.
+	JobRecorded(j *store.Job, requestID string)
 }
 
 type requestIDKey struct{}

@@ -38,6 +38,7 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 
 	type pending struct {
 		i   int
+		j   *store.Job
 		rec *store.Cert
 	}
 	var bulk []pending
@@ -59,19 +60,19 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 		}
 		var res jobspec.IssueResult
 		if err := jobspec.Decode(r.Payload, &res); err != nil {
-			errs[i] = s.fail(r.JobID, err)
+			errs[i] = s.fail(j, r, err)
 			continue
 		}
 		rec, err := ca.CertRecord(res.DER, j.Profile, res.CAVersion, r.JobID)
 		if err != nil {
-			errs[i] = s.fail(r.JobID, err)
+			errs[i] = s.fail(j, r, err)
 			continue
 		}
 		if rec.Serial != j.Serial {
-			errs[i] = s.fail(r.JobID, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
+			errs[i] = s.fail(j, r, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
 			continue
 		}
-		bulk = append(bulk, pending{i, rec})
+		bulk = append(bulk, pending{i, j, rec})
 	}
 	if len(bulk) == 0 {
 		return errs
@@ -90,20 +91,25 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 		return errs
 	}
 	stored := make([]bool, len(bulk))
-	if _, err := s.jobs.FinishJobs(done); err != nil {
+	isFirst, err := s.jobs.FinishJobs(done)
+	if err != nil {
 		// One bad result must not hold back the others: record them one
 		// by one, and fail the job whose certificate cannot be stored.
 		for k, p := range bulk {
-			_, ferr := s.jobs.FinishJob(done[k].ID, store.JobDone, "", nil, p.rec)
+			f, ferr := s.jobs.FinishJob(done[k].ID, store.JobDone, "", nil, p.rec)
 			stored[k] = ferr == nil
+			if stored[k] {
+				s.recorded(p.j, rs[p.i], store.JobDone, "", f)
+			}
 			if errors.Is(ferr, store.ErrSerialInUse) {
-				ferr = s.fail(done[k].ID, ferr)
+				ferr = s.fail(p.j, rs[p.i], ferr)
 			}
 			errs[p.i] = ferr
 		}
 	} else {
-		for k := range stored {
+		for k, p := range bulk {
 			stored[k] = true
+			s.recorded(p.j, rs[p.i], store.JobDone, "", isFirst[k])
 		}
 	}
 	for k, p := range bulk {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"time"
 
 	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/ca"
@@ -38,9 +39,11 @@ func (s *Service) Record(r queue.Result) error {
 // job's lock.
 func (s *Service) record(r queue.Result, j *store.Job) error {
 	if !r.OK {
-		if _, err := s.jobs.FinishJob(r.JobID, store.JobFailed, r.Error, nil, nil); err != nil {
+		first, err := s.jobs.FinishJob(r.JobID, store.JobFailed, r.Error, nil, nil)
+		if err != nil {
 			return err
 		}
+		s.recorded(j, r, store.JobFailed, r.Error, first)
 		s.wake(r.JobID)
 		return nil
 	}
@@ -50,25 +53,27 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 		// results stream, sealed to the front-end (SealedKey).
 		var res jobspec.IssueResult
 		if err := jobspec.Decode(r.Payload, &res); err != nil {
-			return s.fail(r.JobID, err)
+			return s.fail(j, r, err)
 		}
 		rec, err := ca.CertRecord(res.DER, j.Profile, res.CAVersion, r.JobID)
 		if err != nil {
-			return s.fail(r.JobID, err)
+			return s.fail(j, r, err)
 		}
 		if rec.Serial != j.Serial {
-			return s.fail(r.JobID, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
+			return s.fail(j, r, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
 		}
 		if err := s.CA.Audit(audit.EventIssue, ca.IssueFields(rec)); err != nil {
 			return err
 		}
-		if _, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", nil, rec); err != nil {
+		first, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", nil, rec)
+		if err != nil {
 			return err
 		}
+		s.recorded(j, r, store.JobDone, "", first)
 	case jobspec.KindCRL:
 		var res jobspec.CRLResult
 		if err := jobspec.Decode(r.Payload, &res); err != nil {
-			return s.fail(r.JobID, err)
+			return s.fail(j, r, err)
 		}
 		var req jobspec.CRL
 		if err := jobspec.Decode(j.Payload, &req); err == nil {
@@ -79,26 +84,44 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 		if err := s.CA.StoreCRL(res.Version, res.DER); err != nil {
 			return err
 		}
-		if _, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.DER, nil); err != nil {
+		first, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.DER, nil)
+		if err != nil {
 			return err
 		}
+		s.recorded(j, r, store.JobDone, "", first)
 	case jobspec.KindCOSE:
 		if err := s.recordCOSE(j, r); err != nil {
 			return err
 		}
 	default:
-		return s.fail(r.JobID, fmt.Errorf("unknown job kind %q", j.Kind))
+		return s.fail(j, r, fmt.Errorf("unknown job kind %q", j.Kind))
 	}
 	s.wake(r.JobID)
 	return nil
 }
 
-func (s *Service) fail(id string, err error) error {
-	if _, ferr := s.jobs.FinishJob(id, store.JobFailed, err.Error(), nil, nil); ferr != nil {
+// fail records that job j's result r cannot be used (it does not decode,
+// or names another serial): the job fails with err.
+func (s *Service) fail(j *store.Job, r queue.Result, err error) error {
+	first, ferr := s.jobs.FinishJob(j.ID, store.JobFailed, err.Error(), nil, nil)
+	if ferr != nil {
 		return ferr
 	}
-	s.wake(id)
+	s.recorded(j, r, store.JobFailed, err.Error(), first)
+	s.wake(j.ID)
 	return nil
+}
+
+// recorded brings j, as read before recording, to the state just stored
+// and tells the observer, when this call was the one that finished it.
+func (s *Service) recorded(j *store.Job, r queue.Result, state, errMsg string, first bool) {
+	if !first {
+		return
+	}
+	j.State, j.Error, j.Finished = state, errMsg, time.Now().UTC()
+	if s.Observer != nil {
+		s.Observer.JobRecorded(j, r.RequestID)
+	}
 }
 
 // lockJob serializes the recording of one job id (striped locks: two

@@ -367,10 +367,10 @@ func (q *Queue) PublishJob(ctx context.Context, job Job) error {
 	if job.Submitted.IsZero() {
 		job.Submitted = time.Now().UTC()
 	}
-	if err := job.Validate(); err != nil {
+	if err := job.validateFields(); err != nil {
 		return err
 	}
-	data, err := json.Marshal(&job)
+	data, err := json.Marshal(&job) // which checks the payload
 	if err != nil {
 		return fmt.Errorf("queue: job %s: %w", job.ID, err)
 	}
@@ -403,10 +403,10 @@ func (q *Queue) PublishResult(ctx context.Context, r Result) error {
 	if r.Finished.IsZero() {
 		r.Finished = time.Now().UTC()
 	}
-	if err := r.Validate(); err != nil {
+	if err := r.validateFields(); err != nil {
 		return err
 	}
-	data, err := json.Marshal(&r)
+	data, err := json.Marshal(&r) // which checks the payload
 	if err != nil {
 		return fmt.Errorf("queue: result %s: %w", r.JobID, err)
 	}

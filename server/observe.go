@@ -18,25 +18,20 @@ import (
 	"github.com/qpki/qpki/queue"
 )
 
-// observeRecorded reports the results of a batch that this call of record
-// committed first: a job finished before the batch began (a redelivered
-// duplicate, a batch offered again) was counted already.
-func (core *Core) observeRecorded(rs []queue.Result, errs []error, began time.Time) {
-	seen := make(map[string]bool, len(rs))
-	for i, r := range rs {
-		if errs[i] != nil || seen[r.JobID] {
-			continue
-		}
-		seen[r.JobID] = true
-		j, err := core.Enroll.Job(r.JobID)
-		if err != nil || j.State == store.JobQueued || j.Finished.Before(began) {
-			continue
-		}
-		latency := j.Finished.Sub(j.Created)
-		core.Metrics.JobRecorded(j.Kind, j.Profile, j.Class, j.State == store.JobDone, latency)
-		core.cfg.Log.Debug("job recorded", "job", j.ID, "request_id", r.RequestID, "kind", j.Kind, "state", j.State,
-			"serial", j.Serial, "latency", latency)
-	}
+// observer reports enroll's jobs to the metrics, and each recorded one to
+// the log.
+type observer struct {
+	m   *metrics.Metrics
+	log *slog.Logger
+}
+
+func (o observer) JobSubmitted(kind, profile, class string) { o.m.JobSubmitted(kind, profile, class) }
+
+func (o observer) JobRecorded(j *store.Job, requestID string) {
+	latency := j.Finished.Sub(j.Created)
+	o.m.JobRecorded(j.Kind, j.Profile, j.Class, j.State == store.JobDone, latency)
+	o.log.Debug("job recorded", "job", j.ID, "request_id", requestID, "kind", j.Kind, "state", j.State,
+		"serial", j.Serial, "latency", latency)
 }
 
 // QueueMetrics reads q for the metrics' queue collector (see

@@ -138,7 +138,7 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	core := &Core{CA: c, Queue: q, Enroll: svc, cfg: cfg, ctx: ctx, cancel: cancel,
 		Metrics: cfg.Metrics, samples: newSampler(cfg.SampleEvery)}
-	svc.Observer = cfg.Metrics
+	svc.Observer = observer{cfg.Metrics, cfg.Log}
 	core.watchShared(shared)
 	cfg.Metrics.WatchQueue(QueueMetrics(q), 2*time.Second)
 	name := enroll.QueueName(c)
@@ -184,10 +184,7 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 // transaction for its certificates); recording is idempotent, so a
 // failed batch is simply offered again.
 func (core *Core) record(rs []queue.Result) error {
-	began := time.Now()
-	errs := core.Enroll.RecordBatch(rs)
-	core.observeRecorded(rs, errs, began)
-	return errors.Join(errs...)
+	return errors.Join(core.Enroll.RecordBatch(rs)...)
 }
 
 func (core *Core) fail(err error) {

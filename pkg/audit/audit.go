@@ -55,14 +55,28 @@ type Entry struct {
 
 // hash is the SHA-256 of the entry's JSON encoding without its hash.
 func (e *Entry) hash() (string, error) {
+	_, h, err := e.seal()
+	return h, err
+}
+
+// seal returns the entry's line, with its hash, and the hash: one
+// encoding serves both, since the hash is the encoding's last member and
+// the only one that differs.
+func (e *Entry) seal() (line []byte, hash string, err error) {
 	c := *e
 	c.Hash = ""
 	b, err := json.Marshal(&c)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
+	hash = hex.EncodeToString(sum[:])
+	const tail = `""}`
+	if !bytes.HasSuffix(b, []byte(tail)) {
+		return nil, "", errors.New("audit: unexpected entry encoding")
+	}
+	line = append(append(append(b[:len(b)-len(tail)], '"'), hash...), '"', '}')
+	return line, hash, nil
 }
 
 // Log appends to one CA's audit log.
@@ -162,16 +176,11 @@ func (l *Log) AppendMany(events []Event) error {
 	seq, prev, buf := l.seq, l.prev, l.buf
 	for i, ev := range events {
 		e := Entry{Seq: seq + 1, Time: now, Event: ev.Event, Fields: norm[i], Prev: prev}
-		h, err := e.hash()
+		line, h, err := e.seal()
 		if err != nil {
 			return err
 		}
-		e.Hash = h
-		line, err := json.Marshal(&e)
-		if err != nil {
-			return err
-		}
-		seq, prev = e.Seq, e.Hash
+		seq, prev = e.Seq, h
 		buf = append(append(buf, line...), '\n')
 	}
 	l.seq, l.prev, l.buf = seq, prev, buf
@@ -203,8 +212,8 @@ func (l *Log) AppendMany(events []Event) error {
 }
 
 func normalize(fields map[string]any) (map[string]any, error) {
-	if fields == nil {
-		return nil, nil
+	if fields == nil || plain(fields) {
+		return fields, nil
 	}
 	b, err := json.Marshal(fields)
 	if err != nil {
@@ -213,6 +222,25 @@ func normalize(fields map[string]any) (map[string]any, error) {
 	var out map[string]any
 	err = json.Unmarshal(b, &out)
 	return out, err
+}
+
+// plain reports whether fields encode as they will read back from JSON:
+// strings (times encode as strings), lists of strings, booleans and
+// integers that a float64 holds exactly. Those need no round trip to be
+// hashed as a verifier will.
+func plain(fields map[string]any) bool {
+	for _, v := range fields {
+		switch v := v.(type) {
+		case string, bool, []string, time.Time:
+		case int:
+			if v > 1<<53 || v < -(1<<53) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Close closes the log file.

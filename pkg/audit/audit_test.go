@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func writeLog(t *testing.T, n int) string {
@@ -96,4 +97,40 @@ func TestOpenRefusesBrokenTail(t *testing.T) {
 	if _, err := Open(path); err == nil {
 		t.Fatal("opened a log whose last line was cut")
 	}
+}
+
+// TestFieldsOfEveryKindVerify appends fields that are hashed as given
+// (strings, names, times, small integers) and fields that need the JSON
+// round trip (a struct, a large integer, a float), and checks that Verify,
+// which hashes what it reads back, accepts every entry.
+func TestFieldsOfEveryKindVerify(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	when := time.Date(2026, 11, 27, 6, 30, 0, 123456789, time.FixedZone("CET", 3600))
+	events := []Event{
+		{EventIssue, map[string]any{"serial": "0a", "names": []string{"a.example", "b.example"}, "not_after": when, "ok": true, "n": 42}},
+		{EventCRL, map[string]any{"big": 1<<60 + 1, "ratio": 0.5, "nested": struct {
+			Z string `json:"z"`
+			A int    `json:"a"`
+		}{"last", 1}}},
+		{EventRevoke, nil},
+	}
+	if err := l.AppendMany(events); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	rep, err := verifyFile(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Entries != len(events) {
+		t.Fatalf("verified %d entries, want %d", rep.Entries, len(events))
+	}
+	if l, err = Open(path); err != nil { // reopening checks the last line's hash too
+		t.Fatal(err)
+	}
+	l.Close()
 }
