@@ -162,6 +162,8 @@ func benchCSR(b testing.TB, name string) []byte {
 	return der
 }
 
+// benchClients is how many callers submit and wait at once: 256, or
+// BENCH_CLIENTS (32 is an EST benchmark's load).
 var benchClients = func() int {
 	if n, err := strconv.Atoi(os.Getenv("BENCH_CLIENTS")); err == nil && n > 0 {
 		return n
