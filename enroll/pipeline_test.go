@@ -311,3 +311,65 @@ func mustCACert(t testing.TB, c *ca.CA) *x509.Certificate {
 	}
 	return cert
 }
+
+// TestResultOfUnknownJobIsOfferedAgain: a result whose job the store does
+// not show (yet: a shared store read from a lagging replica) is refused so
+// that the queue offers it again, unless it is old enough to be taken for
+// another deployment's; a result of a known job in the same batch is
+// recorded all the same.
+func TestResultOfUnknownJobIsOfferedAgain(t *testing.T) {
+	p := startPipeline(t, 1, 0)
+	id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "k.example.com"), Key: "known"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := waitFor(t, p.svc, id); res.State != store.JobDone {
+		t.Fatalf("known job: %+v", res)
+	}
+	fresh := queue.Result{V: queue.ResultVersion, JobID: enroll.JobID("other", "x"), CA: "ca", Kind: queue.KindIssue, OK: true, Finished: time.Now()}
+	if err := p.svc.Record(fresh); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("fresh result of an unknown job: got %v, want ErrNotFound", err)
+	}
+	old := fresh
+	old.Finished = time.Now().Add(-2 * time.Minute)
+	if err := p.svc.Record(old); err != nil {
+		t.Fatalf("old result of an unknown job: %v, want it dropped", err)
+	}
+	errs := p.svc.RecordBatch([]queue.Result{fresh, {V: queue.ResultVersion, JobID: id, CA: "ca", Kind: queue.KindIssue, OK: true, Finished: time.Now()}})
+	if !errors.Is(errs[0], store.ErrNotFound) || errs[1] != nil {
+		t.Fatalf("batch errors %v, want ErrNotFound then nil", errs)
+	}
+}
+
+// TestWaitFindsResultRecordedElsewhere: when a job is finished in the
+// store by someone who does not wake this service's waiters (another
+// front-end's recorder, whose wake-up went missing), Wait still returns
+// the result, because it reads the store again while it waits.
+func TestWaitFindsResultRecordedElsewhere(t *testing.T) {
+	p := startPipelineRecording(t, 1, 0, func(*enroll.Service, []queue.Result) error {
+		return nil // results are recorded "elsewhere": below, behind the service's back
+	})
+	id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "e.example.com"), Key: "elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.ca.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond) // Wait is blocked by then
+		if _, err := st.(store.JobStore).FinishJob(id, store.JobFailed, "recorded elsewhere", nil, nil); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := p.svc.Wait(ctx, id)
+	if err != nil {
+		t.Fatalf("Wait: %v (the store was never read again)", err)
+	}
+	if res.State != store.JobFailed || res.Error != "recorded elsewhere" {
+		t.Fatalf("Wait returned %+v", res)
+	}
+}

@@ -47,7 +47,8 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 		j, err := s.jobs.Job(r.JobID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			continue // not one of ours
+			errs[i] = unknownJob(r)
+			continue
 		case err != nil:
 			errs[i] = err
 			continue

@@ -24,7 +24,7 @@ func (s *Service) Record(r queue.Result) error {
 	defer unlock()
 	j, err := s.jobs.Job(r.JobID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // not one of ours (submitted elsewhere): nothing to record
+		return unknownJob(r)
 	}
 	if err != nil {
 		return err
@@ -33,6 +33,24 @@ func (s *Service) Record(r queue.Result) error {
 		return nil
 	}
 	return s.record(r, j)
+}
+
+// unknownGrace is how long a result whose job the store does not know is
+// offered again before it is dropped.
+const unknownGrace = time.Minute
+
+// unknownJob decides about a result whose job the store does not know.
+// A store shared by several front-ends (JetStream key-value, read from
+// any replica) may not show a job created a moment ago through another
+// front-end: dropping its result then lost the certificate for good, so
+// the result is refused, to be offered again, until it is unknownGrace
+// old. After that it is taken to be no job of this store's (submitted to
+// another deployment under the same CA name) and dropped.
+func unknownJob(r queue.Result) error {
+	if time.Since(r.Finished) < unknownGrace {
+		return fmt.Errorf("job %s: %w (not visible yet: the result will be offered again)", r.JobID, store.ErrNotFound)
+	}
+	return nil
 }
 
 // record commits r for its job j, still queued; the caller holds the

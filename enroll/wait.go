@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/qpki/qpki/pkg/store"
 )
@@ -15,7 +16,19 @@ func (s *Service) Job(id string) (*store.Job, error) { return s.jobs.Job(id) }
 // Wait returns the job's result, waiting until it is recorded or ctx is
 // done; then it returns ErrPending (an EST server answers 202, an ACME
 // order stays processing).
+//
+// The recorder wakes the waiters of the jobs it records; with a store
+// shared by several front-ends, so does a watch of the store for the jobs
+// another front-end recorded. Wait also reads the store again every
+// recheckEvery, so that a wake-up that never comes (a watch that fell
+// behind or skipped an update) costs that much delay, not the whole wait.
 func (s *Service) Wait(ctx context.Context, id string) (*Result, error) {
+	var recheck *time.Timer
+	defer func() {
+		if recheck != nil {
+			recheck.Stop()
+		}
+	}()
 	for {
 		ch := make(chan *Result, 1)
 		s.mu.Lock()
@@ -26,17 +39,28 @@ func (s *Service) Wait(ctx context.Context, id string) (*Result, error) {
 			s.forget(id, ch)
 			return res, err
 		}
+		if recheck == nil {
+			recheck = time.NewTimer(recheckEvery)
+		} else {
+			recheck.Reset(recheckEvery)
+		}
 		select {
 		case res := <-ch:
 			if res != nil {
 				return res, nil
 			}
+		case <-recheck.C:
+			s.forget(id, ch)
 		case <-ctx.Done():
 			s.forget(id, ch)
 			return nil, ErrPending
 		}
 	}
 }
+
+// recheckEvery is how often Wait reads the store again while no wake-up
+// came.
+const recheckEvery = 2 * time.Second
 
 func (s *Service) forget(id string, ch chan *Result) {
 	s.mu.Lock()

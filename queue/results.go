@@ -146,6 +146,13 @@ func (q *Queue) subscribeResults(ctx context.Context, ca string, maxBatch int) (
 		defer close(msgs)
 		for {
 			m, err := it.Next()
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// Not the end: the iterator pulls again by itself. Stopping
+				// it instead left its pull request at the server, where
+				// results went unread until AckWait had passed.
+				q.log.Debug("queue: recorder missed the server's heartbeats; pulling again")
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 					q.log.Warn("queue: recorder subscription ended", "err", err)

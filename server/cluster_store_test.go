@@ -20,6 +20,7 @@ import (
 	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/store/jskv"
+	"github.com/qpki/qpki/queue"
 )
 
 // Two serve front-ends share one JetStream store (--store jetstream) on a
@@ -79,6 +80,9 @@ func TestClusterTwoFrontendsShareJetStreamStore(t *testing.T) {
 	}
 	wg.Wait()
 	if t.Failed() {
+		out, _ := exec.Command(qpkiBin, "queue", "status", "--ca-dir", e.caDir).CombinedOutput()
+		t.Logf("queue status:\n%s", out)
+		logQueuedJobs(t, cl.URL(), filepath.Base(e.caDir))
 		dumpLogs(t, e)
 		t.FailNow()
 	}
@@ -200,6 +204,37 @@ func waitServe(t *testing.T, e *env, caDir string) {
 	}
 	dumpLogs(t, e)
 	t.Fatalf("serve for %s did not come up", caDir)
+}
+
+// logQueuedJobs logs the jobs the shared store still has queued, and
+// whether the queue holds a result for each: to tell a job never signed
+// from a result never recorded.
+func logQueuedJobs(t *testing.T, url, caName string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := natstest.Connect(t, url)
+	st, err := jskv.Open(ctx, js, jskv.Options{CA: caName, Replicas: 3})
+	if err != nil {
+		t.Logf("opening the store: %v", err)
+		return
+	}
+	jobs, err := st.Jobs(store.JobQueued)
+	if err != nil {
+		t.Logf("listing queued jobs: %v", err)
+		return
+	}
+	for _, j := range jobs {
+		msg, err := js.Stream(ctx, queue.StreamResults)
+		var got string
+		if err == nil {
+			if m, err := msg.GetLastMsgForSubject(ctx, queue.ResultSubject(caName, j.ID)); err == nil {
+				got = fmt.Sprintf("result stored at %s: %.200s", m.Time.Format(time.RFC3339Nano), m.Data)
+			} else {
+				got = "no result: " + err.Error()
+			}
+		}
+		t.Logf("queued job %s key %s created %s: %s", j.ID, j.Key, j.Created.Format(time.RFC3339Nano), got)
+	}
 }
 
 func dumpLogs(t *testing.T, e *env) {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -105,7 +104,7 @@ func (s *Bolt) PutCert(c *Cert) error {
 	if err != nil {
 		return err
 	}
-	val, err := json.Marshal(c)
+	val, err := encodeRecord(c)
 	if err != nil {
 		return err
 	}
@@ -114,7 +113,7 @@ func (s *Bolt) PutCert(c *Cert) error {
 		certs := tx.Bucket(bucketCerts)
 		if old := certs.Get(k); old != nil {
 			var prev Cert
-			if err := json.Unmarshal(old, &prev); err == nil && bytes.Equal(prev.DER, c.DER) {
+			if err := decodeRecord(old, &prev); err == nil && bytes.Equal(prev.DER, c.DER) {
 				return nil
 			}
 			return ErrSerialInUse
@@ -134,7 +133,7 @@ func (s *Bolt) Cert(serial *big.Int) (*Cert, error) {
 			return fmt.Errorf("certificate %s: %w", FormatSerial(serial), ErrNotFound)
 		}
 		c = new(Cert)
-		return json.Unmarshal(v, c)
+		return decodeRecord(v, c)
 	})
 	return c, err
 }
@@ -147,7 +146,7 @@ func (s *Bolt) List(f Filter) ([]*Cert, error) {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCerts).ForEach(func(_, v []byte) error {
 			c := new(Cert)
-			if err := json.Unmarshal(v, c); err != nil {
+			if err := decodeRecord(v, c); err != nil {
 				return err
 			}
 			if f.Status == "" || c.Status(f.Now) == f.Status {
@@ -170,14 +169,14 @@ func (s *Bolt) Revoke(serial *big.Int, r Revocation) (*Cert, error) {
 			return fmt.Errorf("certificate %s: %w", FormatSerial(serial), ErrNotFound)
 		}
 		c = new(Cert)
-		if err := json.Unmarshal(v, c); err != nil {
+		if err := decodeRecord(v, c); err != nil {
 			return err
 		}
 		if c.Revocation != nil {
 			return fmt.Errorf("certificate %s: %w", FormatSerial(serial), ErrRevoked)
 		}
 		c.Revocation = &r
-		val, err := json.Marshal(c)
+		val, err := encodeRecord(c)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -96,7 +95,7 @@ func (s *Bolt) CreateJob(j *Job) (*Job, bool, error) {
 		}
 		if v := b.Get([]byte(j.ID)); v != nil {
 			existing = new(Job)
-			if err := json.Unmarshal(v, existing); err != nil {
+			if err := decodeRecord(v, existing); err != nil {
 				return err
 			}
 			if existing.RequestHash != j.RequestHash {
@@ -117,7 +116,7 @@ func (s *Bolt) CreateJob(j *Job) (*Job, bool, error) {
 				return err
 			}
 		}
-		val, err := json.Marshal(j)
+		val, err := encodeRecord(j)
 		if err != nil {
 			return err
 		}
@@ -145,7 +144,7 @@ func (s *Bolt) Job(id string) (*Job, error) {
 			return fmt.Errorf("job %s: %w", id, ErrNotFound)
 		}
 		j = new(Job)
-		return json.Unmarshal(v, j)
+		return decodeRecord(v, j)
 	})
 	return j, err
 }
@@ -196,7 +195,7 @@ func finishOne(tx *bolt.Tx, b *bolt.Bucket, d Finished) (bool, error) {
 		return false, fmt.Errorf("job %s: %w", d.ID, ErrNotFound)
 	}
 	j := new(Job)
-	if err := json.Unmarshal(v, j); err != nil {
+	if err := decodeRecord(v, j); err != nil {
 		return false, err
 	}
 	if j.State != JobQueued {
@@ -215,7 +214,7 @@ func finishOne(tx *bolt.Tx, b *bolt.Bucket, d Finished) (bool, error) {
 		if certs.Get(k) != nil {
 			return false, ErrSerialInUse
 		}
-		val, err := json.Marshal(cert)
+		val, err := encodeRecord(cert)
 		if err != nil {
 			return false, err
 		}
@@ -224,7 +223,7 @@ func finishOne(tx *bolt.Tx, b *bolt.Bucket, d Finished) (bool, error) {
 		}
 	}
 	j.State, j.Error, j.Result, j.Finished, j.Payload = d.State, d.Error, d.Result, time.Now().UTC(), nil
-	val, err := json.Marshal(j)
+	val, err := encodeRecord(j)
 	if err != nil {
 		return false, err
 	}
@@ -240,7 +239,7 @@ func (s *Bolt) Jobs(state string) ([]*Job, error) {
 		}
 		return b.ForEach(func(_, v []byte) error {
 			j := new(Job)
-			if err := json.Unmarshal(v, j); err != nil {
+			if err := decodeRecord(v, j); err != nil {
 				return err
 			}
 			if state == "" || j.State == state {
