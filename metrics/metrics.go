@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -41,6 +42,7 @@ type Metrics struct {
 	signLatency *prometheus.HistogramVec
 	signatures  *prometheus.CounterVec
 	signErrors  *prometheus.CounterVec
+	signerBusy  *prometheus.CounterVec
 	httpCount   *prometheus.CounterVec
 	httpLatency *prometheus.HistogramVec
 	queue       *queueCollector
@@ -81,6 +83,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "signer_errors_total",
 			Help: "Signer failures (the job is retried on a fresh session), by signer.",
 		}, []string{"signer"}),
+		signerBusy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "signer_busy_seconds_total",
+			Help: "Time signer sessions spent signing, by signer: its rate over the number of sessions is how busy the queue keeps them.",
+		}, []string{"signer"}),
 		httpCount: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "http_requests_total",
 			Help: "HTTPS requests, by endpoint (the route pattern that matched) and status code.",
@@ -96,7 +102,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.submitted, m.signed, m.failed, m.jobLatency, m.signLatency,
-		m.signatures, m.signErrors, m.httpCount, m.httpLatency, m.queue,
+		m.signatures, m.signErrors, m.signerBusy, m.httpCount, m.httpLatency, m.queue,
 	)
 	return m
 }
@@ -134,6 +140,25 @@ func (m *Metrics) JobRecorded(kind, profile, class string, ok bool, sinceSubmit 
 		m.failed.WithLabelValues(kind, profile).Inc()
 	}
 	m.jobLatency.WithLabelValues(kind, class).Observe(sinceSubmit.Seconds())
+}
+
+// SignerBusy adds the time one signature held a session of signer
+// (worker.Observer).
+func (m *Metrics) SignerBusy(signer string, held time.Duration) {
+	if m == nil {
+		return
+	}
+	m.signerBusy.WithLabelValues(signer).Add(held.Seconds())
+}
+
+// SignerBusySeconds returns the time a signer's sessions have spent
+// signing so far.
+func (m *Metrics) SignerBusySeconds(signer string) float64 {
+	var out dto.Metric
+	if m == nil || m.signerBusy.WithLabelValues(signer).Write(&out) != nil {
+		return 0
+	}
+	return out.GetCounter().GetValue()
 }
 
 // Signed reports one signature attempt of a worker (worker.Observer): err

@@ -33,6 +33,11 @@ func TestCounters(t *testing.T) {
 	m.JobRecorded("issue", "ec/tls-server", "interactive", false, 40*time.Millisecond)
 	m.Signed("issue", "software", 2*time.Millisecond, nil)
 	m.Signed("issue", "pkcs11:CA-Token", 0, errors.New("CKR_DEVICE_ERROR"))
+	m.SignerBusy("software", 1500*time.Millisecond)
+	m.SignerBusy("software", 500*time.Millisecond)
+	if got := m.SignerBusySeconds("software"); got != 2 {
+		t.Errorf("SignerBusySeconds = %v, want 2", got)
+	}
 	out := scrape(t, m.Handler())
 	for _, want := range []string{
 		`qpki_jobs_submitted_total{class="interactive",kind="issue",profile="ec/tls-server"} 2`,
@@ -42,6 +47,7 @@ func TestCounters(t *testing.T) {
 		`qpki_sign_duration_seconds_count{kind="issue",signer="software"} 1`,
 		`qpki_signer_signatures_total{signer="software"} 1`,
 		`qpki_signer_errors_total{signer="pkcs11:CA-Token"} 1`,
+		`qpki_signer_busy_seconds_total{signer="software"} 2`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(out, want) {
@@ -58,6 +64,8 @@ func TestNilIsSafe(t *testing.T) {
 	m.JobSubmitted("issue", "p", "batch")
 	m.JobRecorded("issue", "p", "batch", true, time.Second)
 	m.Signed("issue", "s", time.Second, nil)
+	m.SignerBusy("s", time.Second)
+	m.SignerBusySeconds("s")
 	m.WatchQueue(nil, 0)
 	h := m.InstrumentHTTP(http.NotFoundHandler())
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))

@@ -240,6 +240,9 @@ func TestMetricsMove(t *testing.T) {
 	if after[`qpki_job_latency_seconds_sum{class="interactive",kind="issue"}`] <= before[`qpki_job_latency_seconds_sum{class="interactive",kind="issue"}`] {
 		t.Error("job latency sum did not grow")
 	}
+	if after[`qpki_signer_busy_seconds_total{signer="software"}`] <= before[`qpki_signer_busy_seconds_total{signer="software"}`] {
+		t.Error("the signer's busy time did not grow")
+	}
 	if after[`qpki_queue_up`] != 1 {
 		t.Errorf("qpki_queue_up = %v", after[`qpki_queue_up`])
 	}

@@ -26,7 +26,7 @@ func NewLocal(c *ca.CA, o Options, record func(queue.Result) error) (*Local, err
 	}
 	l := &Local{ca: c, o: o, sessions: make(chan *worker, o.Sessions), record: record}
 	for i := 0; i < o.Sessions; i++ {
-		s, err := openSession(c, o.Keys)
+		s, err := openSession(c, o)
 		if err != nil {
 			l.Close()
 			return nil, err

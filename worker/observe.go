@@ -19,6 +19,9 @@ import (
 // for the rate limiter. Signed must be fast and safe for concurrent use.
 type Observer interface {
 	Signed(kind, signer string, elapsed time.Duration, err error)
+	// SignerBusy adds the time one signature held a session of signer
+	// (the signer's call alone).
+	SignerBusy(signer string, held time.Duration)
 }
 
 // signObserved signs a job and tells the Observer how it went.

@@ -82,7 +82,7 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 	// missing key fails the start, not the first jobs.
 	sessions := make([]*session, o.Sessions)
 	for i := range sessions {
-		s, err := openSession(c, o.Keys)
+		s, err := openSession(c, o)
 		if err != nil {
 			for _, s := range sessions[:i] {
 				s.close()
@@ -157,36 +157,46 @@ type session struct {
 	signer  string // the signer's name in metrics
 }
 
-func openSession(c *ca.CA, keys ca.KeyOptions) (*session, error) {
+func openSession(c *ca.CA, o Options) (*session, error) {
 	name, _, err := c.Version("")
 	if err != nil {
 		return nil, err
 	}
-	iss, closer, err := c.Issuer(name, keys)
+	iss, closer, err := c.Issuer(name, o.Keys)
 	if err != nil {
 		return nil, err
 	}
+	label := signerLabel(c, name, o.Keys)
 	// The goroutines sharing the session take turns at its signer, so
 	// that a session signs one thing at a time, as an HSM session does:
 	// an HSM signer would otherwise spread them over its token's session
 	// pool, and --workers would no longer bound the load on the HSM.
 	mu := new(sync.Mutex)
-	iss.Signer = sessionSigner{iss.Signer, mu}
-	if iss.AltSigner != nil {
-		iss.AltSigner = sessionSigner{iss.AltSigner, mu}
+	busy := func(time.Duration) {}
+	if o.Observer != nil {
+		busy = func(d time.Duration) { o.Observer.SignerBusy(label, d) }
 	}
-	return &session{iss: iss, closer: closer, version: name, signer: signerLabel(c, name, keys)}, nil
+	iss.Signer = sessionSigner{iss.Signer, mu, busy}
+	if iss.AltSigner != nil {
+		iss.AltSigner = sessionSigner{iss.AltSigner, mu, busy}
+	}
+	return &session{iss: iss, closer: closer, version: name, signer: label}, nil
 }
 
 // sessionSigner is a signer that one worker session's goroutines share.
+// It reports how long each signature held the session: the share of time
+// a session is busy tells whether the queue keeps the signer fed.
 type sessionSigner struct {
 	algo.Signer
-	mu *sync.Mutex
+	mu   *sync.Mutex
+	busy func(time.Duration)
 }
 
 func (s sessionSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	start := time.Now()
+	defer func() { s.busy(time.Since(start)) }()
 	return s.Signer.Sign(rand, digest, opts)
 }
 
@@ -276,7 +286,7 @@ func (w *worker) handle(ctx context.Context, d *queue.Delivery) {
 }
 
 func (w *worker) reopen() {
-	s, err := openSession(w.ca, w.o.Keys)
+	s, err := openSession(w.ca, w.o)
 	if err != nil {
 		w.o.Log.Error("reopening the signer session failed", "error", err)
 		return
