@@ -201,12 +201,7 @@ func (s *Service) recordCOSE(j *store.Job, r queue.Result) error {
 	if err := s.CA.Audit(audit.EventCOSE, coseFields(j, &res)); err != nil {
 		return err
 	}
-	first, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.Message, nil)
-	if err != nil {
-		return err
-	}
-	s.recorded(j, r, store.JobDone, "", first)
-	return nil
+	return s.finish(j, r, store.JobDone, "", res.Message, nil)
 }
 
 // coseFields describes a signed message for the audit log: what a token

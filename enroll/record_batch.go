@@ -91,32 +91,35 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 		}
 		return errs
 	}
-	stored := make([]bool, len(bulk))
-	isFirst, err := s.jobs.FinishJobs(done)
-	if err != nil {
-		// One bad result must not hold back the others: record them one
-		// by one, and fail the job whose certificate cannot be stored.
-		for k, p := range bulk {
-			f, ferr := s.jobs.FinishJob(done[k].ID, store.JobDone, "", nil, p.rec)
-			stored[k] = ferr == nil
-			if stored[k] {
-				s.recorded(p.j, rs[p.i], store.JobDone, "", f)
-			}
-			if errors.Is(ferr, store.ErrSerialInUse) {
-				ferr = s.fail(p.j, rs[p.i], ferr)
-			}
-			errs[p.i] = ferr
+	// A stored certificate is reported and handed to its waiters. When
+	// another result was stored first (a redelivery recorded by another
+	// front-end), the waiters read that one from the store instead.
+	stored := func(p pending, first bool) {
+		s.recorded(p.j, rs[p.i], store.JobDone, "", first)
+		if !first {
+			s.wake(p.rec.JobID)
+			return
 		}
-	} else {
-		for k, p := range bulk {
-			stored[k] = true
-			s.recorded(p.j, rs[p.i], store.JobDone, "", isFirst[k])
-		}
+		s.wakeWith(p.rec.JobID, &Result{JobID: p.rec.JobID, State: store.JobDone, Cert: p.rec, DER: p.rec.DER})
 	}
-	for k, p := range bulk {
-		if stored[k] {
-			s.wakeWith(p.rec.JobID, &Result{JobID: p.rec.JobID, State: store.JobDone, Cert: p.rec, DER: p.rec.DER})
+	isFirst, err := s.jobs.FinishJobs(done)
+	if err == nil {
+		for k, p := range bulk {
+			stored(p, isFirst[k])
 		}
+		return errs
+	}
+	// One bad result must not hold back the others: record them one by
+	// one, and fail the job whose certificate cannot be stored.
+	for k, p := range bulk {
+		f, err := s.jobs.FinishJob(done[k].ID, store.JobDone, "", nil, p.rec)
+		switch {
+		case err == nil:
+			stored(p, f)
+		case errors.Is(err, store.ErrSerialInUse):
+			err = s.fail(p.j, rs[p.i], err)
+		}
+		errs[p.i] = err
 	}
 	return errs
 }

@@ -57,11 +57,9 @@ func unknownJob(r queue.Result) error {
 // job's lock.
 func (s *Service) record(r queue.Result, j *store.Job) error {
 	if !r.OK {
-		first, err := s.jobs.FinishJob(r.JobID, store.JobFailed, r.Error, nil, nil)
-		if err != nil {
+		if err := s.finish(j, r, store.JobFailed, r.Error, nil, nil); err != nil {
 			return err
 		}
-		s.recorded(j, r, store.JobFailed, r.Error, first)
 		s.wake(r.JobID)
 		return nil
 	}
@@ -83,11 +81,9 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 		if err := s.CA.Audit(audit.EventIssue, ca.IssueFields(rec)); err != nil {
 			return err
 		}
-		first, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", nil, rec)
-		if err != nil {
+		if err := s.finish(j, r, store.JobDone, "", nil, rec); err != nil {
 			return err
 		}
-		s.recorded(j, r, store.JobDone, "", first)
 	case jobspec.KindCRL:
 		var res jobspec.CRLResult
 		if err := jobspec.Decode(r.Payload, &res); err != nil {
@@ -102,11 +98,9 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 		if err := s.CA.StoreCRL(res.Version, res.DER); err != nil {
 			return err
 		}
-		first, err := s.jobs.FinishJob(r.JobID, store.JobDone, "", res.DER, nil)
-		if err != nil {
+		if err := s.finish(j, r, store.JobDone, "", res.DER, nil); err != nil {
 			return err
 		}
-		s.recorded(j, r, store.JobDone, "", first)
 	case jobspec.KindCOSE:
 		if err := s.recordCOSE(j, r); err != nil {
 			return err
@@ -121,12 +115,21 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 // fail records that job j's result r cannot be used (it does not decode,
 // or names another serial): the job fails with err.
 func (s *Service) fail(j *store.Job, r queue.Result, err error) error {
-	first, ferr := s.jobs.FinishJob(j.ID, store.JobFailed, err.Error(), nil, nil)
-	if ferr != nil {
+	if ferr := s.finish(j, r, store.JobFailed, err.Error(), nil, nil); ferr != nil {
 		return ferr
 	}
-	s.recorded(j, r, store.JobFailed, err.Error(), first)
 	s.wake(j.ID)
+	return nil
+}
+
+// finish stores job j's outcome (FinishJob) and, when this call was the
+// one that finished it, reports it (recorded).
+func (s *Service) finish(j *store.Job, r queue.Result, state, errMsg string, result []byte, cert *store.Cert) error {
+	first, err := s.jobs.FinishJob(j.ID, state, errMsg, result, cert)
+	if err != nil {
+		return err
+	}
+	s.recorded(j, r, state, errMsg, first)
 	return nil
 }
 
