@@ -47,6 +47,12 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // Content-Transfer-Encoding says); a PEM-wrapped CSR and plain DER are
 // accepted too, as clients send them.
 func decodeCSRBody(body []byte) ([]byte, error) {
+	// Base64 of DER starts with 'M' (a SEQUENCE); a body starting with
+	// the SEQUENCE tag itself is binary DER. It is taken before any
+	// trimming: its last byte may well be 0x20 or 0x0a.
+	if len(body) > 0 && body[0] == 0x30 {
+		return body, nil
+	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, errors.New("empty request body: send a base64 PKCS#10 CSR")
@@ -60,11 +66,6 @@ func decodeCSRBody(body []byte) ([]byte, error) {
 			return nil, fmt.Errorf("PEM block %q is not a CERTIFICATE REQUEST", block.Type)
 		}
 		return block.Bytes, nil
-	}
-	// Base64 of DER starts with 'M' (a SEQUENCE); a body starting with
-	// the SEQUENCE tag itself is binary DER.
-	if body[0] == 0x30 {
-		return body, nil
 	}
 	return decodeBase64(body)
 }
