@@ -15,11 +15,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/internal/cpuclock"
 	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/profile"
@@ -70,7 +70,7 @@ func BenchmarkPipeline(b *testing.B) {
 			raw := rawRate(b, core.CA, sessions)
 			var seq atomic.Int64
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu0 := cpuclock.Used()
 			start := time.Now()
 			var wg sync.WaitGroup
 			work := make(chan int)
@@ -101,7 +101,7 @@ func BenchmarkPipeline(b *testing.B) {
 			close(work)
 			wg.Wait()
 			el := time.Since(start)
-			cpu := cpuTime() - cpu0
+			cpu := cpuclock.Used() - cpu0
 			b.StopTimer()
 			rate := float64(b.N) / el.Seconds()
 			var ms runtime.MemStats
@@ -115,13 +115,6 @@ func BenchmarkPipeline(b *testing.B) {
 			b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "procs")
 		})
 	}
-}
-
-// cpuTime is the CPU time the process has used so far, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rawRate is the CA key's signing rate with n goroutines, each with its

@@ -155,6 +155,8 @@ type session struct {
 	closer  io.Closer
 	version string
 	signer  string // the signer's name in metrics
+	mu      *sync.Mutex
+	closed  *bool // under mu
 }
 
 func openSession(c *ca.CA, o Options) (*session, error) {
@@ -176,11 +178,12 @@ func openSession(c *ca.CA, o Options) (*session, error) {
 	if o.Observer != nil {
 		busy = func(d time.Duration) { o.Observer.SignerBusy(label, d) }
 	}
-	iss.Signer = sessionSigner{iss.Signer, mu, busy}
+	closed := new(bool)
+	iss.Signer = sessionSigner{iss.Signer, mu, closed, busy}
 	if iss.AltSigner != nil {
-		iss.AltSigner = sessionSigner{iss.AltSigner, mu, busy}
+		iss.AltSigner = sessionSigner{iss.AltSigner, mu, closed, busy}
 	}
-	return &session{iss: iss, closer: closer, version: name, signer: label}, nil
+	return &session{iss: iss, closer: closer, version: name, signer: label, mu: mu, closed: closed}, nil
 }
 
 // sessionSigner is a signer that one worker session's goroutines share.
@@ -188,20 +191,36 @@ func openSession(c *ca.CA, o Options) (*session, error) {
 // a session is busy tells whether the queue keeps the signer fed.
 type sessionSigner struct {
 	algo.Signer
-	mu   *sync.Mutex
-	busy func(time.Duration)
+	mu     *sync.Mutex
+	closed *bool
+	busy   func(time.Duration)
 }
+
+var errSessionClosed = errors.New("worker: signer session closed")
 
 func (s sessionSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if *s.closed {
+		return nil, errSessionClosed
+	}
 	start := time.Now()
 	defer func() { s.busy(time.Since(start)) }()
 	return s.Signer.Sign(rand, digest, opts)
 }
 
+// close waits for a signature in progress before it closes the signer:
+// SoftHSM, for one, crashes when a session closes under C_Sign.
 func (s *session) close() {
-	if s != nil && s.closer != nil {
+	if s == nil {
+		return
+	}
+	if s.mu != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		*s.closed = true
+	}
+	if s.closer != nil {
 		s.closer.Close()
 	}
 }
