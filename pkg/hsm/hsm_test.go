@@ -157,10 +157,21 @@ func TestRSASignatureSchemes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := tok.Signer(key, algo.RSA2048)
+	ts, err := tok.signer(key, algo.RSA2048, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ts.v3 == nil {
+		t.Fatal("the signer does not sign through the cgo layer")
+	}
+	// Both signing paths: one call into C, and miekg/pkcs11's two, which
+	// signs when the cgo layer cannot load the module.
+	t.Run("one call", func(t *testing.T) { checkRSASchemes(t, ts) })
+	ts.v3 = nil
+	t.Run("miekg", func(t *testing.T) { checkRSASchemes(t, ts) })
+}
+
+func checkRSASchemes(t *testing.T, s *tokenSigner) {
 	pub := s.Public().(*rsa.PublicKey)
 	msg := []byte("rsa schemes")
 	d256 := sha256.Sum256(msg)

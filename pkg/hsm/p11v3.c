@@ -101,6 +101,60 @@ static int has_32(const qp_module *m)
 	return m->major > 3 || (m->major == 3 && m->minor >= 2);
 }
 
+/*
+ * init_and_sign runs C_SignInit and C_Sign (length, then signature) in
+ * one call from Go: each return from C to Go may have to wait for the Go
+ * scheduler, and under load that wait, paid once per call, was as long
+ * as the signature itself.
+ */
+static qp_ulong init_and_sign(qp_module *m, qp_ulong session, qp_mechanism *mm, qp_ulong key,
+	const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen)
+{
+	*sig = NULL;
+	*siglen = 0;
+	sign_init_fn init = (sign_init_fn)m->fl->fn[FN_SIGN_INIT];
+	sign_fn sign = (sign_fn)m->fl->fn[FN_SIGN];
+	qp_ulong rv = init(session, mm, key);
+	if (rv != QP_CKR_OK)
+		return rv;
+	qp_ulong n = 0;
+	rv = sign(session, (unsigned char *)data, datalen, NULL, &n);
+	if (rv != QP_CKR_OK)
+		return rv;
+	unsigned char *out = malloc(n ? n : 1);
+	if (out == NULL) {
+		/* End the operation: C_Sign with a NULL length pointer fails and ends it. */
+		sign(session, NULL, 0, NULL, NULL);
+		return QP_CKR_HOST_MEMORY;
+	}
+	rv = sign(session, (unsigned char *)data, datalen, out, &n);
+	if (rv != QP_CKR_OK) {
+		free(out);
+		return rv;
+	}
+	*sig = out;
+	*siglen = n;
+	return QP_CKR_OK;
+}
+
+qp_ulong qp_sign(qp_module *m, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
+	qp_ulong key, const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen)
+{
+	*sig = NULL;
+	*siglen = 0;
+	/* The module may keep the parameter until C_Sign: give it our own copy. */
+	unsigned char *pcopy = NULL;
+	if (paramlen) {
+		if ((pcopy = malloc(paramlen)) == NULL)
+			return QP_CKR_HOST_MEMORY;
+		memcpy(pcopy, param, paramlen);
+	}
+	qp_mechanism mm = {mech, pcopy, paramlen};
+	qp_ulong rv = init_and_sign(m, session, &mm, key, data, datalen, sig, siglen);
+	free(pcopy);
+	return rv;
+}
+
 qp_ulong qp_sign_with_context(qp_module *m, qp_ulong session, qp_ulong mech, qp_ulong key,
 	qp_ulong hedge, const unsigned char *ctx, qp_ulong ctxlen,
 	const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen)
@@ -115,31 +169,7 @@ qp_ulong qp_sign_with_context(qp_module *m, qp_ulong session, qp_ulong mech, qp_
 		memcpy(ctxcopy, ctx, ctxlen);
 	qp_sign_additional_context param = {hedge, ctxlen ? ctxcopy : NULL, ctxlen};
 	qp_mechanism mm = {mech, &param, sizeof(param)};
-	sign_init_fn init = (sign_init_fn)m->fl->fn[FN_SIGN_INIT];
-	sign_fn sign = (sign_fn)m->fl->fn[FN_SIGN];
-	qp_ulong rv = init(session, &mm, key);
-	if (rv != QP_CKR_OK) {
-		free(ctxcopy);
-		return rv;
-	}
-	qp_ulong n = 0;
-	rv = sign(session, (unsigned char *)data, datalen, NULL, &n);
-	if (rv == QP_CKR_OK) {
-		unsigned char *out = malloc(n ? n : 1);
-		if (out == NULL) {
-			/* End the operation: C_Sign with a NULL length pointer fails and ends it. */
-			sign(session, NULL, 0, NULL, NULL);
-			free(ctxcopy);
-			return QP_CKR_HOST_MEMORY;
-		}
-		rv = sign(session, (unsigned char *)data, datalen, out, &n);
-		if (rv == QP_CKR_OK) {
-			*sig = out;
-			*siglen = n;
-		} else {
-			free(out);
-		}
-	}
+	qp_ulong rv = init_and_sign(m, session, &mm, key, data, datalen, sig, siglen);
 	free(ctxcopy);
 	return rv;
 }

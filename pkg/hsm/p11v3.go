@@ -74,6 +74,20 @@ func bytesPtr(b []byte) *C.uchar {
 	return (*C.uchar)(unsafe.Pointer(&b[0]))
 }
 
+// sign runs C_SignInit and C_Sign in one call into C. param is the
+// mechanism parameter as miekg/pkcs11 lays it out (NewPSSParams, say).
+func (p *p11v3) sign(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech uint, param, data []byte) ([]byte, error) {
+	var sig *C.uchar
+	var n C.qp_ulong
+	rv := C.qp_sign(&p.m, C.qp_ulong(s), C.qp_ulong(mech), bytesPtr(param), C.qp_ulong(len(param)), C.qp_ulong(key),
+		bytesPtr(data), C.qp_ulong(len(data)), &sig, &n)
+	if err := ckr(rv); err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(sig))
+	return C.GoBytes(unsafe.Pointer(sig), C.int(n)), nil
+}
+
 // signWithContext runs C_SignInit with a CK_SIGN_ADDITIONAL_CONTEXT
 // parameter and C_Sign.
 func (p *p11v3) signWithContext(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech, hedge uint, ctx, data []byte) ([]byte, error) {

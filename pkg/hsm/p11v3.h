@@ -1,7 +1,8 @@
 /*
  * p11v3.h: the PKCS#11 3.x calls that github.com/miekg/pkcs11 (2.40) cannot
  * make: C_SignInit with a CK_SIGN_ADDITIONAL_CONTEXT parameter, and
- * C_EncapsulateKey / C_DecapsulateKey. They go through the function list
+ * C_EncapsulateKey / C_DecapsulateKey; and C_SignInit+C_Sign in one call
+ * from Go, where miekg/pkcs11 makes two. They go through the function list
  * of C_GetInterface (or C_GetFunctionList) of the module miekg/pkcs11
  * already loaded, so they share its sessions and login.
  */
@@ -33,6 +34,9 @@ typedef struct {
 } qp_module;
 
 int qp_open(const char *path, qp_module *m, char *err, size_t errlen);
+
+qp_ulong qp_sign(qp_module *m, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
+	qp_ulong key, const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen);
 
 qp_ulong qp_sign_with_context(qp_module *m, qp_ulong session, qp_ulong mech, qp_ulong key,
 	qp_ulong hedge, const unsigned char *ctx, qp_ulong ctxlen,

@@ -22,7 +22,8 @@ type tokenSigner struct {
 	key    *Key
 	alg    algo.Algorithm
 	family algo.Family
-	mech   uint // the mechanism for the algorithm (CKM_RSA_PKCS for RSA; PSS is chosen per call)
+	mech   uint   // the mechanism for the algorithm (CKM_RSA_PKCS for RSA; PSS is chosen per call)
+	v3     *p11v3 // signs in one call into C; nil: through miekg/pkcs11
 
 	closeOnce sync.Once
 	onClose   func() error
@@ -79,7 +80,9 @@ func (t *Token) signer(key *Key, alg algo.Algorithm, onClose func() error) (*tok
 	if err := st.need(mech, "sign with "+string(alg)); err != nil {
 		return nil, err
 	}
-	return &tokenSigner{key: key, alg: alg, family: info.Family, mech: mech, onClose: onClose}, nil
+	// Without the cgo layer (a module it cannot load), miekg/pkcs11 signs.
+	v3, _ := loadP11v3(st.mod.path)
+	return &tokenSigner{key: key, alg: alg, family: info.Family, mech: mech, v3: v3, onClose: onClose}, nil
 }
 
 func (s *tokenSigner) Public() crypto.PublicKey  { return s.key.public }
@@ -188,6 +191,11 @@ func (s *tokenSigner) signPSS(digest []byte, o *rsa.PSSOptions) ([]byte, error) 
 
 // sign runs C_SignInit and C_Sign on a pooled session.
 func (s *tokenSigner) sign(mech uint, param []byte, data []byte) ([]byte, error) {
+	if v3 := s.v3; v3 != nil {
+		return s.signOn(mech, func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
+			return v3.sign(sess, h, mech, param, data)
+		})
+	}
 	ctx := s.key.st.mod.ctx
 	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, param)}
 	return s.signOn(mech, func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
