@@ -142,12 +142,14 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 			return "", err
 		}
 		rec.Profile, rec.RequestHash = r.Profile, requestHash(r.Kind, p.Profile, p.Vars, p.CSR, p.PublicKey)
-		if old, err := s.jobs.Job(id); err == nil {
-			if old.RequestHash != rec.RequestHash {
-				return "", fmt.Errorf("%w (key %q)", store.ErrKeyReused, r.Key)
-			}
-			return id, s.republish(ctx, old, r, p)
+		key, aid, old, err := s.attempt(r.Key, rec.RequestHash)
+		if err != nil {
+			return "", err
 		}
+		if old != nil {
+			return aid, s.republish(ctx, old, r, p)
+		}
+		id, rec.ID, rec.Key = aid, aid, key
 		serial, err := ca.NewSerial()
 		if err != nil {
 			return "", err
@@ -272,6 +274,45 @@ func (s *Service) republish(ctx context.Context, old *store.Job, r Request, _ *j
 	}
 	r.Class = old.Class
 	return s.send(ctx, old.ID, r, old.Payload)
+}
+
+// maxAttempts bounds how often one request starts over after its job was
+// dead-lettered.
+const maxAttempts = 16
+
+// attemptKey is the idempotency key of a request's attempt n (from 1).
+func attemptKey(key string, n int) string {
+	if n == 1 {
+		return key
+	}
+	return fmt.Sprintf("%s#attempt-%d", key, n)
+}
+
+// attempt finds the job a request with idempotency key key belongs to:
+// the key's own job, or, when that job was dead-lettered (it failed for
+// want of a working signer, not because of the request), the job of the
+// next attempt, under a key of its own, so that it has a new job id,
+// serial and queue message. It returns the attempt's key and job id and
+// the job already there (nil when there is none yet). A key whose job
+// holds another request is refused.
+func (s *Service) attempt(key, hash string) (string, string, *store.Job, error) {
+	for n := 1; ; n++ {
+		k := attemptKey(key, n)
+		id := JobID(s.caName, k)
+		old, err := s.jobs.Job(id)
+		if errors.Is(err, store.ErrNotFound) {
+			return k, id, nil, nil
+		}
+		if err != nil {
+			return "", "", nil, err
+		}
+		if old.RequestHash != hash {
+			return "", "", nil, fmt.Errorf("%w (key %q)", store.ErrKeyReused, key)
+		}
+		if old.State != store.JobFailed || !old.Retryable || n == maxAttempts {
+			return k, id, old, nil
+		}
+	}
 }
 
 func requestHash(kind, profile string, vars map[string]any, csr, pub []byte) string {

@@ -60,13 +60,13 @@ func (s *Service) SubmitKeygen(ctx context.Context, r KeygenRequest) (string, er
 	if err != nil {
 		return "", err
 	}
-	id := JobID(s.caName, r.Key)
 	hash := requestHash(jobspec.KindKeygen, r.Profile, r.Vars, der, nil)
 	pub := Request{Kind: queue.KindIssue, Class: r.Class, RequestID: r.RequestID}
-	if old, err := s.jobs.Job(id); err == nil {
-		if old.Kind != jobspec.KindKeygen || old.RequestHash != hash {
-			return "", fmt.Errorf("%w (key %q)", store.ErrKeyReused, r.Key)
-		}
+	key, id, old, err := s.attempt(r.Key, hash)
+	if err != nil {
+		return "", err
+	}
+	if old != nil {
 		return id, s.republish(ctx, old, pub, nil)
 	}
 	a, err := s.keygenAlgorithm(r.Profile, r.Vars, der)
@@ -83,7 +83,7 @@ func (s *Service) SubmitKeygen(ctx context.Context, r KeygenRequest) (string, er
 	if err != nil {
 		return "", err
 	}
-	rec := &store.Job{ID: id, Key: r.Key, Kind: jobspec.KindKeygen, Class: r.Class, State: store.JobQueued,
+	rec := &store.Job{ID: id, Key: key, Kind: jobspec.KindKeygen, Class: r.Class, State: store.JobQueued,
 		Created: time.Now().UTC(), Profile: r.Profile, Serial: spec.Serial, RequestHash: hash, Payload: data}
 	existing, created, err := s.jobs.CreateJob(rec)
 	if err != nil {

@@ -373,3 +373,79 @@ func TestWaitFindsResultRecordedElsewhere(t *testing.T) {
 		t.Fatalf("Wait returned %+v", res)
 	}
 }
+
+// TestDeadLetteredRequestStartsOver: a job dead-lettered (its deliveries
+// spent on a signer that did not work) is not the request's fault, so the
+// same request under the same key starts a new attempt, with a job id and
+// serial of its own, which then issues; a job refused for good is not
+// started again, and the key still refuses another request.
+func TestDeadLetteredRequestStartsOver(t *testing.T) {
+	var dropped sync.Map // job ids whose results the recorder drops
+	p := startPipelineRecording(t, 1, 0, func(svc *enroll.Service, rs []queue.Result) error {
+		var keep []queue.Result
+		for _, r := range rs {
+			if _, drop := dropped.Load(r.JobID); !drop {
+				keep = append(keep, r)
+			}
+		}
+		return errors.Join(svc.RecordBatch(keep)...)
+	})
+	name := enroll.QueueName(p.ca)
+	ctx := context.Background()
+	// failFirst submits a request whose first job ends as the queue
+	// ends a job: with a failure result, dead-lettered or not.
+	failFirst := func(key string, csr []byte, deadLetter bool) string {
+		id := enroll.JobID(name, key)
+		dropped.Store(id, true)
+		got, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: key})
+		if err != nil || got != id {
+			t.Fatalf("submit %s: %v, %s", key, err, got)
+		}
+		if err := p.svc.Record(queue.Result{V: queue.ResultVersion, JobID: id, CA: name, Kind: queue.KindIssue,
+			Error: "signer unavailable", DeadLetter: deadLetter, Finished: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if res := waitFor(t, p.svc, id); res.State != store.JobFailed {
+			t.Fatalf("first job of %s: %+v", key, res)
+		}
+		return id
+	}
+
+	csr := csrFor(t, "dl.example.com")
+	first := failFirst("device-1", csr, true)
+	again, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "device-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again == first {
+		t.Fatal("the dead-lettered job was handed out again")
+	}
+	res := waitFor(t, p.svc, again)
+	if res.State != store.JobDone || res.Cert == nil {
+		t.Fatalf("second attempt: %+v", res)
+	}
+	st, err := p.ca.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j1, err := st.(store.JobStore).Job(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !j1.Retryable || j1.Serial == res.Cert.Serial {
+		t.Fatalf("first job %+v, second serial %s: want a retryable failure and a serial of the new attempt's own", j1, res.Cert.Serial)
+	}
+	if id, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "device-1"}); err != nil || id != again {
+		t.Fatalf("third submission: %s, %v; want the issued attempt %s", id, err, again)
+	}
+	if _, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "other.example.com"), Key: "device-1"}); !errors.Is(err, store.ErrKeyReused) {
+		t.Fatalf("another request under the key: %v, want ErrKeyReused", err)
+	}
+
+	csr2 := csrFor(t, "refused.example.com")
+	refused := failFirst("device-2", csr2, false)
+	id, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr2, Key: "device-2"})
+	if err != nil || id != refused {
+		t.Fatalf("a request refused for good was started again: %s, %v", id, err)
+	}
+}

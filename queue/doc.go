@@ -57,7 +57,8 @@
 // valid job, or whose body names another CA, kind or class, is filed in
 // QPKI_DEAD under qpki.dead.<ca>.stream-seq-<n> with no result. Because
 // the first result for a job id is final, a dead-lettered request is
-// retried under a new job id.
+// retried under a new job id: enroll starts a new attempt, under a key
+// of its own, when the same request comes back.
 //
 // # Results
 //

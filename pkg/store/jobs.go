@@ -40,6 +40,10 @@ type Job struct {
 	// Result is the kind-specific outcome of a non-certificate job (a CRL's
 	// DER, a COSE message); certificates live in the certs bucket.
 	Result []byte `json:"result,omitempty"`
+	// Retryable marks a failure that was not the request's fault: the job
+	// was dead-lettered, its deliveries spent on a signer that did not
+	// work. The same request submitted again starts a new attempt.
+	Retryable bool `json:"retryable,omitempty"`
 }
 
 // JobStore is the part of the store the pipeline uses.
@@ -62,11 +66,12 @@ type JobStore interface {
 
 // Finished is one job's outcome for FinishJobs.
 type Finished struct {
-	ID     string
-	State  string
-	Error  string
-	Result []byte
-	Cert   *Cert
+	ID        string
+	State     string
+	Error     string
+	Result    []byte
+	Cert      *Cert
+	Retryable bool // a failure: see Job.Retryable
 }
 
 var bucketJobs = []byte("jobs")
@@ -222,7 +227,7 @@ func finishOne(tx *bolt.Tx, b *bolt.Bucket, d Finished) (bool, error) {
 			return false, err
 		}
 	}
-	j.State, j.Error, j.Result, j.Finished, j.Payload = d.State, d.Error, d.Result, time.Now().UTC(), nil
+	j.Finish(d, time.Now())
 	val, err := encodeRecord(j)
 	if err != nil {
 		return false, err

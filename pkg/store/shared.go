@@ -44,6 +44,7 @@ func SameCert(a, b *Cert) bool { return bytes.Equal(a.DER, b.DER) }
 
 // Finish applies an outcome to a queued job record: its state, error and
 // result, the time, and drops the payload kept for republishing.
-func (j *Job) Finish(state, errMsg string, result []byte, now time.Time) {
-	j.State, j.Error, j.Result, j.Finished, j.Payload = state, errMsg, result, now.UTC(), nil
+func (j *Job) Finish(d Finished, now time.Time) {
+	j.State, j.Error, j.Result, j.Finished, j.Payload = d.State, d.Error, d.Result, now.UTC(), nil
+	j.Retryable = d.State == JobFailed && d.Retryable
 }

@@ -162,7 +162,7 @@ func (s *Store) finish(ctx context.Context, d store.Finished) (bool, error) {
 				return false, err
 			}
 		}
-		j.Finish(d.State, d.Error, d.Result, time.Now())
+		j.Finish(d, time.Now())
 		val, err := json.Marshal(j)
 		if err != nil {
 			return false, err

@@ -190,7 +190,20 @@ func testJobs(t *testing.T, s CAStore) {
 		t.Fatalf("finishing an unknown job: %v", err)
 	}
 	s.CreateJob(&store.Job{ID: "j4", RequestHash: "h4", State: store.JobQueued})
-	for state, want := range map[string]int{"": 3, store.JobQueued: 1, store.JobDone: 2, store.JobFailed: 0} {
+	// A dead-lettered failure is kept as retryable; only a failure can be.
+	s.CreateJob(&store.Job{ID: "j5", RequestHash: "h5", State: store.JobQueued})
+	s.CreateJob(&store.Job{ID: "j6", RequestHash: "h6", State: store.JobQueued, Kind: "crl"})
+	if _, err := s.FinishJobs([]store.Finished{{ID: "j5", State: store.JobFailed, Error: "dead letter", Retryable: true},
+		{ID: "j6", State: store.JobDone, Result: []byte("crl"), Retryable: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if j5, err := s.Job("j5"); err != nil || !j5.Retryable || j5.State != store.JobFailed {
+		t.Fatalf("dead-lettered job: %+v %v", j5, err)
+	}
+	if j6, err := s.Job("j6"); err != nil || j6.Retryable {
+		t.Fatalf("a done job marked retryable: %+v %v", j6, err)
+	}
+	for state, want := range map[string]int{"": 5, store.JobQueued: 1, store.JobDone: 3, store.JobFailed: 1} {
 		js, err := s.Jobs(state)
 		if err != nil || len(js) != want {
 			t.Errorf("Jobs(%q) = %d, %v; want %d", state, len(js), err, want)
