@@ -61,3 +61,31 @@ func TestSessionClosesBetweenSignatures(t *testing.T) {
 		t.Fatalf("sign after close: %v, want errSessionClosed", err)
 	}
 }
+
+func testSession() *session {
+	return &session{mu: new(sync.Mutex), closed: new(bool), closer: closerFunc(func() error { return nil })}
+}
+
+// The goroutines of a worker session that all see its signer fail reopen
+// it once between them, and the session given up is closed: failures do
+// not multiply sessions.
+func TestGroupReopensOnce(t *testing.T) {
+	a := testSession()
+	g := &group{cur: a}
+	opens := 0
+	open := func() (*session, error) { opens++; return testSession(), nil }
+	noLog := func(error) {}
+	b := g.reopen(a, open, noLog)
+	c := g.reopen(a, open, noLog) // a sibling that saw the same failure
+	if opens != 1 || b == a || c != b || g.current() != b {
+		t.Fatalf("opens %d, sessions a=%p b=%p c=%p current=%p", opens, a, b, c, g.current())
+	}
+	if !*a.closed {
+		t.Fatal("the session given up was not closed")
+	}
+	var logged error
+	d := g.reopen(b, func() (*session, error) { return nil, errors.New("token gone") }, func(err error) { logged = err })
+	if d != b || logged == nil || *b.closed {
+		t.Fatalf("a failed reopen: got %p (want %p), logged %v, closed %v", d, b, logged, *b.closed)
+	}
+}

@@ -96,19 +96,23 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 	// signer, the others parse, check policy and publish, so that the
 	// pipeline keeps an HSM session busy. The signer holds its HSM
 	// session only for the sign call itself.
-	reg := &registry{}
-	for _, s := range sessions {
-		reg.add(s)
+	groups := make([]*group, len(sessions))
+	for i, s := range sessions {
+		groups[i] = &group{cur: s}
 	}
-	defer reg.closeAll()
+	defer func() {
+		for _, g := range groups {
+			g.close()
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Sessions*o.perSession())
-	for i, s := range sessions {
+	for i, g := range groups {
 		for j := 0; j < o.perSession(); j++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w := &worker{id: i*o.perSession() + j, ca: c, q: q, cons: cons, limiter: limiter, o: o, s: s, reg: reg}
+				w := &worker{id: i*o.perSession() + j, ca: c, q: q, cons: cons, limiter: limiter, o: o, s: g.current(), g: g}
 				if err := w.loop(ctx); err != nil {
 					errs <- err
 				}
@@ -127,26 +131,47 @@ func (o Options) perSession() int {
 	return o.PerSession
 }
 
-// registry keeps every session opened by a pool, to close them when the
-// pool stops (a reopened session may still be in use by its siblings).
-type registry struct {
-	mu       sync.Mutex
-	sessions []*session
+// group is one worker session and the goroutines that share it. When
+// signing fails, the first of them to see it reopens the session for all
+// (the others take the new one up at their next job), so that a session
+// stays one session whatever the failures: --workers keeps bounding the
+// load on the signer, and the sessions given up are closed at once.
+type group struct {
+	mu  sync.Mutex
+	cur *session
 }
 
-func (r *registry) add(s *session) {
-	r.mu.Lock()
-	r.sessions = append(r.sessions, s)
-	r.mu.Unlock()
+func (g *group) current() *session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cur
 }
 
-func (r *registry) closeAll() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range r.sessions {
-		s.close()
+// reopen replaces failed, unless a sibling already did, and returns the
+// session to use. When a new one cannot be opened, the failed one stays,
+// to be reopened at the next failure.
+func (g *group) reopen(failed *session, open func() (*session, error), log func(error)) *session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cur != failed {
+		return g.cur
 	}
-	r.sessions = nil
+	s, err := open()
+	if err != nil {
+		log(err)
+		return g.cur
+	}
+	// A sibling may be signing with the old session: close waits for it,
+	// and the sibling's next signature asks for the new session.
+	g.cur.close()
+	g.cur = s
+	return s
+}
+
+func (g *group) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cur.close()
 }
 
 // session is one signer session and the CA version it signs for.
@@ -233,7 +258,7 @@ type worker struct {
 	limiter *rate.Limiter
 	o       Options
 	s       *session
-	reg     *registry     // nil for a Local worker, which owns its session
+	g       *group        // nil for a Local worker, which owns its session
 	waited  time.Duration // for the limiter, in the current job
 }
 
@@ -274,7 +299,16 @@ func result(job queue.Job, payload []byte, err error) (res queue.Result, transie
 
 func (w *worker) handle(ctx context.Context, d *queue.Delivery) {
 	log := w.o.Log.With("job", d.Job.ID, "kind", d.Job.Kind, "request_id", d.Job.RequestID, "worker", w.id)
+	if w.g != nil {
+		w.s = w.g.current()
+	}
 	payload, err := w.signObserved(ctx, d.Job)
+	if w.g != nil && errors.Is(err, errSessionClosed) {
+		// A sibling reopened the session while this job was on its way
+		// to the old one: sign on the new one.
+		w.s = w.g.current()
+		payload, err = w.signObserved(ctx, d.Job)
+	}
 	res, transient := result(d.Job, payload, err)
 	switch {
 	case !transient && !res.OK:
@@ -305,17 +339,18 @@ func (w *worker) handle(ctx context.Context, d *queue.Delivery) {
 }
 
 func (w *worker) reopen() {
-	s, err := openSession(w.ca, w.o)
-	if err != nil {
-		w.o.Log.Error("reopening the signer session failed", "error", err)
+	open := func() (*session, error) { return openSession(w.ca, w.o) }
+	logErr := func(err error) { w.o.Log.Error("reopening the signer session failed", "error", err) }
+	if w.g != nil {
+		w.s = w.g.reopen(w.s, open, logErr)
 		return
 	}
-	if w.reg != nil {
-		// Siblings may still sign with the old session: the pool closes it.
-		w.reg.add(s)
-	} else {
-		w.s.close()
+	s, err := open()
+	if err != nil {
+		logErr(err)
+		return
 	}
+	w.s.close()
 	w.s = s
 }
 
