@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package cpuclock reads the CPU time the process has used, for
 // benchmarks that report CPU per operation next to their rate.
 package cpuclock
