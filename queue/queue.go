@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -530,8 +531,10 @@ func (q *Queue) LookupDeadLetter(ctx context.Context, ca, jobID string) (DeadLet
 	return DecodeDeadLetter(m.Data)
 }
 
-// DeadLetters returns up to limit dead letters of one CA (all CAs when ca
-// is ""), oldest first.
+// DeadLetters returns up to limit of the newest dead letters of one CA
+// (all CAs when ca is ""), newest first. It reads back from the end of
+// the stream, over a window that grows until it holds limit of them, so
+// a long history of dead letters is not read whole.
 func (q *Queue) DeadLetters(ctx context.Context, ca string, limit int) ([]DeadLetter, error) {
 	if ca != "" {
 		if err := CheckCA(ca); err != nil {
@@ -541,19 +544,51 @@ func (q *Queue) DeadLetters(ctx context.Context, ca string, limit int) ([]DeadLe
 	if limit <= 0 {
 		return nil, nil
 	}
-	cons, err := q.dead.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadFilter(ca)}})
+	info, err := q.dead.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: reading dead letters: %w", err)
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return nil, nil
+	}
+	for window := uint64(limit); ; window *= 4 {
+		start := first
+		if last-first+1 > window {
+			start = last - window + 1
+		}
+		out, err := q.readDead(ctx, ca, start, last)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) >= limit || start == first {
+			slices.Reverse(out)
+			return out[:min(limit, len(out))], nil
+		}
+	}
+}
+
+// readDead reads the dead letters of ca from stream sequence start to
+// last, oldest first.
+func (q *Queue) readDead(ctx context.Context, ca string, start, last uint64) ([]DeadLetter, error) {
+	cons, err := q.dead.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadFilter(ca)},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
 	if err != nil {
 		return nil, fmt.Errorf("queue: reading dead letters: %w", err)
 	}
 	var out []DeadLetter
-	for len(out) < limit {
-		b, err := cons.FetchNoWait(limit - len(out))
+	for {
+		b, err := cons.FetchNoWait(256)
 		if err != nil {
 			return nil, fmt.Errorf("queue: reading dead letters: %w", err)
 		}
-		n := 0
+		n, past := 0, false
 		for m := range b.Messages() {
 			n++
+			if md, err := m.Metadata(); err == nil && md.Sequence.Stream > last {
+				past = true // written since the reading began
+				continue
+			}
 			d, err := DecodeDeadLetter(m.Data())
 			if err != nil {
 				q.log.Warn("queue: skipping malformed dead letter", "subject", m.Subject(), "err", err)
@@ -564,11 +599,10 @@ func (q *Queue) DeadLetters(ctx context.Context, ca string, limit int) ([]DeadLe
 		if err := b.Error(); err != nil {
 			return nil, fmt.Errorf("queue: reading dead letters: %w", err)
 		}
-		if n == 0 {
-			break
+		if n == 0 || past {
+			return out, nil
 		}
 	}
-	return out, nil
 }
 
 // deadLetter records a job that is given up on and terminates its

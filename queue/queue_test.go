@@ -340,7 +340,7 @@ func TestMalformedJobIsDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dls) != 2 || dls[0].Job == nil || dls[0].Job.ID != "sneaky" || dls[1].Raw == nil || dls[1].Job != nil {
+	if len(dls) != 2 || dls[1].Job == nil || dls[1].Job.ID != "sneaky" || dls[0].Raw == nil || dls[0].Job != nil {
 		t.Fatalf("dead letters = %+v", dls)
 	}
 	// The misplaced job borrowed no result.
@@ -820,5 +820,62 @@ func TestRecorderResubscribes(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("recorder: %v", err)
+	}
+}
+
+// DeadLetters lists the newest first, up to the limit, for one CA or all,
+// however far back the CA's letters lie among the others'.
+func TestDeadLettersNewestFirst(t *testing.T) {
+	q := startQueue(t, t.TempDir())
+	ctx := testContext(t)
+	kill := func(ca, id string) {
+		jc, err := q.Jobs(ctx, ca, ConsumeOptions{MaxDeliver: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer jc.Close()
+		j := testJob(id, ClassBatch)
+		j.CA = ca
+		if err := q.PublishJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		d, err := jc.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Retry(ctx, errors.New("signer down"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kill("other", "o-0")
+	for i := range 3 {
+		kill("root", fmt.Sprintf("r-%d", i))
+	}
+	for i := 1; i <= 20; i++ {
+		kill("other", fmt.Sprintf("o-%d", i))
+	}
+	ids := func(dls []DeadLetter) (out []string) {
+		for _, d := range dls {
+			out = append(out, d.Job.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		ca    string
+		limit int
+		want  string
+	}{
+		{"root", 2, "r-2 r-1"},
+		{"root", 10, "r-2 r-1 r-0"},
+		{"", 3, "o-20 o-19 o-18"},
+		{"other", 100, "o-20 o-19 o-18 o-17 o-16 o-15 o-14 o-13 o-12 o-11 o-10 o-9 o-8 o-7 o-6 o-5 o-4 o-3 o-2 o-1 o-0"},
+	} {
+		dls, err := q.DeadLetters(ctx, c.ca, c.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(ids(dls), " "); got != c.want {
+			t.Errorf("DeadLetters(%q, %d) = %s, want %s", c.ca, c.limit, got, c.want)
+		}
 	}
 }

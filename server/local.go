@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/jobspec"
 	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/queue"
 )
 
 // The local API: JSON over HTTP on a Unix socket in the CA dir, mode 0600,
@@ -75,6 +77,7 @@ func (s *Server) startLocal() error {
 	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
 	mux.HandleFunc("POST /v1/revoke", s.revoke)
 	mux.HandleFunc("GET /v1/queue", s.queueStatus)
+	mux.HandleFunc("GET /v1/queue/dead", s.deadLetters)
 	mux.HandleFunc("GET /v1/backup", s.backupHandler)
 	s.local = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -203,6 +206,29 @@ func (s *Server) queueStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// deadLetters lists the newest dead letters of the served CA (?limit=N,
+// default 20).
+func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
+	limit := 20
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("limit %q: want 1 to 10000", v))
+			return
+		}
+		limit = n
+	}
+	dls, err := s.Core.Queue.DeadLetters(r.Context(), enroll.QueueName(s.Core.CA), limit)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if dls == nil {
+		dls = []queue.DeadLetter{}
+	}
+	writeJSON(w, http.StatusOK, dls)
+}
+
 // ErrNoServer means no server holds the CA dir.
 var ErrNoServer = errors.New("no qpki server holds this CA")
 
@@ -307,6 +333,14 @@ func (c *Client) Revoke(ctx context.Context, serial string, reason int) (*store.
 func (c *Client) QueueStatus(ctx context.Context) (json.RawMessage, error) {
 	var out json.RawMessage
 	_, err := c.do(ctx, http.MethodGet, "/v1/queue", nil, &out)
+	return out, err
+}
+
+// DeadLetters returns the newest dead letters of the served CA, newest
+// first.
+func (c *Client) DeadLetters(ctx context.Context, limit int) ([]queue.DeadLetter, error) {
+	var out []queue.DeadLetter
+	_, err := c.do(ctx, http.MethodGet, "/v1/queue/dead?limit="+strconv.Itoa(limit), nil, &out)
 	return out, err
 }
 

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -16,9 +17,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/queue"
+	"github.com/qpki/qpki/server"
 )
 
 // These tests run the real qpki binary as separate processes and kill
@@ -324,7 +331,65 @@ func TestCLIWhileServeRuns(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.run("queue", "status", "--json", "--over", "100ms", "--ca-dir", e.caDir)), &st); err != nil || st.ResultsSeq == 0 || st.SigningRate == nil {
 		t.Errorf("queue status --json: %v %+v", err, st)
 	}
+	if out := e.run("queue", "dead", "--ca-dir", e.caDir); !strings.Contains(out, "No dead letters.") {
+		t.Errorf("queue dead before any: %s", out)
+	}
+	// Garbage on a job subject (another route than enroll) is filed in the
+	// dead letters, and queue dead shows it.
+	e.publishRaw(t, []byte("not a job"))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var dls []queue.DeadLetter
+		if err := json.Unmarshal([]byte(e.run("queue", "dead", "--json", "--ca-dir", e.caDir)), &dls); err != nil {
+			t.Fatal(err)
+		}
+		if len(dls) == 1 && dls[0].Job == nil && strings.Contains(dls[0].Error, "job") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue dead --json: %+v", dls)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out := e.run("queue", "dead", "--limit", "5", "--ca-dir", e.caDir); !strings.Contains(out, "not a valid job") || !strings.Contains(out, "DELIVERIES") {
+		t.Errorf("queue dead: %s", out)
+	}
 	e.stopAll(t)
+}
+
+// publishRaw publishes data on the CA's batch issue subject, straight to
+// the embedded NATS server of the running serve.
+func (e *env) publishRaw(t *testing.T, data []byte) {
+	t.Helper()
+	var si struct{ URL string }
+	var creds struct{ User, Password string }
+	for path, v := range map[string]any{"server.json": &si, "credentials.json": &creds} {
+		b, err := os.ReadFile(filepath.Join(server.QueueDir(e.data), "nats", path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc, err := nats.Connect(si.URL, nats.UserInfo(creds.User, creds.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c, err := ca.Open(e.caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := enroll.QueueName(c)
+	c.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(context.Background(), queue.JobSubject(name, queue.KindIssue, queue.ClassBatch), data); err != nil {
+		t.Fatal(err)
+	}
 }
 
 var execCommand = exec.Command

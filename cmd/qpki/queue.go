@@ -66,8 +66,64 @@ func newQueueCmd() *cobra.Command {
 	addCADirFlag(status, &dir)
 	status.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
 	status.Flags().DurationVar(&over, "over", time.Second, "measure the signing rate over this long")
-	cmd.AddCommand(status)
+	cmd.AddCommand(status, newQueueDeadCmd())
 	return cmd
+}
+
+func newQueueDeadCmd() *cobra.Command {
+	var dir string
+	var asJSON bool
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "dead",
+		Short: "The newest dead letters: jobs given up on, with their last error (through the running server)",
+		Long: `dead lists the jobs the workers gave up on, newest first: each one's job id,
+kind, class, deliveries and last error. A job goes to the dead letters
+after its deliveries ran out on a signer that kept failing; the same
+request sent again under the same key starts a new attempt.`,
+		Example: `  qpki queue dead --ca-dir ./data/issuing
+  qpki queue dead --ca-dir ./data/issuing --limit 100 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 1 || limit > 10000 {
+				return fmt.Errorf("--limit must be 1 to 10000")
+			}
+			cl, err := server.Dial(dir)
+			if err != nil {
+				return fmt.Errorf("%w: start `qpki serve --ca-dir %s` first", err, dir)
+			}
+			defer cl.Close()
+			dls, err := cl.DeadLetters(cmd.Context(), limit)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(os.Stdout, dls)
+			}
+			return printDeadLetters(os.Stdout, dls)
+		},
+	}
+	addCADirFlag(cmd, &dir)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "machine-readable output")
+	cmd.Flags().IntVar(&limit, "limit", 20, "list at most this many")
+	return cmd
+}
+
+func printDeadLetters(w io.Writer, dls []queue.DeadLetter) error {
+	if len(dls) == 0 {
+		_, err := fmt.Fprintln(w, "No dead letters.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tJOB\tKIND\tCLASS\tDELIVERIES\tERROR")
+	for _, d := range dls {
+		job, kind, class := "(not a valid job: "+d.Subject+")", "-", "-"
+		if d.Job != nil {
+			job, kind, class = d.Job.ID, d.Job.Kind, d.Job.Class
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.Time.UTC().Format(time.RFC3339), job, kind, class, d.Deliveries, oneLine(d.Error))
+	}
+	return tw.Flush()
 }
 
 // queueReport is queue status's output: the queue's counters and the
