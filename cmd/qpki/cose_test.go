@@ -238,7 +238,8 @@ func TestCOSEWithHSMKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := tok.GenerateKey(algo.ECDSAP256, "cose-signer", nil)
+	label := uniqueLabel("cose-signer") // the token outlives one run of the test
+	key, err := tok.GenerateKey(algo.ECDSAP256, label, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,16 +252,16 @@ func TestCOSEWithHSMKey(t *testing.T) {
 	ok(t, d, "ca", "init", "--profile", "ec/root-ca", "--var", "cn=HSM Root", "--ca-dir", "ca")
 	ok(t, d, "cert", "issue", "--ca-dir", "ca", "--profile", "ec/signing", "--pubkey", "hsm.pub", "--var", "cn=HSM Signer", "-o", "hsm.crt")
 
-	ok(t, d, "cose", "sign", "--hsm-config", cfg, "--key-label", "cose-signer", "--cert", "hsm.crt", "--sub", "hsm", "-o", "h.cbor")
+	ok(t, d, "cose", "sign", "--hsm-config", cfg, "--key-label", label, "--cert", "hsm.crt", "--sub", "hsm", "-o", "h.cbor")
 	if out := ok(t, d, "cose", "verify", "h.cbor", "--ca", "ca/ca.crt"); !strings.Contains(out, "ES256: CN=HSM Signer <- CN=HSM Root") {
 		t.Errorf("verify:\n%s", out)
 	}
-	ok(t, d, "cose", "sign", "--hsm-config", cfg, "--key-label", "cose-signer", "--algorithm", "ecdsa-p256", "--data", "hsm.pub", "-o", "k.cose")
+	ok(t, d, "cose", "sign", "--hsm-config", cfg, "--key-label", label, "--algorithm", "ecdsa-p256", "--data", "hsm.pub", "-o", "k.cose")
 	if out := ok(t, d, "cose", "verify", "k.cose", "--pubkey", "hsm.pub"); !strings.Contains(out, "a trusted public key") {
 		t.Errorf("verify with a public key:\n%s", out)
 	}
-	fails(t, d, "needs its certificate", "cose", "sign", "--hsm-config", cfg, "--key-label", "cose-signer", "--sub", "x", "-o", "x.cbor")
-	fails(t, d, "needs --hsm-config", "cose", "sign", "--key-label", "cose-signer", "--algorithm", "ecdsa-p256", "-o", "x.cbor")
+	fails(t, d, "needs its certificate", "cose", "sign", "--hsm-config", cfg, "--key-label", label, "--sub", "x", "-o", "x.cbor")
+	fails(t, d, "needs --hsm-config", "cose", "sign", "--key-label", label, "--algorithm", "ecdsa-p256", "-o", "x.cbor")
 	// A CA whose key is in the HSM signs tokens through its pipeline.
 	tokenCA := writeProfile(t, d, "ec/root-ca", "token-ca.yaml",
 		`(?m)^algorithm: .*$`, "algorithm: ecdsa-p256", `(?m)^name: .*$`, "name: test/token-ca",
@@ -270,7 +271,7 @@ func TestCOSEWithHSMKey(t *testing.T) {
 	if out := ok(t, d, "cose", "verify", "c.cbor", "--ca", "htca/ca.crt"); !strings.Contains(out, "ES256: CN=HSM Token CA") {
 		t.Errorf("verify:\n%s", out)
 	}
-	r := run(t, d, []string{hsmtest.PINEnv + "=wrong-pin-4f1e"}, "cose", "sign", "--hsm-config", cfg, "--key-label", "cose-signer", "--cert", "hsm.crt", "-o", "x.cbor")
+	r := run(t, d, []string{hsmtest.PINEnv + "=wrong-pin-4f1e"}, "cose", "sign", "--hsm-config", cfg, "--key-label", label, "--cert", "hsm.crt", "-o", "x.cbor")
 	if r.code == 0 || strings.Contains(r.stderr, "wrong-pin-4f1e") || strings.Contains(r.stderr, hsmtest.PIN) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("wrong PIN: exit %d, stderr %q", r.code, r.stderr)
 	}
