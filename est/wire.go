@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Media types (RFC 7030 §3.2.4, RFC 8951).
@@ -48,10 +51,16 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // accepted too, as clients send them.
 func decodeCSRBody(body []byte) ([]byte, error) {
 	// Base64 of DER starts with 'M' (a SEQUENCE); a body starting with
-	// the SEQUENCE tag itself is binary DER. It is taken before any
-	// trimming: its last byte may well be 0x20 or 0x0a.
-	if len(body) > 0 && body[0] == 0x30 {
-		return body, nil
+	// the SEQUENCE tag itself is binary DER. It is cut at its own length,
+	// never trimmed: its last byte may well be 0x20 or 0x0a. White space
+	// around it is allowed.
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == 0x30 {
+		s := cryptobyte.String(t)
+		var el cryptobyte.String
+		if s.ReadASN1Element(&el, cbasn1.SEQUENCE) && len(bytes.TrimSpace(s)) == 0 {
+			return el, nil
+		}
+		return t, nil // the CSR parser says what is wrong with it
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {

@@ -19,6 +19,13 @@ func TestDecodeDERKeepsTrailingSpaceBytes(t *testing.T) {
 			t.Fatalf("last byte %#x: got %d bytes, want %d", last, len(got), len(body))
 		}
 	}
+	// White space around binary DER is allowed, and cut.
+	for _, body := range [][]byte{append(bytes.Clone(der), "\r\n"...), append([]byte("\n "), der...)} {
+		got, err := decodeCSRBody(body)
+		if err != nil || !bytes.Equal(got, der) {
+			t.Fatalf("DER with white space around it: %d bytes, %v", len(got), err)
+		}
+	}
 	// Base64 and PEM bodies still lose their surrounding white space.
 	for _, body := range [][]byte{append([]byte("\r\n"), encodeBase64(der)...), append(encodeBase64(der), " \n"...)} {
 		got, err := decodeCSRBody(body)

@@ -552,19 +552,25 @@ func (q *Queue) DeadLetters(ctx context.Context, ca string, limit int) ([]DeadLe
 	if info.State.Msgs == 0 {
 		return nil, nil
 	}
+	// Windows back from the end, each four times the last, until limit
+	// letters of ca are found or the stream's start is reached.
+	var out []DeadLetter // newest first
+	end := last
 	for window := uint64(limit); ; window *= 4 {
 		start := first
-		if last-first+1 > window {
-			start = last - window + 1
+		if end-first+1 > window {
+			start = end - window + 1
 		}
-		out, err := q.readDead(ctx, ca, start, last)
+		got, err := q.readDead(ctx, ca, start, end)
 		if err != nil {
 			return nil, err
 		}
+		slices.Reverse(got)
+		out = append(out, got...)
 		if len(out) >= limit || start == first {
-			slices.Reverse(out)
 			return out[:min(limit, len(out))], nil
 		}
+		end = start - 1
 	}
 }
 
@@ -572,7 +578,8 @@ func (q *Queue) DeadLetters(ctx context.Context, ca string, limit int) ([]DeadLe
 // last, oldest first.
 func (q *Queue) readDead(ctx context.Context, ca string, start, last uint64) ([]DeadLetter, error) {
 	cons, err := q.dead.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{deadFilter(ca)},
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
+		InactiveThreshold: 5 * time.Second}) // the server drops it soon after the reading
 	if err != nil {
 		return nil, fmt.Errorf("queue: reading dead letters: %w", err)
 	}

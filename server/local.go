@@ -207,7 +207,7 @@ func (s *Server) queueStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // deadLetters lists the newest dead letters of the served CA (?limit=N,
-// default 20).
+// default 20), without their payloads.
 func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 	limit := 20
 	if v := r.URL.Query().Get("limit"); v != "" {
@@ -223,10 +223,19 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	if dls == nil {
-		dls = []queue.DeadLetter{}
+	// The listing is about what failed and why: job payloads and the raw
+	// bytes of invalid messages stay in the stream.
+	out := make([]queue.DeadLetter, len(dls))
+	for i, d := range dls {
+		if d.Job != nil {
+			j := *d.Job
+			j.Payload = nil
+			d.Job = &j
+		}
+		d.Raw = nil
+		out[i] = d
 	}
-	writeJSON(w, http.StatusOK, dls)
+	writeJSON(w, http.StatusOK, out)
 }
 
 // ErrNoServer means no server holds the CA dir.

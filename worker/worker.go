@@ -149,22 +149,25 @@ func (g *group) current() *session {
 
 // reopen replaces failed, unless a sibling already did, and returns the
 // session to use. When a new one cannot be opened, the failed one stays,
-// to be reopened at the next failure.
+// to be reopened at the next failure. The session given up is closed
+// after the group's lock is released: closing waits for a signature in
+// progress on it, which on a hung HSM may take long, and the siblings
+// must not wait for that to take up the new session.
 func (g *group) reopen(failed *session, open func() (*session, error), log func(error)) *session {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.cur != failed {
+		defer g.mu.Unlock()
 		return g.cur
 	}
 	s, err := open()
 	if err != nil {
+		defer g.mu.Unlock()
 		log(err)
 		return g.cur
 	}
-	// A sibling may be signing with the old session: close waits for it,
-	// and the sibling's next signature asks for the new session.
-	g.cur.close()
 	g.cur = s
+	g.mu.Unlock()
+	failed.close() // a sibling signing on it then gets errSessionClosed and moves over
 	return s
 }
 

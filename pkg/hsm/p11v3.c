@@ -32,6 +32,7 @@ typedef struct {
 
 #define QP_CKR_OK 0x000UL
 #define QP_CKR_HOST_MEMORY 0x002UL
+#define QP_CKR_BUFFER_TOO_SMALL 0x150UL
 #define QP_CKR_FUNCTION_NOT_SUPPORTED 0x054UL
 #define QP_CKO_SECRET_KEY 0x04UL
 #define QP_CKK_GENERIC_SECRET 0x10UL
@@ -43,6 +44,7 @@ typedef struct {
 
 /* Positions in CK_FUNCTION_LIST_3_2. */
 enum {
+	FN_GET_SESSION_INFO = 15,
 	FN_SIGN_INIT = 42,
 	FN_SIGN = 43,
 	FN_ENCAPSULATE_KEY = 92,
@@ -101,6 +103,17 @@ static int has_32(const qp_module *m)
 	return m->major > 3 || (m->major == 3 && m->minor >= 2);
 }
 
+typedef qp_ulong (*get_session_info_fn)(qp_ulong, qp_ulong *);
+
+qp_ulong qp_session_state(qp_module *m, qp_ulong session, qp_ulong *state)
+{
+	qp_ulong info[4] = {0}; /* CK_SESSION_INFO: slotID, state, flags, ulDeviceError */
+	get_session_info_fn f = (get_session_info_fn)m->fl->fn[FN_GET_SESSION_INFO];
+	qp_ulong rv = f(session, info);
+	*state = info[1];
+	return rv;
+}
+
 /*
  * init_and_sign runs C_SignInit and C_Sign (length, then signature) in
  * one call from Go: each return from C to Go may have to wait for the Go
@@ -128,6 +141,18 @@ static qp_ulong init_and_sign(qp_module *m, qp_ulong session, qp_mechanism *mm, 
 		return QP_CKR_HOST_MEMORY;
 	}
 	rv = sign(session, (unsigned char *)data, datalen, out, &n);
+	if (rv == QP_CKR_BUFFER_TOO_SMALL) {
+		/* The length query under-reported (n is now the length needed); the
+		 * operation is still active: ask again with the buffer it wants. */
+		unsigned char *bigger = realloc(out, n ? n : 1);
+		if (bigger == NULL) {
+			free(out);
+			sign(session, NULL, 0, NULL, NULL);
+			return QP_CKR_HOST_MEMORY;
+		}
+		out = bigger;
+		rv = sign(session, (unsigned char *)data, datalen, out, &n);
+	}
 	if (rv != QP_CKR_OK) {
 		free(out);
 		return rv;

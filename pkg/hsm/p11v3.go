@@ -74,6 +74,15 @@ func bytesPtr(b []byte) *C.uchar {
 	return (*C.uchar)(unsafe.Pointer(&b[0]))
 }
 
+// sessionState runs C_GetSessionInfo and returns the session's state.
+func (p *p11v3) sessionState(s pkcs11.SessionHandle) (uint, error) {
+	var state C.qp_ulong
+	if err := ckr(C.qp_session_state(&p.m, C.qp_ulong(s), &state)); err != nil {
+		return 0, err
+	}
+	return uint(state), nil
+}
+
 // sign runs C_SignInit and C_Sign in one call into C. param is the
 // mechanism parameter as miekg/pkcs11 lays it out (NewPSSParams, say).
 func (p *p11v3) sign(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech uint, param, data []byte) ([]byte, error) {

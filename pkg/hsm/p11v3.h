@@ -35,6 +35,8 @@ typedef struct {
 
 int qp_open(const char *path, qp_module *m, char *err, size_t errlen);
 
+qp_ulong qp_session_state(qp_module *m, qp_ulong session, qp_ulong *state);
+
 qp_ulong qp_sign(qp_module *m, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
 	qp_ulong key, const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen);
 

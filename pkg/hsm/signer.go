@@ -80,9 +80,7 @@ func (t *Token) signer(key *Key, alg algo.Algorithm, onClose func() error) (*tok
 	if err := st.need(mech, "sign with "+string(alg)); err != nil {
 		return nil, err
 	}
-	// Without the cgo layer (a module it cannot load), miekg/pkcs11 signs.
-	v3, _ := loadP11v3(st.mod.path)
-	return &tokenSigner{key: key, alg: alg, family: info.Family, mech: mech, v3: v3, onClose: onClose}, nil
+	return &tokenSigner{key: key, alg: alg, family: info.Family, mech: mech, v3: st.signLayer(), onClose: onClose}, nil
 }
 
 func (s *tokenSigner) Public() crypto.PublicKey  { return s.key.public }
@@ -187,6 +185,38 @@ func (s *tokenSigner) signPSS(digest []byte, o *rsa.PSSOptions) ([]byte, error) 
 		return nil, err
 	}
 	return s.sign(pkcs11.CKM_RSA_PKCS_PSS, pkcs11.NewPSSParams(hp.mech, hp.mgf, uint(salt)), digest)
+}
+
+// signLayer returns the cgo layer when it can sign on the sessions
+// miekg/pkcs11 opened: it must see them, in the state miekg/pkcs11 sees,
+// through its own function list (a module whose C_GetInterface list kept
+// state apart would not). Otherwise, or when the layer cannot load the
+// module, it returns nil and miekg/pkcs11 signs.
+func (st *tokenState) signLayer() *p11v3 {
+	st.signV3Once.Do(func() {
+		v3, err := loadP11v3(st.mod.path)
+		if err != nil {
+			return
+		}
+		err = st.withSession(func(s pkcs11.SessionHandle) error {
+			info, err := st.mod.ctx.GetSessionInfo(s)
+			if err != nil {
+				return err
+			}
+			state, err := v3.sessionState(s)
+			if err != nil {
+				return err
+			}
+			if state != info.State {
+				return fmt.Errorf("session state %d through the cgo layer, %d through miekg/pkcs11", state, info.State)
+			}
+			return nil
+		})
+		if err == nil {
+			st.signV3 = v3
+		}
+	})
+	return st.signV3
 }
 
 // sign runs C_SignInit and C_Sign on a pooled session.

@@ -62,6 +62,9 @@ type tokenState struct {
 	refs int // guarded by tokensMu
 
 	recoveries atomic.Int64 // times the sessions were reopened, for tests
+
+	signV3Once sync.Once
+	signV3     *p11v3 // signs in one call into C; nil: through miekg/pkcs11
 }
 
 var (
@@ -338,7 +341,10 @@ func isStale(err error) bool {
 	}
 	switch code {
 	case pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_SESSION_HANDLE_INVALID,
-		pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_DEVICE_REMOVED:
+		pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_DEVICE_REMOVED,
+		// An operation left active on the session (a module that failed
+		// half-way): only a fresh session signs again.
+		pkcs11.CKR_OPERATION_ACTIVE:
 		return true
 	}
 	return false
