@@ -107,6 +107,7 @@ type Core struct {
 func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 	cfg.defaults()
 	reserveProcsForSync()
+	tuneGC()
 	if err := checkStore(cfg); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"os"
 	"runtime"
+	"runtime/debug"
 )
 
 // syncProcs is how many Ps the pipeline adds for goroutines blocked in
@@ -29,5 +30,22 @@ var defaultProcs = func() int {
 func reserveProcsForSync() {
 	if defaultProcs > 0 && runtime.GOMAXPROCS(0) != defaultProcs+syncProcs {
 		runtime.GOMAXPROCS(defaultProcs + syncProcs)
+	}
+}
+
+// gcPercent is the GOGC the pipeline runs with unless the GOGC
+// environment variable sets it. The pipeline allocates much and keeps
+// little (a job's messages, records and certificate are garbage once it is
+// recorded), so collecting half as often saves CPU for a bounded cost in
+// memory. BenchmarkPipeline (4 runs each, alternating): 1,026 µs of CPU
+// per certificate at GOGC=100 and 950 at 200; BenchmarkServeBatch: peak
+// RSS 176 MB and 247 MB. GOMEMLIMIT caps the heap for those who need it.
+const gcPercent = 200
+
+var gcFromEnv = os.Getenv("GOGC") != ""
+
+func tuneGC() {
+	if !gcFromEnv {
+		debug.SetGCPercent(gcPercent)
 	}
 }
