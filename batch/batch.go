@@ -8,6 +8,7 @@ package batch
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -174,6 +175,9 @@ func Run(ctx context.Context, p server.Pipeline, path string, o Options) (*Summa
 	close(work)
 	wg.Wait()
 	close(stop)
+	if err := atomicfile.SyncFS(o.OutDir); err != nil {
+		return nil, fmt.Errorf("syncing %s: %v", o.OutDir, err)
+	}
 	prog.finish(done.Load())
 	sum.Elapsed = time.Since(start)
 	sort.Slice(sum.Failures, func(i, j int) bool { return sum.Failures[i].Line < sum.Failures[j].Line })
@@ -200,7 +204,10 @@ func issueLine(ctx context.Context, p server.Pipeline, l Line, outDir string) er
 		return errors.New(st.Error)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: st.DER})
-	return atomicfile.Write(filepath.Join(outDir, l.ID+".crt"), data, 0o644)
+	// Unsynced: Run syncs the directory's file system once at the end, and
+	// a crash before that loses nothing that running the batch again does
+	// not rewrite (the same key gives the same certificate).
+	return atomicfile.WriteUnsynced(filepath.Join(outDir, l.ID+".crt"), data, 0o644)
 }
 
 // WriteSummary prints a summary for people.
@@ -229,6 +236,21 @@ type FileStatus struct {
 	IDs     []string `json:"missing_ids,omitempty"`
 }
 
+// hasCertificate reports whether path holds a PEM certificate (a crash
+// may leave a file empty: it then counts as missing).
+func hasCertificate(path string) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return false
+	}
+	_, err = x509.ParseCertificate(block.Bytes)
+	return err == nil
+}
+
 // Status says which lines already have their certificate in outDir.
 func Status(path, outDir string) (*FileStatus, error) {
 	lines, _, bad, err := ReadFile(path)
@@ -237,7 +259,7 @@ func Status(path, outDir string) (*FileStatus, error) {
 	}
 	st := &FileStatus{Total: len(lines) + len(bad), Invalid: len(bad)}
 	for _, l := range lines {
-		if _, err := os.Stat(filepath.Join(outDir, l.ID+".crt")); err == nil {
+		if hasCertificate(filepath.Join(outDir, l.ID+".crt")) {
 			st.Done++
 		} else {
 			st.Missing++
