@@ -175,9 +175,6 @@ func Run(ctx context.Context, p server.Pipeline, path string, o Options) (*Summa
 	close(work)
 	wg.Wait()
 	close(stop)
-	if err := atomicfile.SyncFS(o.OutDir); err != nil {
-		return nil, fmt.Errorf("syncing %s: %v", o.OutDir, err)
-	}
 	prog.finish(done.Load())
 	sum.Elapsed = time.Since(start)
 	sort.Slice(sum.Failures, func(i, j int) bool { return sum.Failures[i].Line < sum.Failures[j].Line })
@@ -204,10 +201,7 @@ func issueLine(ctx context.Context, p server.Pipeline, l Line, outDir string) er
 		return errors.New(st.Error)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: st.DER})
-	// Unsynced: Run syncs the directory's file system once at the end, and
-	// a crash before that loses nothing that running the batch again does
-	// not rewrite (the same key gives the same certificate).
-	return atomicfile.WriteUnsynced(filepath.Join(outDir, l.ID+".crt"), data, 0o644)
+	return atomicfile.Write(filepath.Join(outDir, l.ID+".crt"), data, 0o644)
 }
 
 // WriteSummary prints a summary for people.
@@ -236,8 +230,9 @@ type FileStatus struct {
 	IDs     []string `json:"missing_ids,omitempty"`
 }
 
-// hasCertificate reports whether path holds a PEM certificate (a crash
-// may leave a file empty: it then counts as missing).
+// hasCertificate reports whether path holds a PEM certificate: an empty
+// or damaged file counts as missing, and running the batch again rewrites
+// it with the same certificate.
 func hasCertificate(path string) bool {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -10,19 +10,6 @@ import (
 // Write writes data to path through a temporary file in the same
 // directory, synced and renamed over path.
 func Write(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, true)
-}
-
-// WriteUnsynced is Write without the syncs: readers still see the old
-// content or the new, but a crash may leave the new file empty. It is for
-// files that can be made again (a batch's certificates, which running the
-// batch again rewrites) and written many at a time; SyncFS then makes
-// them durable together.
-func WriteUnsynced(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, false)
-}
-
-func write(path string, data []byte, perm os.FileMode, sync bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -38,11 +25,9 @@ func write(path string, data []byte, perm os.FileMode, sync bool) error {
 		f.Close()
 		return err
 	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -50,11 +35,9 @@ func write(path string, data []byte, perm os.FileMode, sync bool) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	if sync {
-		if d, err := os.Open(dir); err == nil {
-			d.Sync()
-			d.Close()
-		}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return nil
 }
