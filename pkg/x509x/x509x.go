@@ -70,6 +70,9 @@ func CreateCertificate(rand io.Reader, tmpl *x509.Certificate, pub, altPub crypt
 		if parent == nil {
 			parent = &t
 		}
+		if sc, ok := iss.Signer.(algo.SelfChecker); ok && iss.Signer.Algorithm().Family() == algo.FamilyECDSA {
+			return createSelfChecked(rand, &t, parent, pub, sc)
+		}
 		return x509.CreateCertificate(rand, &t, parent, pub, iss.Signer)
 	}
 	return createCertificate(rand, tmpl, pub, altPub, iss)

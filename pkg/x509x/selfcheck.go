@@ -1,0 +1,99 @@
+package x509x
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/qpki/qpki/pkg/algo"
+)
+
+// errTBSCaptured stops crypto/x509 once it has built the certificate.
+var errTBSCaptured = errors.New("x509x: to-be-signed certificate captured")
+
+// tbsCapture is the signer crypto/x509 gets when the certificate's real
+// signer checks its own signatures: it takes the finished TBSCertificate
+// (crypto.MessageSigner gets the message itself) and stops there.
+type tbsCapture struct {
+	pub crypto.PublicKey
+	tbs []byte
+}
+
+func (c *tbsCapture) Public() crypto.PublicKey { return c.pub }
+
+func (c *tbsCapture) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errTBSCaptured
+}
+
+func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, _ crypto.SignerOpts) ([]byte, error) {
+	c.tbs = append([]byte(nil), msg...)
+	return nil, errTBSCaptured
+}
+
+// createSelfChecked is x509.CreateCertificate for an ECDSA signer that
+// checks its own signatures (algo.SelfChecker): crypto/x509 builds the
+// certificate, the signer signs it, and the signature is checked as
+// crypto/x509 would check it, by the signer when it can (a key held in
+// this process: a third of a P-384 verify) or else by crypto/ecdsa.
+func createSelfChecked(rand io.Reader, t, parent *x509.Certificate, pub crypto.PublicKey, s algo.SelfChecker) ([]byte, error) {
+	capture := &tbsCapture{pub: s.Public()}
+	_, err := x509.CreateCertificate(rand, t, parent, pub, capture)
+	if !errors.Is(err, errTBSCaptured) {
+		if err == nil {
+			err = errors.New("x509x: crypto/x509 signed without the signer")
+		}
+		return nil, err
+	}
+	h := algo.HashFor(s.Algorithm())
+	if h == 0 {
+		return nil, fmt.Errorf("x509x: no digest for %s", s.Algorithm())
+	}
+	hh := h.New()
+	hh.Write(capture.tbs)
+	digest := hh.Sum(nil)
+	sig, err := s.Sign(rand, digest, h)
+	if err != nil {
+		return nil, err
+	}
+	err = s.CheckOwnSignature(digest, sig)
+	if errors.Is(err, algo.ErrCannotCheck) {
+		err = nil
+		if pk, ok := s.Public().(*ecdsa.PublicKey); !ok || !ecdsa.VerifyASN1(pk, digest, sig) {
+			err = errors.New("ECDSA verification failure")
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("x509: signature returned by signer is invalid: %w", err)
+	}
+	alg, err := tbsSignatureAlgorithm(capture.tbs)
+	if err != nil {
+		return nil, err
+	}
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(capture.tbs)
+		b.AddBytes(alg)
+		b.AddASN1BitString(sig)
+	})
+	return b.Bytes()
+}
+
+// tbsSignatureAlgorithm returns the signature AlgorithmIdentifier inside a
+// TBSCertificate, which the certificate repeats outside it.
+func tbsSignatureAlgorithm(tbs []byte) ([]byte, error) {
+	in := cryptobyte.String(tbs)
+	var body, alg cryptobyte.String
+	if !in.ReadASN1(&body, cbasn1.SEQUENCE) ||
+		!body.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) || // version
+		!body.SkipASN1(cbasn1.INTEGER) || // serialNumber
+		!body.ReadASN1Element(&alg, cbasn1.SEQUENCE) {
+		return nil, errors.New("x509x: malformed TBSCertificate")
+	}
+	return alg, nil
+}
