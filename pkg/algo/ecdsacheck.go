@@ -38,16 +38,22 @@ func CheckOwnSignature(s Signer, digest, sig []byte) error {
 var ErrCannotCheck = errors.New("algo: the signer cannot check this signature itself")
 
 // ecdsaChecker checks ECDSA signatures with the private key d. Verifying
-// (r, s) over e computes R = u1·G + u2·Q with u1 = e/s and u2 = r/s, and
-// accepts when R's x-coordinate is r mod n. With Q = d·G that point is
-// (u1 + u2·d)·G: one multiplication of the fixed generator, which Go does
-// from a precomputed table, in place of verification's multiplication of
-// the variable point Q. For P-384 that is about a third of a verify.
-// u1 + u2·d is the signature's secret nonce, so it is computed in constant
-// time (bigmod) and multiplied by crypto/ecdh's constant-time code.
+// (r, s) over e computes R = u1·G + u2·Q, with u1 = e/s and u2 = r/s, and
+// accepts when R's x-coordinate is r mod n. With Q = d·G the second term
+// is (u2·d)·G: a multiplication of the fixed generator, which Go does from
+// a precomputed table, in place of verification's multiplication of the
+// variable point Q, so the check costs about half a P-256 verify and
+// two-fifths of a P-384 one. u2·d is secret (u2 is public), so it is
+// computed in constant time (bigmod) and multiplied by crypto/ecdh's
+// constant-time code. The check stays independent of the signature's own
+// computation as a verify is: the signer made R as k·G in one
+// multiplication; here it is the sum of two others, so an error in that
+// multiplication (a damaged table, a bug) does not repeat itself here.
 type ecdsaChecker struct {
 	curve ecdh.Curve
+	p     *big.Int // the field's prime
 	n     *bigmod.Modulus
+	nBig  *big.Int
 	d     *bigmod.Nat
 	size  int // bytes of a scalar
 }
@@ -89,7 +95,7 @@ func newECDSAChecker(priv *ecdsa.PrivateKey) *ecdsaChecker {
 	if err != nil || string(k.PublicKey().Bytes()) != string(pub) {
 		return nil
 	}
-	return &ecdsaChecker{curve: curve, n: n, d: d, size: size}
+	return &ecdsaChecker{curve: curve, p: params.P, n: n, nBig: params.N, d: d, size: size}
 }
 
 var errBadECDSA = errors.New("invalid ECDSA signature")
@@ -105,10 +111,6 @@ func (c *ecdsaChecker) check(digest, sig []byte) error {
 	if !ok {
 		return errBadECDSA
 	}
-	r, err := c.scalar(rBytes)
-	if err != nil {
-		return err
-	}
 	s, err := c.scalar(sBytes)
 	if err != nil {
 		return err
@@ -122,30 +124,54 @@ func (c *ecdsaChecker) check(digest, sig []byte) error {
 	if !ok {
 		return errBadECDSA
 	}
-	u2, err := c.scalar(rBytes)
+	u2d, err := c.scalar(rBytes) // r, checked to be in [1, n-1]
 	if err != nil {
 		return err
 	}
-	u1 := e.Mul(w, c.n)               // e·w
-	t := u2.Mul(w, c.n).Mul(c.d, c.n) // r·w·d
-	t.Add(u1, c.n)                    // u1 + u2·d: the nonce
-	if t.IsZero() == 1 {
-		return errBadECDSA
+	u1 := e.Mul(w, c.n)           // e·w, public
+	u2d.Mul(w, c.n).Mul(c.d, c.n) // r·w·d, secret
+	if u1.IsZero() == 1 {
+		return ErrCannotCheck // u1·G is the point at infinity: left to a verify
 	}
-	k, err := c.curve.NewPrivateKey(t.Bytes(c.n))
+	p1, err := c.baseMul(u1)
 	if err != nil {
-		return errBadECDSA
+		return err
 	}
-	point := k.PublicKey().Bytes() // 0x04 || X || Y
-	fieldSize := (len(point) - 1) / 2
-	x, err := bigmod.NewNat().SetOverflowingBytes(point[1:1+fieldSize], c.n)
+	p2, err := c.baseMul(u2d) // never zero: r, w and d are not
 	if err != nil {
-		return errBadECDSA
+		return err
 	}
-	if x.Equal(r) != 1 {
+	// R = p1 + p2, in affine coordinates. Both points are public (p2 is
+	// u2·Q), so math/big's variable time is fine here.
+	x1, y1 := p1[0], p1[1]
+	x2, y2 := p2[0], p2[1]
+	if x1.Cmp(x2) == 0 {
+		return ErrCannotCheck // doubling or the point at infinity: left to a verify
+	}
+	lambda := new(big.Int).Sub(y2, y1)
+	den := new(big.Int).Sub(x2, x1)
+	den.Mod(den, c.p)
+	if den.ModInverse(den, c.p) == nil {
+		return ErrCannotCheck
+	}
+	lambda.Mul(lambda, den).Mod(lambda, c.p)
+	x3 := new(big.Int).Mul(lambda, lambda)
+	x3.Sub(x3, x1).Sub(x3, x2).Mod(x3, c.p)
+	if x3.Mod(x3, c.nBig).Cmp(new(big.Int).SetBytes(rBytes)) != 0 {
 		return errBadECDSA
 	}
 	return nil
+}
+
+// baseMul returns k·G as affine coordinates; k must not be zero.
+func (c *ecdsaChecker) baseMul(k *bigmod.Nat) ([2]*big.Int, error) {
+	priv, err := c.curve.NewPrivateKey(k.Bytes(c.n))
+	if err != nil {
+		return [2]*big.Int{}, ErrCannotCheck
+	}
+	point := priv.PublicKey().Bytes() // 0x04 || X || Y
+	size := (len(point) - 1) / 2
+	return [2]*big.Int{new(big.Int).SetBytes(point[1 : 1+size]), new(big.Int).SetBytes(point[1+size:])}, nil
 }
 
 // scalar reads a signature integer, which must be in [1, n-1].

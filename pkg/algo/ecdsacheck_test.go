@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/asn1"
 	"errors"
+	"math/big"
 	"testing"
 )
 
@@ -40,7 +42,8 @@ func TestECDSASelfCheckAgreesWithVerify(t *testing.T) {
 			wrongDigest := append([]byte(nil), digest...)
 			wrongDigest[i%len(wrongDigest)] ^= 0x80
 			for name, tc := range map[string]struct{ d, s []byte }{
-				"good": {digest, sig}, "another key's": {digest, otherSig}, "flipped bit": {digest, flipped},
+				"good": {digest, sig}, "s negated": {digest, negateS(t, sig, priv.Curve.Params().N)},
+				"another key's": {digest, otherSig}, "flipped bit": {digest, flipped},
 				"other digest": {wrongDigest, sig}, "truncated": {digest, sig[:len(sig)-1]}, "empty": {digest, nil},
 			} {
 				want := ecdsa.VerifyASN1(&priv.PublicKey, tc.d, tc.s)
@@ -56,6 +59,20 @@ func TestECDSASelfCheckAgreesWithVerify(t *testing.T) {
 	}
 }
 
+// negateS returns (r, n-s), which is as valid as (r, s).
+func negateS(t *testing.T, sig []byte, n *big.Int) []byte {
+	var v struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(sig, &v); err != nil {
+		t.Fatal(err)
+	}
+	v.S.Sub(n, v.S)
+	out, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // r or s out of range, and digests longer than the order, are refused or
 // left to a verify.
 func TestECDSASelfCheckEdges(t *testing.T) {
@@ -68,8 +85,8 @@ func TestECDSASelfCheckEdges(t *testing.T) {
 		t.Error("r = 0 accepted")
 	}
 	nBytes := append([]byte{0}, n.Bytes()...)
-	big := append(append([]byte{0x30, byte(4 + 2*len(nBytes)), 0x02, byte(len(nBytes))}, nBytes...), append([]byte{0x02, byte(len(nBytes))}, nBytes...)...)
-	if sc.CheckOwnSignature(make([]byte, 32), big) == nil {
+	tooBig := append(append([]byte{0x30, byte(4 + 2*len(nBytes)), 0x02, byte(len(nBytes))}, nBytes...), append([]byte{0x02, byte(len(nBytes))}, nBytes...)...)
+	if sc.CheckOwnSignature(make([]byte, 32), tooBig) == nil {
 		t.Error("r = s = n accepted")
 	}
 	if err := sc.CheckOwnSignature(make([]byte, 48), zero); !errors.Is(err, ErrCannotCheck) {

@@ -21,8 +21,9 @@ var errTBSCaptured = errors.New("x509x: to-be-signed certificate captured")
 // signer checks its own signatures: it takes the finished TBSCertificate
 // (crypto.MessageSigner gets the message itself) and stops there.
 type tbsCapture struct {
-	pub crypto.PublicKey
-	tbs []byte
+	pub  crypto.PublicKey
+	tbs  []byte
+	hash crypto.Hash // the digest crypto/x509 chose for the algorithm it wrote into the TBS
 }
 
 func (c *tbsCapture) Public() crypto.PublicKey { return c.pub }
@@ -31,8 +32,8 @@ func (c *tbsCapture) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) 
 	return nil, errTBSCaptured
 }
 
-func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, _ crypto.SignerOpts) ([]byte, error) {
-	c.tbs = append([]byte(nil), msg...)
+func (c *tbsCapture) SignMessage(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	c.tbs, c.hash = append([]byte(nil), msg...), opts.HashFunc()
 	return nil, errTBSCaptured
 }
 
@@ -50,9 +51,9 @@ func createSelfChecked(rand io.Reader, t, parent *x509.Certificate, pub crypto.P
 		}
 		return nil, err
 	}
-	h := algo.HashFor(s.Algorithm())
-	if h == 0 {
-		return nil, fmt.Errorf("x509x: no digest for %s", s.Algorithm())
+	h := capture.hash
+	if capture.tbs == nil || h == 0 || !h.Available() {
+		return nil, fmt.Errorf("x509x: crypto/x509 asked for a %s signature without a digest", s.Algorithm())
 	}
 	hh := h.New()
 	hh.Write(capture.tbs)
