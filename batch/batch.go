@@ -8,7 +8,6 @@ package batch
 import (
 	"bufio"
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/pkg/atomicfile"
+	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/queue"
 	"github.com/qpki/qpki/server"
@@ -238,12 +238,8 @@ func hasCertificate(path string) bool {
 	if err != nil {
 		return false
 	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return false
-	}
-	_, err = x509.ParseCertificate(block.Bytes)
-	return err == nil
+	certs, err := ca.ParseCertificates(data)
+	return err == nil && len(certs) > 0
 }
 
 // Status says which lines already have their certificate in outDir.

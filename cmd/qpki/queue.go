@@ -29,9 +29,9 @@ func newQueueCmd() *cobra.Command {
 			if over <= 0 {
 				return fmt.Errorf("--over must be positive")
 			}
-			cl, err := server.Dial(dir)
+			cl, err := dialServe(dir)
 			if err != nil {
-				return fmt.Errorf("%w: start `qpki serve --ca-dir %s` first", err, dir)
+				return err
 			}
 			defer cl.Close()
 			read := func() (queue.Status, error) {
@@ -70,6 +70,15 @@ func newQueueCmd() *cobra.Command {
 	return cmd
 }
 
+// dialServe reaches the server holding dir: the queue lives only there.
+func dialServe(dir string) (*server.Client, error) {
+	cl, err := server.Dial(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: start `qpki serve --ca-dir %s` first", err, dir)
+	}
+	return cl, nil
+}
+
 func newQueueDeadCmd() *cobra.Command {
 	var dir string
 	var asJSON bool
@@ -88,9 +97,9 @@ request sent again under the same key starts a new attempt.`,
 			if limit < 1 || limit > 10000 {
 				return fmt.Errorf("--limit must be 1 to 10000")
 			}
-			cl, err := server.Dial(dir)
+			cl, err := dialServe(dir)
 			if err != nil {
-				return fmt.Errorf("%w: start `qpki serve --ca-dir %s` first", err, dir)
+				return err
 			}
 			defer cl.Close()
 			dls, err := cl.DeadLetters(cmd.Context(), limit)
