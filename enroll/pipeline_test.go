@@ -359,7 +359,7 @@ func TestWaitFindsResultRecordedElsewhere(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(100 * time.Millisecond) // Wait is blocked by then
-		if _, err := st.(store.JobStore).FinishJob(id, store.JobFailed, "recorded elsewhere", nil, nil); err != nil {
+		if _, err := st.(store.JobStore).FinishJob(store.Finished{ID: id, State: store.JobFailed, Error: "recorded elsewhere"}); err != nil {
 			t.Error(err)
 		}
 	}()

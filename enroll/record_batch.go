@@ -112,7 +112,7 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 	// One bad result must not hold back the others: record them one by
 	// one, and fail the job whose certificate cannot be stored.
 	for k, p := range bulk {
-		f, err := s.jobs.FinishJob(done[k].ID, store.JobDone, "", nil, p.rec)
+		f, err := s.jobs.FinishJob(done[k])
 		switch {
 		case err == nil:
 			stored(p, f)

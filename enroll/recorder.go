@@ -125,18 +125,8 @@ func (s *Service) fail(j *store.Job, r queue.Result, err error) error {
 // finish stores job j's outcome (FinishJob) and, when this call was the
 // one that finished it, reports it (recorded).
 func (s *Service) finish(j *store.Job, r queue.Result, state, errMsg string, result []byte, cert *store.Cert) error {
-	var first bool
-	var err error
-	if state == store.JobFailed && r.DeadLetter {
-		// Not the request's fault: the same request may start over.
-		var firsts []bool
-		firsts, err = s.jobs.FinishJobs([]store.Finished{{ID: j.ID, State: state, Error: errMsg, Retryable: true}})
-		if err == nil {
-			first = firsts[0]
-		}
-	} else {
-		first, err = s.jobs.FinishJob(j.ID, state, errMsg, result, cert)
-	}
+	// A dead letter is not the request's fault: the request may start over.
+	first, err := s.jobs.FinishJob(store.Finished{ID: j.ID, State: state, Error: errMsg, Result: result, Cert: cert, Retryable: r.DeadLetter})
 	if err != nil {
 		return err
 	}

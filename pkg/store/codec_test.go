@@ -87,7 +87,7 @@ func TestReadsJSONRecords(t *testing.T) {
 	if err != nil || gj.Key != "k" || !gj.Created.Equal(at) || string(gj.Payload) != "{}" {
 		t.Fatalf("JSON job read as %+v, %v", gj, err)
 	}
-	if first, err := s.FinishJob("old", JobFailed, "gave up", nil, nil); err != nil || !first {
+	if first, err := s.FinishJob(Finished{ID: "old", State: JobFailed, Error: "gave up"}); err != nil || !first {
 		t.Fatalf("finishing a JSON job: %v %v", first, err)
 	}
 	if gj, _ = s.Job("old"); gj.State != JobFailed || gj.Error != "gave up" {

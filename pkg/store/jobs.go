@@ -56,7 +56,7 @@ type JobStore interface {
 	// FinishJob records a job's outcome, with its certificate when it made
 	// one, in one transaction. The first outcome wins: a later one (a
 	// redelivered job signed twice) is dropped and first is false.
-	FinishJob(id string, state, errMsg string, result []byte, cert *Cert) (first bool, err error)
+	FinishJob(d Finished) (first bool, err error)
 	// FinishJobs is FinishJob for many jobs in one transaction; first[i]
 	// tells whether done[i] was recorded.
 	FinishJobs(done []Finished) (first []bool, err error)
@@ -154,8 +154,8 @@ func (s *Bolt) Job(id string) (*Job, error) {
 	return j, err
 }
 
-func (s *Bolt) FinishJob(id, state, errMsg string, result []byte, cert *Cert) (bool, error) {
-	first, err := s.finish([]Finished{{ID: id, State: state, Error: errMsg, Result: result, Cert: cert}}, true)
+func (s *Bolt) FinishJob(d Finished) (bool, error) {
+	first, err := s.finish([]Finished{d}, true)
 	if err != nil {
 		return false, err
 	}

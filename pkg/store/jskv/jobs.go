@@ -85,11 +85,11 @@ func (s *Store) Job(id string) (*store.Job, error) {
 	return j, nil
 }
 
-func (s *Store) FinishJob(id, state, errMsg string, result []byte, cert *store.Cert) (bool, error) {
+func (s *Store) FinishJob(d store.Finished) (bool, error) {
 	var first bool
 	err := s.do(func(ctx context.Context) error {
 		var err error
-		first, err = s.finish(ctx, store.Finished{ID: id, State: state, Error: errMsg, Result: result, Cert: cert})
+		first, err = s.finish(ctx, d)
 		return err
 	})
 	return first, err

@@ -139,7 +139,7 @@ func TestWatchFinished(t *testing.T) {
 	if _, _, err := b.CreateJob(&store.Job{ID: "j1", RequestHash: "h", State: store.JobQueued}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.FinishJob("j1", store.JobFailed, "no", nil, nil); err != nil {
+	if _, err := b.FinishJob(store.Finished{ID: "j1", State: store.JobFailed, Error: "no"}); err != nil {
 		t.Fatal(err)
 	}
 	select {

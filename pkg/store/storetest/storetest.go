@@ -160,15 +160,15 @@ func testJobs(t *testing.T, s CAStore) {
 	}
 
 	// A certificate under another serial than the reserved one is refused.
-	if _, err := s.FinishJob("j1", store.JobDone, "", nil, &store.Cert{Serial: "abd", JobID: "j1", DER: []byte{1}}); err == nil {
+	if _, err := s.FinishJob(store.Finished{ID: "j1", State: store.JobDone, Cert: &store.Cert{Serial: "abd", JobID: "j1", DER: []byte{1}}}); err == nil {
 		t.Fatal("a certificate with the wrong serial was recorded")
 	}
 	cert := &store.Cert{Serial: "abc", JobID: "j1", DER: []byte{1, 2, 3}, Issued: time.Now()}
-	first, err := s.FinishJob("j1", store.JobDone, "", nil, cert)
+	first, err := s.FinishJob(store.Finished{ID: "j1", State: store.JobDone, Cert: cert})
 	if err != nil || !first {
 		t.Fatalf("FinishJob: %v %v", first, err)
 	}
-	first, err = s.FinishJob("j1", store.JobDone, "", nil, &store.Cert{Serial: "abc", JobID: "j1", DER: []byte{4}})
+	first, err = s.FinishJob(store.Finished{ID: "j1", State: store.JobDone, Cert: &store.Cert{Serial: "abc", JobID: "j1", DER: []byte{4}}})
 	if err != nil || first {
 		t.Fatalf("a second outcome must be dropped: first=%v %v", first, err)
 	}
@@ -186,7 +186,7 @@ func testJobs(t *testing.T, s CAStore) {
 	if j3, _ := s.Job("j3"); j3 == nil || string(j3.Result) != "crl" {
 		t.Fatalf("j3: %+v", j3)
 	}
-	if _, err := s.FinishJob("nope", store.JobDone, "", nil, nil); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.FinishJob(store.Finished{ID: "nope", State: store.JobDone}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("finishing an unknown job: %v", err)
 	}
 	s.CreateJob(&store.Job{ID: "j4", RequestHash: "h4", State: store.JobQueued})
@@ -299,7 +299,7 @@ func testRaceFinish(t *testing.T, a, b CAStore) {
 		var first bool
 		var err error
 		if i%8 < 4 {
-			first, err = s.FinishJob(id, store.JobDone, "", nil, c)
+			first, err = s.FinishJob(store.Finished{ID: id, State: store.JobDone, Cert: c})
 		} else {
 			var fs []bool
 			fs, err = s.FinishJobs([]store.Finished{{ID: id, State: store.JobDone, Cert: c}})
