@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"errors"
 	"io"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,9 +35,9 @@ func (f closerFunc) Close() error { return f() }
 // session closes under C_Sign), and refuses to sign once closed.
 func TestSessionClosesBetweenSignatures(t *testing.T) {
 	slow := &slowSigner{started: make(chan struct{})}
-	mu, closed := new(sync.Mutex), new(bool)
-	signer := sessionSigner{slow, mu, closed, func(time.Duration) {}}
-	s := &session{mu: mu, closed: closed, closer: closerFunc(func() error {
+	g := &gate{busy: func(time.Duration) {}}
+	signer := sessionSigner{slow, g}
+	s := &session{gate: g, closer: closerFunc(func() error {
 		if slow.signing.Load() {
 			slow.closedUnder.Store(true)
 		}
@@ -63,7 +62,7 @@ func TestSessionClosesBetweenSignatures(t *testing.T) {
 }
 
 func testSession() *session {
-	return &session{mu: new(sync.Mutex), closed: new(bool), closer: closerFunc(func() error { return nil })}
+	return &session{gate: &gate{}, closer: closerFunc(func() error { return nil })}
 }
 
 // The goroutines of a worker session that all see its signer fail reopen
@@ -80,12 +79,12 @@ func TestGroupReopensOnce(t *testing.T) {
 	if opens != 1 || b == a || c != b || g.current() != b {
 		t.Fatalf("opens %d, sessions a=%p b=%p c=%p current=%p", opens, a, b, c, g.current())
 	}
-	if !*a.closed {
+	if !a.gate.closed {
 		t.Fatal("the session given up was not closed")
 	}
 	var logged error
 	d := g.reopen(b, func() (*session, error) { return nil, errors.New("token gone") }, func(err error) { logged = err })
-	if d != b || logged == nil || *b.closed {
-		t.Fatalf("a failed reopen: got %p (want %p), logged %v, closed %v", d, b, logged, *b.closed)
+	if d != b || logged == nil || b.gate.closed {
+		t.Fatalf("a failed reopen: got %p (want %p), logged %v, closed %v", d, b, logged, b.gate.closed)
 	}
 }

@@ -183,8 +183,7 @@ type session struct {
 	closer  io.Closer
 	version string
 	signer  string // the signer's name in metrics
-	mu      *sync.Mutex
-	closed  *bool // under mu
+	gate    *gate
 }
 
 func openSession(c *ca.CA, o Options) (*session, error) {
@@ -201,17 +200,23 @@ func openSession(c *ca.CA, o Options) (*session, error) {
 	// that a session signs one thing at a time, as an HSM session does:
 	// an HSM signer would otherwise spread them over its token's session
 	// pool, and --workers would no longer bound the load on the HSM.
-	mu := new(sync.Mutex)
-	busy := func(time.Duration) {}
+	g := &gate{busy: func(time.Duration) {}}
 	if o.Observer != nil {
-		busy = func(d time.Duration) { o.Observer.SignerBusy(label, d) }
+		g.busy = func(d time.Duration) { o.Observer.SignerBusy(label, d) }
 	}
-	closed := new(bool)
-	iss.Signer = sessionSigner{iss.Signer, mu, closed, busy}
+	iss.Signer = sessionSigner{iss.Signer, g}
 	if iss.AltSigner != nil {
-		iss.AltSigner = sessionSigner{iss.AltSigner, mu, closed, busy}
+		iss.AltSigner = sessionSigner{iss.AltSigner, g}
 	}
-	return &session{iss: iss, closer: closer, version: name, signer: label, mu: mu, closed: closed}, nil
+	return &session{iss: iss, closer: closer, version: name, signer: label, gate: g}, nil
+}
+
+// gate is what a session's signers share: the turn to sign, whether the
+// session is closed, and where the time spent signing is reported.
+type gate struct {
+	mu     sync.Mutex
+	closed bool // under mu
+	busy   func(time.Duration)
 }
 
 // sessionSigner is a signer that one worker session's goroutines share.
@@ -219,9 +224,7 @@ func openSession(c *ca.CA, o Options) (*session, error) {
 // a session is busy tells whether the queue keeps the signer fed.
 type sessionSigner struct {
 	algo.Signer
-	mu     *sync.Mutex
-	closed *bool
-	busy   func(time.Duration)
+	*gate
 }
 
 var errSessionClosed = errors.New("worker: signer session closed")
@@ -235,7 +238,7 @@ func (s sessionSigner) CheckOwnSignature(digest, sig []byte) error {
 func (s sessionSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if *s.closed {
+	if s.closed {
 		return nil, errSessionClosed
 	}
 	start := time.Now()
@@ -249,10 +252,10 @@ func (s *session) close() {
 	if s == nil {
 		return
 	}
-	if s.mu != nil {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		*s.closed = true
+	if g := s.gate; g != nil {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.closed = true
 	}
 	if s.closer != nil {
 		s.closer.Close()
