@@ -3,7 +3,7 @@ module github.com/qpki/qpki
 go 1.26.0
 
 require (
-	filippo.io/bigmod v0.1.0
+	filippo.io/nistec v0.0.4
 	github.com/cloudflare/circl v1.6.5
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/go-jose/go-jose/v4 v4.1.9

@@ -229,12 +229,6 @@ type sessionSigner struct {
 
 var errSessionClosed = errors.New("worker: signer session closed")
 
-// CheckOwnSignature passes the check of a signature on to a signer that
-// can make it itself (algo.SelfChecker): it needs no session.
-func (s sessionSigner) CheckOwnSignature(digest, sig []byte) error {
-	return algo.CheckOwnSignature(s.Signer, digest, sig)
-}
-
 func (s sessionSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -24,20 +24,10 @@ type SignerCloser interface {
 
 type softwareSigner struct {
 	crypto.Signer
-	alg   Algorithm
-	ecdsa *ecdsaChecker // for ECDSA keys
+	alg Algorithm
 }
 
 func (s softwareSigner) Algorithm() Algorithm { return s.alg }
-
-// CheckOwnSignature checks an ECDSA signature with the private key (see
-// ecdsaChecker); other signatures get ErrCannotCheck.
-func (s softwareSigner) CheckOwnSignature(digest, sig []byte) error {
-	if s.ecdsa == nil {
-		return ErrCannotCheck
-	}
-	return s.ecdsa.check(digest, sig)
-}
 
 // Unwrap returns the underlying private key, for codecs that need it.
 func (s softwareSigner) Unwrap() crypto.Signer { return s.Signer }
@@ -56,11 +46,7 @@ func NewSigner(priv crypto.PrivateKey, want Algorithm) (Signer, error) {
 	if !want.CanSign() {
 		return nil, fmt.Errorf("%s is not a signature algorithm", want)
 	}
-	out := softwareSigner{Signer: s, alg: want}
-	if priv, ok := s.(*ecdsa.PrivateKey); ok {
-		out.ecdsa = newECDSAChecker(priv)
-	}
-	return out, nil
+	return softwareSigner{Signer: s, alg: want}, nil
 }
 
 // CheckKey returns an error unless pub is a key of algorithm want.

@@ -69,11 +69,6 @@ type closeNop struct{ algo.Signer }
 
 func (closeNop) Close() error { return nil }
 
-// CheckOwnSignature lets the key check its own signatures (algo.SelfChecker).
-func (c closeNop) CheckOwnSignature(digest, sig []byte) error {
-	return algo.CheckOwnSignature(c.Signer, digest, sig)
-}
-
 func (softwareBackend) Create(stageDir, caDir, version, keyID string, a algo.Algorithm, spec KeySpec) (Storage, algo.SignerCloser, error) {
 	if spec.UseExisting {
 		return Storage{}, nil, fmt.Errorf("--use-existing-key needs an HSM (--hsm-config)")

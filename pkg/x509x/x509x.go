@@ -6,6 +6,7 @@ package x509x
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
@@ -70,8 +71,8 @@ func CreateCertificate(rand io.Reader, tmpl *x509.Certificate, pub, altPub crypt
 		if parent == nil {
 			parent = &t
 		}
-		if sc, ok := iss.Signer.(algo.SelfChecker); ok && iss.Signer.Algorithm().Family() == algo.FamilyECDSA {
-			return createSelfChecked(rand, &t, parent, pub, sc)
+		if spk, ok := iss.Signer.Public().(*ecdsa.PublicKey); ok {
+			return createVerified(rand, &t, parent, pub, iss.Signer, spk)
 		}
 		return x509.CreateCertificate(rand, &t, parent, pub, iss.Signer)
 	}
