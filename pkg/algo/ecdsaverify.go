@@ -18,7 +18,7 @@ import (
 // multiples of the generator: u2·Q becomes table look-ups and additions
 // instead of a scalar multiplication, and so does u1·G. Everything in a
 // verification is public, so this variable-time arithmetic is safe, and
-// a P-384 check costs about a sixth of crypto/ecdsa's. Up to
+// a P-384 or P-521 check costs under a quarter of crypto/ecdsa's. Up to
 // maxIssuerKeys keys are kept; others, and curves without a table, get
 // crypto/ecdsa.
 func VerifyIssuerECDSA(pub *ecdsa.PublicKey, digest, sig []byte) bool {
@@ -28,8 +28,9 @@ func VerifyIssuerECDSA(pub *ecdsa.PublicKey, digest, sig []byte) bool {
 	return ecdsa.VerifyASN1(pub, digest, sig)
 }
 
-// maxIssuerKeys bounds the keys whose tables are kept (about 1.2 MB each
-// for P-384): a server has a few CA keys, not thousands.
+// maxIssuerKeys bounds the keys whose tables are kept (0.3 MB each for
+// P-256, 0.7 MB for P-384, 1.3 MB for P-521, built in a few
+// milliseconds): a server has a few CA keys, not thousands.
 const maxIssuerKeys = 32
 
 var issuerKeys struct {
