@@ -26,6 +26,7 @@ const MaxConfigSize = 64 << 10
 //	  pin_env: HSM_PIN
 //	  logout_after_use: false
 //	  mechanisms: pkcs11-3.2
+//	  sign_nice: -10
 type Config struct {
 	Type   string       `yaml:"type"`
 	PKCS11 PKCS11Config `yaml:"pkcs11"`
@@ -51,6 +52,26 @@ type PKCS11Config struct {
 	// Mechanisms names the post-quantum mechanism table (DefaultMechanisms
 	// when empty).
 	Mechanisms string `yaml:"mechanisms"`
+	// SignNice is added to a thread's nice value while it is inside the
+	// module signing (DefaultSignNice when absent, 0 to leave it alone;
+	// -20 to 0). A module that signs in software, in this process
+	// (SoftHSM2), shares the CPU with the pipeline, and the session is
+	// what sets the pace: it should not wait for the CPU. With a network
+	// HSM the thread mostly waits, and a higher priority only wakes it
+	// sooner. Linux only; it needs CAP_SYS_NICE or RLIMIT_NICE, and
+	// without them signing runs at the normal priority (`qpki hsm test`
+	// says which).
+	SignNice *int `yaml:"sign_nice"`
+}
+
+// DefaultSignNice is the sign_nice of a configuration that does not set it.
+const DefaultSignNice = -10
+
+func (p *PKCS11Config) signNice() int {
+	if p.SignNice == nil {
+		return DefaultSignNice
+	}
+	return *p.SignNice
 }
 
 // Path returns the file the configuration was read from ("" when parsed
@@ -193,6 +214,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := LookupMechanismTable(p.Mechanisms); err != nil {
 		return fmt.Errorf("pkcs11.mechanisms: %v", err)
+	}
+	if n := p.signNice(); n < -20 || n > 0 {
+		return fmt.Errorf("pkcs11.sign_nice: %d is not between -20 (the most CPU) and 0 (unchanged)", n)
 	}
 	return nil
 }

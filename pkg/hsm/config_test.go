@@ -87,6 +87,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"two documents", goodConfig + "---\n" + goodConfig, "more than one"},
 		{"empty", "", "empty"},
 		{"not yaml", "type: [pkcs11\n", "malformed"},
+		{"sign_nice too low", "type: pkcs11\npkcs11:\n  lib: x.so\n  token: T\n  sign_nice: -21\n", "sign_nice"},
+		{"sign_nice positive", "type: pkcs11\npkcs11:\n  lib: x.so\n  token: T\n  sign_nice: 5\n", "sign_nice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.yaml))
@@ -100,6 +102,18 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("error %q repeats the secret", err)
 			}
 		})
+	}
+}
+
+func TestSignNice(t *testing.T) {
+	for yaml, want := range map[string]int{"": DefaultSignNice, "  sign_nice: 0\n": 0, "  sign_nice: -20\n": -20} {
+		c, err := ParseConfig([]byte("type: pkcs11\npkcs11:\n  lib: x.so\n  token: T\n" + yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.PKCS11.signNice(); got != want {
+			t.Errorf("%q: sign_nice %d, want %d", yaml, got, want)
+		}
 	}
 }
 

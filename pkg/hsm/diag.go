@@ -412,7 +412,7 @@ func SelfTest(w io.Writer, cfg *Config) error {
 
 	st := &tokenState{
 		mod: m, cfg: cfg, slot: pt.slot, label: pt.label(), serial: pt.serial(), info: pt.info,
-		table: table, mechs: map[uint]bool{}, pool: newPool(1),
+		table: table, mechs: map[uint]bool{}, pool: newPool(1), signNice: cfg.PKCS11.signNice(),
 	}
 	if ms, err := ctx.GetMechanismList(pt.slot); err == nil {
 		for _, mech := range ms {
@@ -481,7 +481,7 @@ func SelfTest(w io.Writer, cfg *Config) error {
 		if err := algo.VerifyDigest(signer.Public(), alg, msg, sig, false); err != nil {
 			return "", fmt.Errorf("the token's signature does not verify: %v", err)
 		}
-		return fmt.Sprintf("%d-byte signature verified in software", len(sig)), nil
+		return fmt.Sprintf("%d-byte signature verified in software; %s", len(sig), signPriority(st.signNice)), nil
 	}); err != nil {
 		return err
 	}
@@ -495,4 +495,16 @@ func SelfTest(w io.Writer, cfg *Config) error {
 		}
 		return "", nil
 	})
+}
+
+// signPriority says whether signing threads get the priority sign_nice
+// asks for.
+func signPriority(nice int) string {
+	if nice == 0 {
+		return "sign_nice 0: signing threads keep their priority"
+	}
+	if err := priorityProbe(nice); err != nil {
+		return fmt.Sprintf("signing threads keep their priority, sign_nice %d refused (%v)", nice, err)
+	}
+	return fmt.Sprintf("signing threads run at nice %+d", nice)
 }

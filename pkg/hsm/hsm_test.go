@@ -13,8 +13,12 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -933,4 +937,86 @@ func TestMechanismTables(t *testing.T) {
 	if MechanismName(0x1d) != "CKM_ML_DSA" || MechanismName(0x1041) != "CKM_ECDSA" || MechanismName(0x80001234) != "vendor-defined 0x80001234" {
 		t.Error("MechanismName")
 	}
+}
+
+// While the module signs, the signing thread runs at the nice value
+// sign_nice asks for, and afterwards at its own again.
+func TestSigningThreadPriority(t *testing.T) {
+	if err := priorityProbe(DefaultSignNice); err != nil {
+		if os.Geteuid() == 0 {
+			t.Fatalf("root may not raise a thread's priority: %v", err)
+		}
+		t.Skipf("this process may not raise a thread's priority: %v", err)
+	}
+	tok := openToken(t, "qpki-main")
+	key, err := tok.GenerateKey(algo.RSA2048, "priority", []byte{0x50, 0x52})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := tok.signer(key, algo.RSA2048, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.v3 == nil || ts.key.st.signNice != DefaultSignNice {
+		t.Fatalf("signer: cgo layer %v, sign_nice %d", ts.v3 != nil, ts.key.st.signNice)
+	}
+	// A goroutine locked to its thread signs over and over; this one
+	// reads that thread's nice value from /proc until it sees the raised
+	// one. RSA signatures keep the thread in the module most of the time.
+	tid := make(chan int)
+	stop := make(chan struct{})
+	before, after := make(chan int, 1), make(chan int, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		before <- threadNice()
+		tid <- syscall.Gettid()
+		d := sha256.Sum256([]byte("priority"))
+		defer func() { after <- threadNice() }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := ts.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	id := <-tid
+	base := <-before
+	seen := false
+	for i := 0; i < 200000 && !seen; i++ {
+		n, err := procNice(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = n == base+DefaultSignNice
+		if !seen && n != base {
+			t.Fatalf("the signing thread ran at nice %d, neither %d nor %d", n, base, base+DefaultSignNice)
+		}
+	}
+	close(stop)
+	if !seen {
+		t.Errorf("the signing thread never ran at nice %d", base+DefaultSignNice)
+	}
+	if got := <-after; got != base {
+		t.Errorf("after signing the thread's nice value is %d, was %d", got, base)
+	}
+}
+
+// procNice reads a thread's nice value, field 19 of /proc/self/task/TID/stat.
+func procNice(tid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 17 {
+		return 0, fmt.Errorf("short stat line %q", b)
+	}
+	return strconv.Atoi(f[16])
 }

@@ -1,9 +1,16 @@
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "p11v3.h"
+
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 /* PKCS#11 types and values used here (OASIS PKCS#11 3.2 pkcs11t.h). */
 typedef struct {
@@ -162,7 +169,85 @@ static qp_ulong init_and_sign(qp_module *m, qp_ulong session, qp_mechanism *mm, 
 	return QP_CKR_OK;
 }
 
-qp_ulong qp_sign(qp_module *m, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
+/*
+ * A module that signs in software (SoftHSM2) signs on the calling thread,
+ * which competes for the CPU with the rest of the process: the thread is
+ * given a lower nice value (a larger share of the CPU) while it signs.
+ * Linux keeps a nice value per thread. Lowering it needs CAP_SYS_NICE or
+ * RLIMIT_NICE; once refused, it is not tried again.
+ */
+static int nice_refused;
+
+static int raise_priority(int delta, int *old)
+{
+#ifdef __linux__
+	if (delta >= 0 || __atomic_load_n(&nice_refused, __ATOMIC_RELAXED))
+		return 0;
+	id_t tid = (id_t)syscall(SYS_gettid);
+	errno = 0;
+	int cur = getpriority(PRIO_PROCESS, tid);
+	if (cur == -1 && errno != 0)
+		return 0;
+	if (setpriority(PRIO_PROCESS, tid, cur + delta) != 0) {
+		if (errno == EPERM || errno == EACCES)
+			__atomic_store_n(&nice_refused, 1, __ATOMIC_RELAXED);
+		return 0;
+	}
+	*old = cur;
+	return 1;
+#else
+	(void)delta;
+	(void)old;
+	return 0;
+#endif
+}
+
+static void restore_priority(int old)
+{
+#ifdef __linux__
+	/* Raising a nice value back is always permitted. */
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), old);
+#else
+	(void)old;
+#endif
+}
+
+int qp_priority_probe(int delta)
+{
+#ifdef __linux__
+	int old;
+	if (raise_priority(delta, &old)) {
+		restore_priority(old);
+		return 0;
+	}
+	return __atomic_load_n(&nice_refused, __ATOMIC_RELAXED) ? EPERM : -1;
+#else
+	(void)delta;
+	return -1;
+#endif
+}
+
+int qp_thread_nice(void)
+{
+#ifdef __linux__
+	return getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+#else
+	return 0;
+#endif
+}
+
+static qp_ulong raised_init_and_sign(int nice_delta, qp_module *m, qp_ulong session, qp_mechanism *mm, qp_ulong key,
+	const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen)
+{
+	int old = 0;
+	int raised = raise_priority(nice_delta, &old);
+	qp_ulong rv = init_and_sign(m, session, mm, key, data, datalen, sig, siglen);
+	if (raised)
+		restore_priority(old);
+	return rv;
+}
+
+qp_ulong qp_sign(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
 	qp_ulong key, const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen)
 {
 	*sig = NULL;
@@ -175,12 +260,12 @@ qp_ulong qp_sign(qp_module *m, qp_ulong session, qp_ulong mech, const unsigned c
 		memcpy(pcopy, param, paramlen);
 	}
 	qp_mechanism mm = {mech, pcopy, paramlen};
-	qp_ulong rv = init_and_sign(m, session, &mm, key, data, datalen, sig, siglen);
+	qp_ulong rv = raised_init_and_sign(nice_delta, m, session, &mm, key, data, datalen, sig, siglen);
 	free(pcopy);
 	return rv;
 }
 
-qp_ulong qp_sign_with_context(qp_module *m, qp_ulong session, qp_ulong mech, qp_ulong key,
+qp_ulong qp_sign_with_context(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, qp_ulong key,
 	qp_ulong hedge, const unsigned char *ctx, qp_ulong ctxlen,
 	const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen)
 {
@@ -194,7 +279,7 @@ qp_ulong qp_sign_with_context(qp_module *m, qp_ulong session, qp_ulong mech, qp_
 		memcpy(ctxcopy, ctx, ctxlen);
 	qp_sign_additional_context param = {hedge, ctxlen ? ctxcopy : NULL, ctxlen};
 	qp_mechanism mm = {mech, &param, sizeof(param)};
-	qp_ulong rv = init_and_sign(m, session, &mm, key, data, datalen, sig, siglen);
+	qp_ulong rv = raised_init_and_sign(nice_delta, m, session, &mm, key, data, datalen, sig, siglen);
 	free(ctxcopy);
 	return rv;
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"unsafe"
 
 	"github.com/miekg/pkcs11"
@@ -85,10 +86,12 @@ func (p *p11v3) sessionState(s pkcs11.SessionHandle) (uint, error) {
 
 // sign runs C_SignInit and C_Sign in one call into C. param is the
 // mechanism parameter as miekg/pkcs11 lays it out (NewPSSParams, say).
-func (p *p11v3) sign(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech uint, param, data []byte) ([]byte, error) {
+// nice is added to the thread's nice value while the module signs (see
+// PKCS11Config.SignNice).
+func (p *p11v3) sign(nice int, s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech uint, param, data []byte) ([]byte, error) {
 	var sig *C.uchar
 	var n C.qp_ulong
-	rv := C.qp_sign(&p.m, C.qp_ulong(s), C.qp_ulong(mech), bytesPtr(param), C.qp_ulong(len(param)), C.qp_ulong(key),
+	rv := C.qp_sign(&p.m, C.int(nice), C.qp_ulong(s), C.qp_ulong(mech), bytesPtr(param), C.qp_ulong(len(param)), C.qp_ulong(key),
 		bytesPtr(data), C.qp_ulong(len(data)), &sig, &n)
 	if err := ckr(rv); err != nil {
 		return nil, err
@@ -99,13 +102,13 @@ func (p *p11v3) sign(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech uint,
 
 // signWithContext runs C_SignInit with a CK_SIGN_ADDITIONAL_CONTEXT
 // parameter and C_Sign.
-func (p *p11v3) signWithContext(s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech, hedge uint, ctx, data []byte) ([]byte, error) {
+func (p *p11v3) signWithContext(nice int, s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech, hedge uint, ctx, data []byte) ([]byte, error) {
 	if len(ctx) > 255 {
 		return nil, errors.New("hsm: context of more than 255 bytes")
 	}
 	var sig *C.uchar
 	var n C.qp_ulong
-	rv := C.qp_sign_with_context(&p.m, C.qp_ulong(s), C.qp_ulong(mech), C.qp_ulong(key), C.qp_ulong(hedge),
+	rv := C.qp_sign_with_context(&p.m, C.int(nice), C.qp_ulong(s), C.qp_ulong(mech), C.qp_ulong(key), C.qp_ulong(hedge),
 		bytesPtr(ctx), C.qp_ulong(len(ctx)), bytesPtr(data), C.qp_ulong(len(data)), &sig, &n)
 	if err := ckr(rv); err != nil {
 		return nil, err
@@ -135,3 +138,20 @@ func (p *p11v3) decapsulate(s pkcs11.SessionHandle, mech uint, priv pkcs11.Objec
 	}
 	return pkcs11.ObjectHandle(secret), nil
 }
+
+// priorityProbe reports whether this process may add delta (negative) to
+// a thread's nice value; the error says why not.
+func priorityProbe(delta int) error {
+	switch rv := C.qp_priority_probe(C.int(delta)); rv {
+	case 0:
+		return nil
+	case -1:
+		return errors.New("not supported on this system")
+	default:
+		return fmt.Errorf("%w: needs CAP_SYS_NICE or an RLIMIT_NICE of at least %d (systemd: LimitNICE=%d)",
+			syscall.Errno(rv), 20-delta, delta)
+	}
+}
+
+// threadNice returns the nice value of the thread it runs on.
+func threadNice() int { return int(C.qp_thread_nice()) }

@@ -37,12 +37,24 @@ int qp_open(const char *path, qp_module *m, char *err, size_t errlen);
 
 qp_ulong qp_session_state(qp_module *m, qp_ulong session, qp_ulong *state);
 
-qp_ulong qp_sign(qp_module *m, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
+/*
+ * qp_sign and qp_sign_with_context add nice_delta to the calling thread's
+ * nice value while the module signs, when it is negative (a larger share
+ * of the CPU) and the process may.
+ */
+qp_ulong qp_sign(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
 	qp_ulong key, const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen);
 
-qp_ulong qp_sign_with_context(qp_module *m, qp_ulong session, qp_ulong mech, qp_ulong key,
+qp_ulong qp_sign_with_context(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, qp_ulong key,
 	qp_ulong hedge, const unsigned char *ctx, qp_ulong ctxlen,
 	const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen);
+
+/* qp_priority_probe returns 0 when this process may lower a thread's nice
+ * value by -delta, else an errno value (-1: not supported here). */
+int qp_priority_probe(int delta);
+
+/* qp_thread_nice returns the calling thread's nice value. */
+int qp_thread_nice(void);
 
 qp_ulong qp_encapsulate(qp_module *m, qp_ulong session, qp_ulong mech, qp_ulong pub,
 	unsigned char **ct, qp_ulong *ctlen, qp_ulong *secret);

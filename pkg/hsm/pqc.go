@@ -32,7 +32,7 @@ func (s *tokenSigner) signContext(ctx, data []byte) ([]byte, error) {
 		return nil, err
 	}
 	return s.signOn(s.mech, func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
-		return v3.signWithContext(sess, h, s.mech, CKH_HEDGE_PREFERRED, ctx, data)
+		return v3.signWithContext(s.key.st.signNice, sess, h, s.mech, CKH_HEDGE_PREFERRED, ctx, data)
 	})
 }
 

@@ -223,7 +223,7 @@ func (st *tokenState) signLayer() *p11v3 {
 func (s *tokenSigner) sign(mech uint, param []byte, data []byte) ([]byte, error) {
 	if v3 := s.v3; v3 != nil {
 		return s.signOn(mech, func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
-			return v3.sign(sess, h, mech, param, data)
+			return v3.sign(s.key.st.signNice, sess, h, mech, param, data)
 		})
 	}
 	ctx := s.key.st.mod.ctx

@@ -65,6 +65,7 @@ type tokenState struct {
 
 	signV3Once sync.Once
 	signV3     *p11v3 // signs in one call into C; nil: through miekg/pkcs11
+	signNice   int    // added to a signing thread's nice value (PKCS11Config.SignNice)
 }
 
 var (
@@ -85,7 +86,7 @@ func OpenFile(path string, opts ...Option) (*Token, error) {
 // A token that is not there, a wrong PIN or a missing module is an error.
 // Opening a token that is already open in the process shares its session
 // pool and login; the settings of the first Open (pin_env,
-// logout_after_use, mechanisms) stay in force.
+// logout_after_use, mechanisms, sign_nice) stay in force.
 func Open(cfg *Config, opts ...Option) (*Token, error) {
 	o := options{maxSessions: DefaultMaxSessions}
 	for _, f := range opts {
@@ -127,6 +128,7 @@ func Open(cfg *Config, opts ...Option) (*Token, error) {
 		mechs:          map[uint]bool{},
 		needLogin:      pt.info.Flags&pkcs11.CKF_LOGIN_REQUIRED != 0,
 		logoutAfterUse: cfg.PKCS11.LogoutAfterUse,
+		signNice:       cfg.PKCS11.signNice(),
 		refs:           1,
 	}
 	limit := o.maxSessions
