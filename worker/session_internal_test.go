@@ -36,7 +36,7 @@ func (f closerFunc) Close() error { return f() }
 func TestSessionClosesBetweenSignatures(t *testing.T) {
 	slow := &slowSigner{started: make(chan struct{})}
 	g := &gate{busy: func(time.Duration) {}}
-	signer := sessionSigner{slow, g}
+	signer := newSessionSigner(slow, g)
 	s := &session{gate: g, closer: closerFunc(func() error {
 		if slow.signing.Load() {
 			slow.closedUnder.Store(true)
@@ -86,5 +86,87 @@ func TestGroupReopensOnce(t *testing.T) {
 	d := g.reopen(b, func() (*session, error) { return nil, errors.New("token gone") }, func(err error) { logged = err })
 	if d != b || logged == nil || b.gate.closed {
 		t.Fatalf("a failed reopen: got %p (want %p), logged %v, closed %v", d, b, logged, b.gate.closed)
+	}
+}
+
+// batchSigner signs in batches, one batch at a time, holding the first
+// until release is closed; a signature is "sig:" and the digest.
+type batchSigner struct {
+	algo.Signer
+	release  chan struct{}
+	batches  chan int
+	inBatch  atomic.Int32
+	overlaps atomic.Int32
+}
+
+func (b *batchSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("Sign called on a batch signer")
+}
+
+func (b *batchSigner) SignBatch(reqs []algo.SignRequest) {
+	if b.inBatch.Add(1) > 1 {
+		b.overlaps.Add(1)
+	}
+	defer b.inBatch.Add(-1)
+	<-b.release
+	for i := range reqs {
+		reqs[i].Sig = append([]byte("sig:"), reqs[i].Digest...)
+	}
+	b.batches <- len(reqs)
+}
+
+// The signatures that wait for a batch signer's session go in batches,
+// one at a time, and each caller gets its own signature.
+func TestSessionSignsInBatches(t *testing.T) {
+	bs := &batchSigner{release: make(chan struct{}), batches: make(chan int, 200)}
+	g := &gate{busy: func(time.Duration) {}}
+	signer := newSessionSigner(bs, g)
+	const n = 100
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			d := []byte{byte(i), byte(i >> 8)}
+			sig, err := signer.Sign(nil, d, crypto.SHA256)
+			if err == nil && string(sig) != "sig:"+string(d) {
+				err = errors.New("got another caller's signature")
+			}
+			errs <- err
+		}()
+	}
+	// Let the callers queue behind the first batch, which holds the turn.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		signer.queue.mu.Lock()
+		waiting := len(signer.queue.calls)
+		signer.queue.mu.Unlock()
+		if waiting >= n-1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(bs.release)
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	total, biggest := 0, 0
+	for total < n {
+		k := <-bs.batches
+		total += k
+		biggest = max(biggest, k)
+	}
+	if total != n {
+		t.Errorf("%d signatures in the batches, want %d", total, n)
+	}
+	if biggest != maxBatch {
+		t.Errorf("largest batch %d, want %d (callers were waiting)", biggest, maxBatch)
+	}
+	if bs.overlaps.Load() != 0 {
+		t.Error("two batches ran at once on one session")
+	}
+	(&session{gate: g}).close()
+	if _, err := signer.Sign(nil, []byte{1}, crypto.SHA256); !errors.Is(err, errSessionClosed) {
+		t.Fatalf("sign after close: %v, want errSessionClosed", err)
 	}
 }

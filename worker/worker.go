@@ -204,9 +204,9 @@ func openSession(c *ca.CA, o Options) (*session, error) {
 	if o.Observer != nil {
 		g.busy = func(d time.Duration) { o.Observer.SignerBusy(label, d) }
 	}
-	iss.Signer = sessionSigner{iss.Signer, g}
+	iss.Signer = newSessionSigner(iss.Signer, g)
 	if iss.AltSigner != nil {
-		iss.AltSigner = sessionSigner{iss.AltSigner, g}
+		iss.AltSigner = newSessionSigner(iss.AltSigner, g)
 	}
 	return &session{iss: iss, closer: closer, version: name, signer: label, gate: g}, nil
 }
@@ -222,14 +222,33 @@ type gate struct {
 // sessionSigner is a signer that one worker session's goroutines share.
 // It reports how long each signature held the session: the share of time
 // a session is busy tells whether the queue keeps the signer fed.
+//
+// A signer that signs in batches (an HSM's: algo.BatchSigner) gets the
+// signatures that wait for the session all at once: the goroutine whose
+// turn it is signs its own and those queued behind it in one batch, and
+// the others find theirs done when their turn comes. Each call into the
+// token costs a wait for the Go scheduler on the way back, and the
+// session would sit idle for it between signatures.
 type sessionSigner struct {
 	algo.Signer
 	*gate
+	queue *signQueue // nil: not a batch signer
+}
+
+func newSessionSigner(s algo.Signer, g *gate) sessionSigner {
+	ss := sessionSigner{Signer: s, gate: g}
+	if _, ok := s.(algo.BatchSigner); ok {
+		ss.queue = &signQueue{}
+	}
+	return ss
 }
 
 var errSessionClosed = errors.New("worker: signer session closed")
 
 func (s sessionSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if s.queue != nil {
+		return s.signQueued(digest, opts)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -238,6 +257,66 @@ func (s sessionSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpt
 	start := time.Now()
 	defer func() { s.busy(time.Since(start)) }()
 	return s.Signer.Sign(rand, digest, opts)
+}
+
+// maxBatch bounds the signatures of one batch.
+const maxBatch = 32
+
+func (s sessionSigner) signQueued(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	c := &signCall{req: algo.SignRequest{Digest: digest, Opts: opts}}
+	s.queue.add(c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Sign what waits, oldest first, until c is signed: at once when an
+	// earlier turn took it, else in one of this turn's batches.
+	for !c.done {
+		calls := s.queue.take(maxBatch)
+		reqs := make([]algo.SignRequest, len(calls))
+		for i, cl := range calls {
+			reqs[i] = cl.req
+		}
+		if s.closed {
+			for i := range reqs {
+				reqs[i].Err = errSessionClosed
+			}
+		} else {
+			start := time.Now()
+			algo.SignBatch(s.Signer, reqs)
+			s.busy(time.Since(start))
+		}
+		for i, cl := range calls {
+			cl.req, cl.done = reqs[i], true // read by its caller under s.mu
+		}
+	}
+	return c.req.Sig, c.req.Err
+}
+
+// signCall is one signature waiting in a signQueue.
+type signCall struct {
+	req  algo.SignRequest
+	done bool // under the gate's mu
+}
+
+// signQueue holds the signatures waiting for a session, oldest first.
+type signQueue struct {
+	mu    sync.Mutex
+	calls []*signCall
+}
+
+func (q *signQueue) add(c *signCall) {
+	q.mu.Lock()
+	q.calls = append(q.calls, c)
+	q.mu.Unlock()
+}
+
+// take removes and returns up to n of the oldest calls.
+func (q *signQueue) take(n int) []*signCall {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.calls))
+	out := q.calls[:n:n]
+	q.calls = append([]*signCall(nil), q.calls[n:]...)
+	return out
 }
 
 // close waits for a signature in progress before it closes the signer:

@@ -3,6 +3,7 @@ package algo
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
 )
@@ -13,6 +14,37 @@ import (
 type Signer interface {
 	crypto.Signer
 	Algorithm() Algorithm
+}
+
+// BatchSigner is a Signer that signs several digests at once, on one
+// session and in one call into its token, where calling one signature at
+// a time would pay the overhead of a call (a return to the Go scheduler,
+// a network round trip) for each.
+type BatchSigner interface {
+	Signer
+	// SignBatch signs each request, in order, setting its Sig or Err.
+	SignBatch(reqs []SignRequest)
+}
+
+// SignBatch signs reqs with s: in one batch when s is a BatchSigner, else
+// one by one.
+func SignBatch(s Signer, reqs []SignRequest) {
+	if b, ok := s.(BatchSigner); ok {
+		b.SignBatch(reqs)
+		return
+	}
+	for i := range reqs {
+		reqs[i].Sig, reqs[i].Err = s.Sign(rand.Reader, reqs[i].Digest, reqs[i].Opts)
+	}
+}
+
+// SignRequest is one signature of a SignBatch: Digest and Opts as for
+// crypto.Signer.Sign.
+type SignRequest struct {
+	Digest []byte
+	Opts   crypto.SignerOpts
+	Sig    []byte
+	Err    error
 }
 
 // SignerCloser is a Signer holding a resource (an HSM session, say) that

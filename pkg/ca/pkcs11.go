@@ -47,6 +47,9 @@ type hsmSigner struct {
 	generated bool
 }
 
+// SignBatch passes batches on to the token's signer (algo.BatchSigner).
+func (s *hsmSigner) SignBatch(reqs []algo.SignRequest) { algo.SignBatch(s.SignerCloser, reqs) }
+
 func (s *hsmSigner) Close() error {
 	err := s.SignerCloser.Close()
 	if s.release != nil {

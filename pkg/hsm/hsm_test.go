@@ -1020,3 +1020,92 @@ func procNice(tid int) (int, error) {
 	}
 	return strconv.Atoi(f[16])
 }
+
+// SignBatch signs each request as Sign would: runs of one mechanism in one
+// call into the module, a bad request failing alone, and a batch after
+// the token dropped every session still signed in full.
+func TestSignBatch(t *testing.T) {
+	tok := openToken(t, "qpki-main")
+	ecKey, err := tok.GenerateKey(algo.ECDSAP384, "batch-ec", []byte{0x42, 0x01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaKey, err := tok.GenerateKey(algo.RSA2048, "batch-rsa", []byte{0x42, 0x02})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := tok.signer(ecKey, algo.ECDSAP384, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := tok.signer(rsaKey, algo.RSA2048, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ec.v3 == nil {
+		t.Fatal("the signer does not sign through the cgo layer")
+	}
+	digest := func(i int) []byte { d := sha512.Sum384([]byte(fmt.Sprint("batch ", i))); return d[:] }
+
+	reqs := make([]algo.SignRequest, 20)
+	for i := range reqs {
+		reqs[i] = algo.SignRequest{Digest: digest(i), Opts: crypto.SHA384}
+	}
+	reqs[7].Digest = reqs[7].Digest[:20] // not a SHA-384 digest
+	ec.SignBatch(reqs)
+	pub := ec.Public().(*ecdsa.PublicKey)
+	for i, r := range reqs {
+		if i == 7 {
+			if r.Err == nil {
+				t.Error("a 20-byte SHA-384 digest was signed")
+			}
+			continue
+		}
+		if r.Err != nil || !ecdsa.VerifyASN1(pub, r.Digest, r.Sig) {
+			t.Errorf("request %d: %v, signature verifies: %v", i, r.Err, r.Err == nil && ecdsa.VerifyASN1(pub, r.Digest, r.Sig))
+		}
+	}
+
+	// PKCS#1 v1.5 and PSS alternate: a run per mechanism.
+	rreqs := make([]algo.SignRequest, 6)
+	for i := range rreqs {
+		rreqs[i] = algo.SignRequest{Digest: digest(i), Opts: crypto.SHA384}
+		if i%3 == 2 {
+			rreqs[i].Opts = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA384}
+		}
+	}
+	rs.SignBatch(rreqs)
+	rpub := rs.Public().(*rsa.PublicKey)
+	for i, r := range rreqs {
+		if r.Err != nil {
+			t.Fatalf("RSA request %d: %v", i, r.Err)
+		}
+		if pss, ok := r.Opts.(*rsa.PSSOptions); ok {
+			err = rsa.VerifyPSS(rpub, crypto.SHA384, r.Digest, r.Sig, pss)
+		} else {
+			err = rsa.VerifyPKCS1v15(rpub, crypto.SHA384, r.Digest, r.Sig)
+		}
+		if err != nil {
+			t.Errorf("RSA request %d: %v", i, err)
+		}
+	}
+
+	// Every session closed behind the signer's back.
+	if err := tok.st.mod.ctx.CloseAllSessions(tok.Slot()); err != nil {
+		t.Fatal(err)
+	}
+	before := tok.st.recoveries.Load()
+	reqs = reqs[:5]
+	for i := range reqs {
+		reqs[i] = algo.SignRequest{Digest: digest(100 + i), Opts: crypto.SHA384}
+	}
+	ec.SignBatch(reqs)
+	for i, r := range reqs {
+		if r.Err != nil || !ecdsa.VerifyASN1(pub, r.Digest, r.Sig) {
+			t.Errorf("after the sessions were closed, request %d: %v", i, r.Err)
+		}
+	}
+	if tok.st.recoveries.Load() == before {
+		t.Error("the batch did not have to reopen its session; the test did not test recovery")
+	}
+}

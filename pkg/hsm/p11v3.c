@@ -265,6 +265,38 @@ qp_ulong qp_sign(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, 
 	return rv;
 }
 
+qp_ulong qp_sign_many(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param,
+	qp_ulong paramlen, qp_ulong key, const unsigned char *data, const qp_ulong *lens, qp_ulong count,
+	unsigned char **sigs, qp_ulong *siglens, qp_ulong *done)
+{
+	*done = 0;
+	unsigned char *pcopy = NULL;
+	if (paramlen) {
+		if ((pcopy = malloc(paramlen)) == NULL)
+			return QP_CKR_HOST_MEMORY;
+	}
+	int old = 0;
+	int raised = raise_priority(nice_delta, &old);
+	qp_ulong rv = QP_CKR_OK;
+	for (qp_ulong i = 0; i < count; i++) {
+		sigs[i] = NULL;
+		siglens[i] = 0;
+		/* A fresh copy each time: the module may have changed the last. */
+		if (paramlen)
+			memcpy(pcopy, param, paramlen);
+		qp_mechanism mm = {mech, pcopy, paramlen};
+		rv = init_and_sign(m, session, &mm, key, data, lens[i], &sigs[i], &siglens[i]);
+		if (rv != QP_CKR_OK)
+			break;
+		data += lens[i];
+		*done = i + 1;
+	}
+	if (raised)
+		restore_priority(old);
+	free(pcopy);
+	return rv;
+}
+
 qp_ulong qp_sign_with_context(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, qp_ulong key,
 	qp_ulong hedge, const unsigned char *ctx, qp_ulong ctxlen,
 	const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen)

@@ -100,6 +100,42 @@ func (p *p11v3) sign(nice int, s pkcs11.SessionHandle, key pkcs11.ObjectHandle, 
 	return C.GoBytes(unsafe.Pointer(sig), C.int(n)), nil
 }
 
+// signMany signs msgs, with one mechanism and key, in one call into C
+// (qp_sign_many): a batch pays once the wait for the Go scheduler that
+// each return from C may cost. It returns the signatures made, in order:
+// fewer than msgs when one failed, with that failure's error.
+func (p *p11v3) signMany(nice int, s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech uint, param []byte, msgs [][]byte) ([][]byte, error) {
+	n := len(msgs)
+	if n == 0 {
+		return nil, nil
+	}
+	var data []byte
+	lens := make([]C.qp_ulong, n)
+	for i, m := range msgs {
+		data = append(data, m...)
+		lens[i] = C.qp_ulong(len(m))
+	}
+	if len(data) == 0 {
+		data = []byte{0} // a valid pointer for messages that are all empty
+	}
+	sigs := make([]*C.uchar, n) // C memory, filled in by qp_sign_many
+	siglens := make([]C.qp_ulong, n)
+	var done C.qp_ulong
+	rv := C.qp_sign_many(&p.m, C.int(nice), C.qp_ulong(s), C.qp_ulong(mech), bytesPtr(param), C.qp_ulong(len(param)), C.qp_ulong(key),
+		(*C.uchar)(unsafe.Pointer(&data[0])), &lens[0], C.qp_ulong(n), &sigs[0], &siglens[0], &done)
+	out := make([][]byte, 0, int(done))
+	for i := range sigs {
+		if sigs[i] == nil {
+			continue
+		}
+		if i < int(done) {
+			out = append(out, C.GoBytes(unsafe.Pointer(sigs[i]), C.int(siglens[i])))
+		}
+		C.free(unsafe.Pointer(sigs[i]))
+	}
+	return out, ckr(rv)
+}
+
 // signWithContext runs C_SignInit with a CK_SIGN_ADDITIONAL_CONTEXT
 // parameter and C_Sign.
 func (p *p11v3) signWithContext(nice int, s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech, hedge uint, ctx, data []byte) ([]byte, error) {

@@ -45,6 +45,17 @@ qp_ulong qp_session_state(qp_module *m, qp_ulong session, qp_ulong *state);
 qp_ulong qp_sign(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
 	qp_ulong key, const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen);
 
+/*
+ * qp_sign_many signs count messages, laid end to end in data with their
+ * lengths in lens, with one mechanism and key, in order and in one call
+ * from Go, stopping at the first failure: *done is how many it signed,
+ * and the return value the failure's (CKR_OK when all were signed). Each
+ * signature is malloc'd into sigs[i], its length in siglens[i].
+ */
+qp_ulong qp_sign_many(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param,
+	qp_ulong paramlen, qp_ulong key, const unsigned char *data, const qp_ulong *lens, qp_ulong count,
+	unsigned char **sigs, qp_ulong *siglens, qp_ulong *done);
+
 qp_ulong qp_sign_with_context(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, qp_ulong key,
 	qp_ulong hedge, const unsigned char *ctx, qp_ulong ctxlen,
 	const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen);

@@ -1,6 +1,7 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -109,6 +110,107 @@ func (s *tokenSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) (
 	if s.closed {
 		return nil, errors.New("hsm: signer is closed")
 	}
+	p, err := s.prepare(digest, opts)
+	if err != nil {
+		return nil, err
+	}
+	if p.context != nil {
+		return s.signContext(p.context, p.data)
+	}
+	raw, err := s.sign(p.mech, p.param, p.data)
+	if err != nil {
+		return nil, err
+	}
+	return p.finish(raw)
+}
+
+// SignBatch signs each request as Sign would, those that share a
+// mechanism one after another in one call into the module (through the
+// cgo layer) on one session. A failure fails the requests of its call
+// that were not signed yet.
+func (s *tokenSigner) SignBatch(reqs []algo.SignRequest) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		for i := range reqs {
+			reqs[i].Err = errors.New("hsm: signer is closed")
+		}
+		return
+	}
+	ps := make([]prepared, len(reqs))
+	for i := 0; i < len(reqs); {
+		r := &reqs[i]
+		p, err := s.prepare(r.Digest, r.Opts)
+		if err != nil || p.context != nil || s.v3 == nil {
+			switch {
+			case err != nil:
+				r.Err = err
+			case p.context != nil:
+				r.Sig, r.Err = s.signContext(p.context, p.data)
+			default:
+				if r.Sig, r.Err = s.sign(p.mech, p.param, p.data); r.Err == nil {
+					r.Sig, r.Err = p.finish(r.Sig)
+				}
+			}
+			i++
+			continue
+		}
+		// A run of requests with this mechanism and parameter.
+		ps[i] = p
+		j := i + 1
+		for ; j < len(reqs); j++ {
+			q, err := s.prepare(reqs[j].Digest, reqs[j].Opts)
+			if err != nil || q.context != nil || q.mech != p.mech || !bytes.Equal(q.param, p.param) {
+				break
+			}
+			ps[j] = q
+		}
+		s.signRun(reqs[i:j], ps[i:j])
+		i = j
+	}
+}
+
+// signRun signs requests that share a mechanism and parameter in one call
+// into C, picking up where it stopped if the session has to be reopened.
+func (s *tokenSigner) signRun(reqs []algo.SignRequest, ps []prepared) {
+	msgs := make([][]byte, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.data
+	}
+	mech, param := ps[0].mech, ps[0].param
+	done := 0
+	_, err := s.signOn(mech, func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
+		sigs, err := s.v3.signMany(s.key.st.signNice, sess, h, mech, param, msgs[done:])
+		for _, raw := range sigs {
+			reqs[done].Sig, reqs[done].Err = ps[done].finish(raw)
+			done++
+		}
+		return nil, err
+	})
+	for ; err != nil && done < len(reqs); done++ {
+		reqs[done].Err = err
+	}
+}
+
+// prepared is a signature request as the module takes it.
+type prepared struct {
+	mech    uint
+	param   []byte
+	data    []byte
+	ecdsa   bool   // the module returns r||s, which X.509 wants in DER
+	context []byte // a FIPS 204/205 context string, signed through signContext
+}
+
+func (p prepared) finish(raw []byte) ([]byte, error) {
+	if p.ecdsa {
+		return ecdsaDER(raw)
+	}
+	return raw, nil
+}
+
+// prepare checks a request against the key's algorithm and turns it into
+// the mechanism, parameter and data the module signs.
+func (s *tokenSigner) prepare(digest []byte, opts crypto.SignerOpts) (prepared, error) {
 	if opts == nil {
 		opts = crypto.Hash(0)
 	}
@@ -116,60 +218,56 @@ func (s *tokenSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) (
 	case algo.FamilyECDSA:
 		h := opts.HashFunc()
 		if h == 0 || len(digest) != h.Size() {
-			return nil, fmt.Errorf("hsm: %s signs a digest: got %d bytes for hash %v", s.alg, len(digest), h)
+			return prepared{}, fmt.Errorf("hsm: %s signs a digest: got %d bytes for hash %v", s.alg, len(digest), h)
 		}
-		raw, err := s.sign(pkcs11.CKM_ECDSA, nil, digest)
-		if err != nil {
-			return nil, err
-		}
-		return ecdsaDER(raw)
+		return prepared{mech: pkcs11.CKM_ECDSA, data: digest, ecdsa: true}, nil
 	case algo.FamilyRSA:
 		if pss, ok := opts.(*rsa.PSSOptions); ok {
-			return s.signPSS(digest, pss)
+			return s.preparePSS(digest, pss)
 		}
 		h := opts.HashFunc()
 		prefix, ok := digestInfoPrefix[h]
 		if !ok {
-			return nil, fmt.Errorf("hsm: RSA PKCS#1 v1.5 with hash %v is not supported", h)
+			return prepared{}, fmt.Errorf("hsm: RSA PKCS#1 v1.5 with hash %v is not supported", h)
 		}
 		if len(digest) != h.Size() {
-			return nil, fmt.Errorf("hsm: %s: got %d bytes for a %v digest", s.alg, len(digest), h)
+			return prepared{}, fmt.Errorf("hsm: %s: got %d bytes for a %v digest", s.alg, len(digest), h)
 		}
 		di := make([]byte, 0, len(prefix)+len(digest))
 		di = append(append(di, prefix...), digest...)
-		return s.sign(pkcs11.CKM_RSA_PKCS, nil, di)
+		return prepared{mech: pkcs11.CKM_RSA_PKCS, data: di}, nil
 	case algo.FamilyEd25519:
 		if opts.HashFunc() != 0 {
-			return nil, errors.New("hsm: Ed25519ph is not supported; ed25519 signs the message itself")
+			return prepared{}, errors.New("hsm: Ed25519ph is not supported; ed25519 signs the message itself")
 		}
 		if o, ok := opts.(*ed25519.Options); ok && o.Context != "" {
-			return nil, errors.New("hsm: Ed25519ctx is not supported")
+			return prepared{}, errors.New("hsm: Ed25519ctx is not supported")
 		}
-		return s.sign(CKM_EDDSA, nil, digest)
+		return prepared{mech: CKM_EDDSA, data: digest}, nil
 	}
 	if opts.HashFunc() != 0 {
-		return nil, fmt.Errorf("hsm: %s signs the message itself, not a %v digest", s.alg, opts.HashFunc())
+		return prepared{}, fmt.Errorf("hsm: %s signs the message itself, not a %v digest", s.alg, opts.HashFunc())
 	}
 	switch o := opts.(type) {
 	case crypto.Hash:
 	case *algo.ContextOpts:
 		if o != nil && len(o.Context) > 0 {
-			return s.signContext(o.Context, digest)
+			return prepared{mech: s.mech, data: digest, context: o.Context}, nil
 		}
 	default:
-		return nil, fmt.Errorf("hsm: %s signing options of type %T are not supported", s.alg, opts)
+		return prepared{}, fmt.Errorf("hsm: %s signing options of type %T are not supported", s.alg, opts)
 	}
-	return s.sign(s.mech, nil, digest)
+	return prepared{mech: s.mech, data: digest}, nil
 }
 
-func (s *tokenSigner) signPSS(digest []byte, o *rsa.PSSOptions) ([]byte, error) {
+func (s *tokenSigner) preparePSS(digest []byte, o *rsa.PSSOptions) (prepared, error) {
 	h := o.HashFunc()
 	hp, ok := pssHash[h]
 	if !ok {
-		return nil, fmt.Errorf("hsm: RSA-PSS with hash %v is not supported", h)
+		return prepared{}, fmt.Errorf("hsm: RSA-PSS with hash %v is not supported", h)
 	}
 	if len(digest) != h.Size() {
-		return nil, fmt.Errorf("hsm: %s: got %d bytes for a %v digest", s.alg, len(digest), h)
+		return prepared{}, fmt.Errorf("hsm: %s: got %d bytes for a %v digest", s.alg, len(digest), h)
 	}
 	salt := o.SaltLength
 	switch salt {
@@ -179,12 +277,12 @@ func (s *tokenSigner) signPSS(digest []byte, o *rsa.PSSOptions) ([]byte, error) 
 		salt = h.Size()
 	}
 	if salt < 0 {
-		return nil, fmt.Errorf("hsm: invalid PSS salt length %d", o.SaltLength)
+		return prepared{}, fmt.Errorf("hsm: invalid PSS salt length %d", o.SaltLength)
 	}
 	if err := s.key.st.need(pkcs11.CKM_RSA_PKCS_PSS, "sign with RSA-PSS"); err != nil {
-		return nil, err
+		return prepared{}, err
 	}
-	return s.sign(pkcs11.CKM_RSA_PKCS_PSS, pkcs11.NewPSSParams(hp.mech, hp.mgf, uint(salt)), digest)
+	return prepared{mech: pkcs11.CKM_RSA_PKCS_PSS, param: pkcs11.NewPSSParams(hp.mech, hp.mgf, uint(salt)), data: digest}, nil
 }
 
 // signLayer returns the cgo layer when it can sign on the sessions
