@@ -69,8 +69,8 @@ func Add(dataDir, kid, note string) (Key, error) {
 	}
 	err = update(dataDir, func(f *file) error {
 		for _, o := range f.Keys {
-			if o.ID == kid {
-				return fmt.Errorf("key id %q already exists", kid)
+			if o.ID == k.ID {
+				return fmt.Errorf("key id %q already exists", k.ID)
 			}
 		}
 		f.Keys = append(f.Keys, k)
@@ -134,7 +134,12 @@ func Consume(dataDir, kid, account string, verify func(macKey []byte) error) err
 // newKey makes a key with a fresh HMAC key; an empty kid gets a random one.
 func newKey(kid, note string) (Key, error) {
 	if kid == "" {
-		kid = random(12)
+		// A random id never starts with '-': the operator types it after
+		// `qpki acme eab remove`, which would take it for a flag.
+		for kid = random(12); kid[0] == '-'; kid = random(12) {
+		}
+	} else if kid[0] == '-' {
+		return Key{}, fmt.Errorf("key id %q: must not start with '-', which command lines read as a flag", kid)
 	}
 	if !kidRE.MatchString(kid) {
 		return Key{}, fmt.Errorf("key id %q: use 1 to 64 letters, digits, '-' or '_'", kid)

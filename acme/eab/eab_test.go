@@ -78,3 +78,19 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("after use: %+v", ks)
 	}
 }
+
+// Key ids are typed on command lines: none starts with '-', random or not.
+func TestKeyIDsAreNotFlags(t *testing.T) {
+	for i := 0; i < 2000; i++ { // a random id would start with '-' once in 64
+		k, err := newKey("", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.ID[0] == '-' || !kidRE.MatchString(k.ID) {
+			t.Fatalf("random key id %q", k.ID)
+		}
+	}
+	if _, err := newKey("-team", ""); err == nil {
+		t.Fatal("a key id starting with '-' was accepted")
+	}
+}
