@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"github.com/nats-io/nats.go/jetstream"
 	"testing"
 	"time"
 
@@ -33,6 +34,13 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	}
 	if info.Config.Replicas != 3 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
 		t.Fatalf("jobs stream is not R3: %+v", info.Cluster)
+	}
+	// Results are read from the leader: a follower's direct get could
+	// miss one just stored (a lookup right after the publish failed so).
+	for _, s := range []jetstream.Stream{q.results, q.dead} {
+		if s.CachedInfo().Config.AllowDirect {
+			t.Errorf("stream %s allows direct gets", s.CachedInfo().Config.Name)
+		}
 	}
 
 	jc, err := q.Jobs(ctx, "root", ConsumeOptions{AckWait: 2 * time.Second, PollWait: 500 * time.Millisecond})

@@ -33,7 +33,8 @@
 // QPKI_DEAD keep at most one message per subject and refuse a second
 // (discard new per subject), so the first result for a job id is the only
 // one even after the duplicate window; PublishResult treats that refusal
-// as success. LookupResult is a direct get of the job's result subject.
+// as success. LookupResult gets the job's result subject from the
+// stream's leader, so that it sees every result already acknowledged.
 // The streams are declared (created or updated) on every Start and
 // Connect.
 //

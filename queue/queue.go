@@ -225,7 +225,11 @@ func (q *Queue) streamConfigs() []jetstream.StreamConfig {
 		MaxMsgsPerSubject:    1,
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
-		AllowDirect:          true,
+		// No direct gets: a replica that has not yet applied a result
+		// would answer "none" to a read that follows its write
+		// (LookupResult after PublishResult, EST's sealed key after the
+		// recorder stored the certificate). Gets go to the leader.
+		AllowDirect: false,
 	}, {
 		Name:                 StreamDead,
 		Description:          "qpki dead letters, " + deadPrefix + ".<ca>.<job id>",
@@ -240,7 +244,11 @@ func (q *Queue) streamConfigs() []jetstream.StreamConfig {
 		MaxMsgsPerSubject:    1,
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
-		AllowDirect:          true,
+		// No direct gets: a replica that has not yet applied a result
+		// would answer "none" to a read that follows its write
+		// (LookupResult after PublishResult, EST's sealed key after the
+		// recorder stored the certificate). Gets go to the leader.
+		AllowDirect: false,
 	}}
 }
 
