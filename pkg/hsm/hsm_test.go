@@ -988,7 +988,7 @@ func TestSigningThreadPriority(t *testing.T) {
 	id := <-tid
 	base := <-before
 	seen := false
-	for i := 0; i < 200000 && !seen; i++ {
+	for deadline := time.Now().Add(20 * time.Second); !seen && time.Now().Before(deadline); {
 		n, err := procNice(id)
 		if err != nil {
 			t.Fatal(err)
