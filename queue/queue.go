@@ -494,7 +494,8 @@ func isSubjectFull(err error) bool {
 }
 
 // LookupResult returns the stored result of one job, or ErrNoResult.
-// It is one direct get of the last message on the job's result subject.
+// It is one get, from the stream's leader, of the last message on the
+// job's result subject.
 func (q *Queue) LookupResult(ctx context.Context, ca, jobID string) (Result, error) {
 	if err := CheckCA(ca); err != nil {
 		return Result{}, err

@@ -112,7 +112,7 @@ func parseJobSubject(subject string) (ca, kind, class string, ok bool) {
 
 // ResultSubject is the subject of the result of one job:
 // qpki.results.<ca>.<job id>. With one message per subject, looking up a
-// job's result is one direct get of the last message on this subject.
+// job's result is one get of the last message on this subject.
 func ResultSubject(ca, jobID string) string {
 	return resultsPrefix + "." + ca + "." + jobID
 }

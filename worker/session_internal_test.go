@@ -170,3 +170,29 @@ func TestSessionSignsInBatches(t *testing.T) {
 		t.Fatalf("sign after close: %v, want errSessionClosed", err)
 	}
 }
+
+type panicBatchSigner struct{ algo.Signer }
+
+func (panicBatchSigner) SignBatch([]algo.SignRequest) { panic("token driver bug") }
+
+// A signer that panics in a batch leaves no caller of that batch waiting:
+// each is marked done, with an error.
+func TestBatchPanicReleasesCallers(t *testing.T) {
+	g := &gate{busy: func(time.Duration) {}}
+	signer := newSessionSigner(panicBatchSigner{}, g)
+	other := &signCall{req: algo.SignRequest{Digest: []byte{2}}}
+	signer.queue.add(other) // queued ahead, so taken in the same batch
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the signer's panic did not reach its caller")
+			}
+		}()
+		signer.Sign(nil, []byte{1}, crypto.SHA256)
+	}()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !other.done || other.req.Err == nil {
+		t.Fatalf("the other call of the batch: done %v, err %v", other.done, other.req.Err)
+	}
+}

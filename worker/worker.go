@@ -270,25 +270,37 @@ func (s sessionSigner) signQueued(digest []byte, opts crypto.SignerOpts) ([]byte
 	// Sign what waits, oldest first, until c is signed: at once when an
 	// earlier turn took it, else in one of this turn's batches.
 	for !c.done {
-		calls := s.queue.take(maxBatch)
-		reqs := make([]algo.SignRequest, len(calls))
-		for i, cl := range calls {
-			reqs[i] = cl.req
-		}
-		if s.closed {
-			for i := range reqs {
-				reqs[i].Err = errSessionClosed
-			}
-		} else {
-			start := time.Now()
-			algo.SignBatch(s.Signer, reqs)
-			s.busy(time.Since(start))
-		}
-		for i, cl := range calls {
-			cl.req, cl.done = reqs[i], true // read by its caller under s.mu
-		}
+		s.signBatch(s.queue.take(maxBatch))
 	}
 	return c.req.Sig, c.req.Err
+}
+
+// signBatch signs calls taken from the queue and marks them done, with an
+// error if the signer panicked, so that no caller waits for them forever.
+func (s sessionSigner) signBatch(calls []*signCall) {
+	reqs := make([]algo.SignRequest, len(calls))
+	for i, cl := range calls {
+		reqs[i] = cl.req
+	}
+	finished := false
+	defer func() {
+		for i, cl := range calls {
+			if !finished {
+				reqs[i].Sig, reqs[i].Err = nil, errors.New("worker: the signer failed during a batch")
+			}
+			cl.req, cl.done = reqs[i], true // read by its caller under s.mu
+		}
+	}()
+	if s.closed {
+		for i := range reqs {
+			reqs[i].Err = errSessionClosed
+		}
+	} else {
+		start := time.Now()
+		algo.SignBatch(s.Signer, reqs)
+		s.busy(time.Since(start))
+	}
+	finished = true
 }
 
 // signCall is one signature waiting in a signQueue.

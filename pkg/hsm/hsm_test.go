@@ -1090,6 +1090,27 @@ func TestSignBatch(t *testing.T) {
 		}
 	}
 
+	// A message the token refuses (longer than the RSA modulus allows)
+	// fails alone; the requests after it in the same run are signed.
+	ps := make([]prepared, 5)
+	runReqs := make([]algo.SignRequest, len(ps))
+	for i := range ps {
+		runReqs[i] = algo.SignRequest{Digest: digest(200 + i), Opts: crypto.SHA384}
+		if ps[i], err = rs.prepare(runReqs[i].Digest, runReqs[i].Opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps[1].data = make([]byte, 300)
+	rs.signRun(runReqs, ps)
+	for i, r := range runReqs {
+		switch {
+		case i == 1 && r.Err == nil:
+			t.Error("an over-long message was signed")
+		case i != 1 && (r.Err != nil || rsa.VerifyPKCS1v15(rpub, crypto.SHA384, r.Digest, r.Sig) != nil):
+			t.Errorf("request %d after a refused one: %v", i, r.Err)
+		}
+	}
+
 	// Every session closed behind the signer's back.
 	if err := tok.st.mod.ctx.CloseAllSessions(tok.Slot()); err != nil {
 		t.Fatal(err)

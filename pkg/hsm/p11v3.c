@@ -174,14 +174,16 @@ static qp_ulong init_and_sign(qp_module *m, qp_ulong session, qp_mechanism *mm, 
  * which competes for the CPU with the rest of the process: the thread is
  * given a lower nice value (a larger share of the CPU) while it signs.
  * Linux keeps a nice value per thread. Lowering it needs CAP_SYS_NICE or
- * RLIMIT_NICE; once refused, it is not tried again.
+ * RLIMIT_NICE; nice_refused is the least negative delta refused so far (0:
+ * none), and no delta at or below it is tried again.
  */
 static int nice_refused;
 
 static int raise_priority(int delta, int *old)
 {
 #ifdef __linux__
-	if (delta >= 0 || __atomic_load_n(&nice_refused, __ATOMIC_RELAXED))
+	int refused = __atomic_load_n(&nice_refused, __ATOMIC_RELAXED);
+	if (delta >= 0 || (refused != 0 && delta <= refused))
 		return 0;
 	id_t tid = (id_t)syscall(SYS_gettid);
 	errno = 0;
@@ -189,8 +191,13 @@ static int raise_priority(int delta, int *old)
 	if (cur == -1 && errno != 0)
 		return 0;
 	if (setpriority(PRIO_PROCESS, tid, cur + delta) != 0) {
-		if (errno == EPERM || errno == EACCES)
-			__atomic_store_n(&nice_refused, 1, __ATOMIC_RELAXED);
+		if (errno == EPERM || errno == EACCES) {
+			/* Keep the least negative refusal; racing stores may keep
+			 * another, which only means one more try. */
+			refused = __atomic_load_n(&nice_refused, __ATOMIC_RELAXED);
+			if (refused == 0 || delta > refused)
+				__atomic_store_n(&nice_refused, delta, __ATOMIC_RELAXED);
+		}
 		return 0;
 	}
 	*old = cur;
@@ -220,7 +227,8 @@ int qp_priority_probe(int delta)
 		restore_priority(old);
 		return 0;
 	}
-	return __atomic_load_n(&nice_refused, __ATOMIC_RELAXED) ? EPERM : -1;
+	int refused = __atomic_load_n(&nice_refused, __ATOMIC_RELAXED);
+	return refused != 0 && delta <= refused ? EPERM : -1;
 #else
 	(void)delta;
 	return -1;

@@ -126,8 +126,7 @@ func (s *tokenSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) (
 
 // SignBatch signs each request as Sign would, those that share a
 // mechanism one after another in one call into the module (through the
-// cgo layer) on one session. A failure fails the requests of its call
-// that were not signed yet.
+// cgo layer) on one session.
 func (s *tokenSigner) SignBatch(reqs []algo.SignRequest) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -172,6 +171,8 @@ func (s *tokenSigner) SignBatch(reqs []algo.SignRequest) {
 
 // signRun signs requests that share a mechanism and parameter in one call
 // into C, picking up where it stopped if the session has to be reopened.
+// A request the token refuses fails alone and the others go on; a
+// session that cannot be recovered fails all that are left.
 func (s *tokenSigner) signRun(reqs []algo.SignRequest, ps []prepared) {
 	msgs := make([][]byte, len(ps))
 	for i, p := range ps {
@@ -179,16 +180,26 @@ func (s *tokenSigner) signRun(reqs []algo.SignRequest, ps []prepared) {
 	}
 	mech, param := ps[0].mech, ps[0].param
 	done := 0
-	_, err := s.signOn(mech, func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
-		sigs, err := s.v3.signMany(s.key.st.signNice, sess, h, mech, param, msgs[done:])
-		for _, raw := range sigs {
-			reqs[done].Sig, reqs[done].Err = ps[done].finish(raw)
-			done++
+	for done < len(reqs) {
+		_, err := s.signOn(mech, func(sess pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
+			sigs, err := s.v3.signMany(s.key.st.signNice, sess, h, mech, param, msgs[done:])
+			for _, raw := range sigs {
+				reqs[done].Sig, reqs[done].Err = ps[done].finish(raw)
+				done++
+			}
+			return nil, err
+		})
+		if err == nil {
+			return
 		}
-		return nil, err
-	})
-	for ; err != nil && done < len(reqs); done++ {
+		if isStale(err) {
+			for ; done < len(reqs); done++ {
+				reqs[done].Err = err
+			}
+			return
+		}
 		reqs[done].Err = err
+		done++
 	}
 }
 
