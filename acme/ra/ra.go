@@ -9,8 +9,6 @@ package ra
 import (
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -71,9 +69,6 @@ type RA struct {
 	va  *va.VA
 	now func() time.Time
 
-	profMu   sync.Mutex
-	profiles map[string]profileEntry
-
 	valMu    sync.Mutex
 	inflight map[string]*validation // authz/challenge → validation
 	valSem   chan struct{}
@@ -91,19 +86,13 @@ type RA struct {
 	owners *ownerCache
 }
 
-type profileEntry struct {
-	p       *profile.Profile
-	stamp   string
-	checked time.Time
-}
-
 // New returns an RA. Each profile must exist and be a leaf profile.
 func New(cfg Config, st store.ACMEStore, svc *enroll.Service, v *va.VA) (*RA, error) {
 	cfg.defaults()
 	if len(cfg.Profiles) == 0 {
 		return nil, fmt.Errorf("acme: no profile to offer")
 	}
-	ra := &RA{cfg: cfg, st: st, svc: svc, va: v, now: time.Now, profiles: map[string]profileEntry{},
+	ra := &RA{cfg: cfg, st: st, svc: svc, va: v, now: time.Now,
 		inflight: map[string]*validation{}, toSettle: map[string]string{}, valSem: make(chan struct{}, cfg.MaxValidations), chainCache: map[string]chainEntry{},
 		owners: newOwnerCache(ownerCacheSize)}
 	for _, name := range cfg.Profiles {
@@ -134,37 +123,9 @@ func (ra *RA) Profiles() map[string]string {
 	return out
 }
 
-// profile loads a profile, again only when the CA dir's override file
-// changed (looked at once a second at most): parsing YAML costs more
-// than the rest of an order.
-func (ra *RA) profile(name string) (*profile.Profile, error) {
-	now := time.Now()
-	ra.profMu.Lock()
-	e, ok := ra.profiles[name]
-	ra.profMu.Unlock()
-	if ok && now.Sub(e.checked) < profileRecheck {
-		return e.p, nil
-	}
-	stamp := ""
-	if fi, err := os.Stat(filepath.Join(ra.svc.CA.Dir, profile.ProfilesDir, filepath.FromSlash(name)+".yaml")); err == nil {
-		stamp = fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
-	}
-	if !ok || e.stamp != stamp {
-		p, err := profile.Load(name, ra.svc.CA.Dir)
-		if err != nil {
-			return nil, err
-		}
-		e = profileEntry{p: p, stamp: stamp}
-	}
-	e.checked = now
-	ra.profMu.Lock()
-	ra.profiles[name] = e
-	ra.profMu.Unlock()
-	return e.p, nil
-}
-
-// profileRecheck is how often a profile's override file is looked at.
-const profileRecheck = time.Second
+// profile loads a profile through the CA, which keeps it parsed (and
+// looks at its override file once a second at most).
+func (ra *RA) profile(name string) (*profile.Profile, error) { return ra.svc.CA.Profile(name) }
 
 func (ra *RA) offers(name string) bool {
 	for _, p := range ra.cfg.Profiles {

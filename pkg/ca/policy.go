@@ -85,6 +85,18 @@ func (c *CA) policy(name string) (*policy, error) {
 	return pol, nil
 }
 
+// Profile returns a profile by name (the CA dir's override or the
+// built-in) or, for a name ending in .yaml, from that file: parsed once
+// and reused as policy is (see policy), for front-ends that read one on
+// every request.
+func (c *CA) Profile(name string) (*profile.Profile, error) {
+	pol, err := c.policy(name)
+	if err != nil {
+		return nil, err
+	}
+	return pol.p, nil
+}
+
 // policyRecheck is how long a profile's policy is used before its file
 // is looked at again.
 const policyRecheck = time.Second
