@@ -55,11 +55,11 @@ func issuerVerifier(pub *ecdsa.PublicKey) tableVerifier {
 	var build func(point []byte) tableVerifier
 	switch pub.Curve {
 	case elliptic.P256():
-		build = func(b []byte) tableVerifier { return newTableVerifier(p256Tables(), b) }
+		build = func(b []byte) tableVerifier { return newTableVerifier(p256T, b) }
 	case elliptic.P384():
-		build = func(b []byte) tableVerifier { return newTableVerifier(p384Tables(), b) }
+		build = func(b []byte) tableVerifier { return newTableVerifier(p384T, b) }
 	case elliptic.P521():
-		build = func(b []byte) tableVerifier { return newTableVerifier(p521Tables(), b) }
+		build = func(b []byte) tableVerifier { return newTableVerifier(p521T, b) }
 	default:
 		return nil
 	}
@@ -111,15 +111,16 @@ func (c *curveTables[P]) generator() *multiples[P] {
 	return c.g
 }
 
-var (
-	p256T = &curveTables[*nistec.P256Point]{newPoint: nistec.NewP256Point, n: elliptic.P256().Params().N, bits: 256, window: 8}
-	p384T = &curveTables[*nistec.P384Point]{newPoint: nistec.NewP384Point, n: elliptic.P384().Params().N, bits: 384, window: 6}
-	p521T = &curveTables[*nistec.P521Point]{newPoint: nistec.NewP521Point, n: elliptic.P521().Params().N, bits: 521, window: 6}
-)
+func newCurveTables[P nistPoint[P]](newPoint func() P, curve elliptic.Curve, window int) *curveTables[P] {
+	n := curve.Params().N
+	return &curveTables[P]{newPoint: newPoint, n: n, bits: n.BitLen(), window: window}
+}
 
-func p256Tables() *curveTables[*nistec.P256Point] { return p256T }
-func p384Tables() *curveTables[*nistec.P384Point] { return p384T }
-func p521Tables() *curveTables[*nistec.P521Point] { return p521T }
+var (
+	p256T = newCurveTables(nistec.NewP256Point, elliptic.P256(), 8)
+	p384T = newCurveTables(nistec.NewP384Point, elliptic.P384(), 6)
+	p521T = newCurveTables(nistec.NewP521Point, elliptic.P521(), 6)
+)
 
 // multiples holds j·2^(w·i)·P for every digit position i and digit j in
 // [1, 2^w - 1], w being the curve's window: a multiplication adds one of
@@ -190,12 +191,11 @@ func newTableVerifier[P nistPoint[P]](c *curveTables[P], point []byte) tableVeri
 // leftmost bits, R = (e/s)·G + (r/s)·Q, valid when R is not the point at
 // infinity and its x-coordinate is r mod n.
 func (v *keyVerifier[P]) verify(digest, sig []byte) bool {
-	rb, sb, ok := parseECDSASig(sig)
+	r, s, ok := parseECDSASig(sig)
 	if !ok {
 		return false
 	}
 	n := v.c.n
-	r, s := new(big.Int).SetBytes(rb), new(big.Int).SetBytes(sb)
 	if r.Cmp(n) >= 0 || s.Cmp(n) >= 0 {
 		return false
 	}
@@ -224,14 +224,14 @@ func (v *keyVerifier[P]) verify(digest, sig []byte) bool {
 
 // parseECDSASig reads ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER },
 // both positive.
-func parseECDSASig(sig []byte) (r, s []byte, ok bool) {
+func parseECDSASig(sig []byte) (r, s *big.Int, ok bool) {
 	var inner cryptobyte.String
 	in := cryptobyte.String(sig)
-	var rb, sb *big.Int = new(big.Int), new(big.Int)
+	r, s = new(big.Int), new(big.Int)
 	if !in.ReadASN1(&inner, cbasn1.SEQUENCE) || !in.Empty() ||
-		!inner.ReadASN1Integer(rb) || !inner.ReadASN1Integer(sb) || !inner.Empty() ||
-		rb.Sign() <= 0 || sb.Sign() <= 0 {
+		!inner.ReadASN1Integer(r) || !inner.ReadASN1Integer(s) || !inner.Empty() ||
+		r.Sign() <= 0 || s.Sign() <= 0 {
 		return nil, nil, false
 	}
-	return rb.Bytes(), sb.Bytes(), true
+	return r, s, true
 }

@@ -94,11 +94,11 @@ func TestVerifyIssuerECDSABounds(t *testing.T) {
 }
 
 func sigInts(t *testing.T, sig []byte) (r, s *big.Int) {
-	rb, sb, ok := parseECDSASig(sig)
+	r, s, ok := parseECDSASig(sig)
 	if !ok {
 		t.Fatal("unparsable signature")
 	}
-	return new(big.Int).SetBytes(rb), new(big.Int).SetBytes(sb)
+	return r, s
 }
 
 func encodeSig(r, s *big.Int) []byte {
