@@ -108,12 +108,17 @@ func (s *tokenSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) (
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, errors.New("hsm: signer is closed")
+		return nil, errSignerClosed
 	}
 	p, err := s.prepare(digest, opts)
 	if err != nil {
 		return nil, err
 	}
+	return s.signPrepared(p)
+}
+
+// signPrepared signs one prepared request on a pooled session.
+func (s *tokenSigner) signPrepared(p prepared) ([]byte, error) {
 	if p.context != nil {
 		return s.signContext(p.context, p.data)
 	}
@@ -132,40 +137,31 @@ func (s *tokenSigner) SignBatch(reqs []algo.SignRequest) {
 	defer s.mu.RUnlock()
 	if s.closed {
 		for i := range reqs {
-			reqs[i].Err = errors.New("hsm: signer is closed")
+			reqs[i].Err = errSignerClosed
 		}
 		return
 	}
 	ps := make([]prepared, len(reqs))
+	for i := range reqs {
+		ps[i], reqs[i].Err = s.prepare(reqs[i].Digest, reqs[i].Opts)
+	}
 	for i := 0; i < len(reqs); {
-		r := &reqs[i]
-		p, err := s.prepare(r.Digest, r.Opts)
-		if err != nil || p.context != nil || s.v3 == nil {
-			switch {
-			case err != nil:
-				r.Err = err
-			case p.context != nil:
-				r.Sig, r.Err = s.signContext(p.context, p.data)
-			default:
-				if r.Sig, r.Err = s.sign(p.mech, p.param, p.data); r.Err == nil {
-					r.Sig, r.Err = p.finish(r.Sig)
-				}
-			}
+		switch {
+		case reqs[i].Err != nil:
 			i++
-			continue
-		}
-		// A run of requests with this mechanism and parameter.
-		ps[i] = p
-		j := i + 1
-		for ; j < len(reqs); j++ {
-			q, err := s.prepare(reqs[j].Digest, reqs[j].Opts)
-			if err != nil || q.context != nil || q.mech != p.mech || !bytes.Equal(q.param, p.param) {
-				break
+		case ps[i].context != nil || s.v3 == nil:
+			reqs[i].Sig, reqs[i].Err = s.signPrepared(ps[i])
+			i++
+		default:
+			// A run of requests with this mechanism and parameter.
+			j := i + 1
+			for j < len(reqs) && reqs[j].Err == nil && ps[j].context == nil &&
+				ps[j].mech == ps[i].mech && bytes.Equal(ps[j].param, ps[i].param) {
+				j++
 			}
-			ps[j] = q
+			s.signRun(reqs[i:j], ps[i:j])
+			i = j
 		}
-		s.signRun(reqs[i:j], ps[i:j])
-		i = j
 	}
 }
 
@@ -202,6 +198,8 @@ func (s *tokenSigner) signRun(reqs []algo.SignRequest, ps []prepared) {
 		done++
 	}
 }
+
+var errSignerClosed = errors.New("hsm: signer is closed")
 
 // prepared is a signature request as the module takes it.
 type prepared struct {
