@@ -255,24 +255,6 @@ static qp_ulong raised_init_and_sign(int nice_delta, qp_module *m, qp_ulong sess
 	return rv;
 }
 
-qp_ulong qp_sign(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
-	qp_ulong key, const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen)
-{
-	*sig = NULL;
-	*siglen = 0;
-	/* The module may keep the parameter until C_Sign: give it our own copy. */
-	unsigned char *pcopy = NULL;
-	if (paramlen) {
-		if ((pcopy = malloc(paramlen)) == NULL)
-			return QP_CKR_HOST_MEMORY;
-		memcpy(pcopy, param, paramlen);
-	}
-	qp_mechanism mm = {mech, pcopy, paramlen};
-	qp_ulong rv = raised_init_and_sign(nice_delta, m, session, &mm, key, data, datalen, sig, siglen);
-	free(pcopy);
-	return rv;
-}
-
 qp_ulong qp_sign_many(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param,
 	qp_ulong paramlen, qp_ulong key, const unsigned char *data, const qp_ulong *lens, qp_ulong count,
 	unsigned char **sigs, qp_ulong *siglens, qp_ulong *done)

@@ -89,15 +89,11 @@ func (p *p11v3) sessionState(s pkcs11.SessionHandle) (uint, error) {
 // nice is added to the thread's nice value while the module signs (see
 // PKCS11Config.SignNice).
 func (p *p11v3) sign(nice int, s pkcs11.SessionHandle, key pkcs11.ObjectHandle, mech uint, param, data []byte) ([]byte, error) {
-	var sig *C.uchar
-	var n C.qp_ulong
-	rv := C.qp_sign(&p.m, C.int(nice), C.qp_ulong(s), C.qp_ulong(mech), bytesPtr(param), C.qp_ulong(len(param)), C.qp_ulong(key),
-		bytesPtr(data), C.qp_ulong(len(data)), &sig, &n)
-	if err := ckr(rv); err != nil {
+	sigs, err := p.signMany(nice, s, key, mech, param, [][]byte{data})
+	if err != nil {
 		return nil, err
 	}
-	defer C.free(unsafe.Pointer(sig))
-	return C.GoBytes(unsafe.Pointer(sig), C.int(n)), nil
+	return sigs[0], nil
 }
 
 // signMany signs msgs, with one mechanism and key, in one call into C

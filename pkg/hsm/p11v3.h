@@ -38,19 +38,15 @@ int qp_open(const char *path, qp_module *m, char *err, size_t errlen);
 qp_ulong qp_session_state(qp_module *m, qp_ulong session, qp_ulong *state);
 
 /*
- * qp_sign and qp_sign_with_context add nice_delta to the calling thread's
- * nice value while the module signs, when it is negative (a larger share
- * of the CPU) and the process may.
- */
-qp_ulong qp_sign(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param, qp_ulong paramlen,
-	qp_ulong key, const unsigned char *data, qp_ulong datalen, unsigned char **sig, qp_ulong *siglen);
-
-/*
  * qp_sign_many signs count messages, laid end to end in data with their
  * lengths in lens, with one mechanism and key, in order and in one call
  * from Go, stopping at the first failure: *done is how many it signed,
  * and the return value the failure's (CKR_OK when all were signed). Each
  * signature is malloc'd into sigs[i], its length in siglens[i].
+ *
+ * qp_sign_many and qp_sign_with_context add nice_delta to the calling
+ * thread's nice value while the module signs, when it is negative (a
+ * larger share of the CPU) and the process may.
  */
 qp_ulong qp_sign_many(qp_module *m, int nice_delta, qp_ulong session, qp_ulong mech, const unsigned char *param,
 	qp_ulong paramlen, qp_ulong key, const unsigned char *data, const qp_ulong *lens, qp_ulong count,
