@@ -175,9 +175,13 @@ func Run(ctx context.Context, p server.Pipeline, path string, o Options) (*Summa
 	close(work)
 	wg.Wait()
 	close(stop)
+	syncErr := atomicfile.SyncFS(o.OutDir)
 	prog.finish(done.Load())
 	sum.Elapsed = time.Since(start)
 	sort.Slice(sum.Failures, func(i, j int) bool { return sum.Failures[i].Line < sum.Failures[j].Line })
+	if syncErr != nil {
+		return sum, fmt.Errorf("syncing the certificates in %s: %w", o.OutDir, syncErr)
+	}
 	return sum, ctx.Err()
 }
 
@@ -201,7 +205,9 @@ func issueLine(ctx context.Context, p server.Pipeline, l Line, outDir string) er
 		return errors.New(st.Error)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: st.DER})
-	return atomicfile.Write(filepath.Join(outDir, l.ID+".crt"), data, 0o644)
+	// Unsynced: Run syncs them all at the end, and a certificate lost to a
+	// crash before that is fetched again by running the batch again.
+	return atomicfile.WriteUnsynced(filepath.Join(outDir, l.ID+".crt"), data, 0o644)
 }
 
 // WriteSummary prints a summary for people.

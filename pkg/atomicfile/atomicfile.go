@@ -10,8 +10,26 @@ import (
 // Write writes data to path through a temporary file in the same
 // directory, synced and renamed over path.
 func Write(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err := write(path, data, perm, true); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// WriteUnsynced is Write without the two syncs, for many files that can be
+// written again if a crash loses them (a batch's certificates, which the
+// CA's store keeps): readers still never see a half-written file, and the
+// caller makes them durable together with SyncFS.
+func WriteUnsynced(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, !haveSyncFS)
+}
+
+func write(path string, data []byte, perm os.FileMode, sync bool) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
@@ -25,21 +43,27 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	return os.Rename(tmp, path)
+}
+
+// SyncFS flushes the file system that holds dir: one call makes every
+// file written there with WriteUnsynced durable.
+func SyncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	defer d.Close()
+	return syncfs(d)
 }
 
 // Create is Write for a file that must not exist yet.
