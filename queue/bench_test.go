@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -33,7 +32,7 @@ func benchRoundTrip(b *testing.B, workers int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	payload := json.RawMessage(`{"profile":"ec/tls-server","pubkey":"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"}`)
+	payload := Payload(`{"profile":"ec/tls-server","pubkey":"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"}`)
 	n := b.N
 	var next atomic.Int64
 	var done atomic.Int64
@@ -68,7 +67,7 @@ func benchRoundTrip(b *testing.B, workers int) {
 				if err != nil {
 					continue
 				}
-				err = q.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "bench", Kind: KindIssue, OK: true, Payload: json.RawMessage(`{"serial":"01"}`)})
+				err = q.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "bench", Kind: KindIssue, OK: true, Payload: Payload(`{"serial":"01"}`)})
 				if err != nil {
 					b.Error(err)
 					return
@@ -91,7 +90,7 @@ func BenchmarkPublishJob(b *testing.B) {
 	defer q.Close()
 	ctx := context.Background()
 	var next atomic.Int64
-	payload := json.RawMessage(`{"profile":"ec/tls-server"}`)
+	payload := Payload(`{"profile":"ec/tls-server"}`)
 	b.SetParallelism(1)
 	b.ResetTimer()
 	start := time.Now()

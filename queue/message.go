@@ -1,15 +1,23 @@
 package queue
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/qpki/qpki/internal/codec"
 )
 
 // Message format versions. A reader refuses a version it does not know
 // rather than guess at its meaning; fields added later in a compatible
 // way keep the version and are ignored by older readers.
+//
+// Jobs and results are CBOR maps under their JSON field names (package
+// codec), read as JSON objects too: the form earlier versions wrote, still
+// found in the streams after an upgrade. Dead letters, read by people,
+// stay JSON.
 const (
 	JobVersion        = 1
 	ResultVersion     = 1
@@ -26,14 +34,49 @@ const maxRequestIDLen = 128
 // Job is one unit of signing work. It carries everything the worker needs
 // except the private key; Payload is kind-specific and opaque here.
 type Job struct {
-	V         int             `json:"v"`
-	ID        string          `json:"id"` // also the Nats-Msg-Id: de-duplicates re-publishing
-	CA        string          `json:"ca"`
-	Kind      string          `json:"kind"`  // KindIssue, KindCRL or KindCOSE
-	Class     string          `json:"class"` // ClassInteractive or ClassBatch
-	Submitted time.Time       `json:"submitted"`
-	RequestID string          `json:"request_id,omitempty"` // carried from the front-end for logs
-	Payload   json.RawMessage `json:"payload"`
+	V         int       `json:"v"`
+	ID        string    `json:"id"` // also the Nats-Msg-Id: de-duplicates re-publishing
+	CA        string    `json:"ca"`
+	Kind      string    `json:"kind"`  // KindIssue, KindCRL or KindCOSE
+	Class     string    `json:"class"` // ClassInteractive or ClassBatch
+	Submitted time.Time `json:"submitted"`
+	RequestID string    `json:"request_id,omitempty"` // carried from the front-end for logs
+	Payload   Payload   `json:"payload"`
+}
+
+// Payload is a job's or result's kind-specific content (package jobspec),
+// opaque to the queue: a CBOR map, or a JSON object from an earlier
+// version. In a message it is a CBOR byte string; in JSON (a dead letter)
+// a JSON payload appears as itself and a CBOR one in base64.
+type Payload []byte
+
+// MarshalJSON writes a JSON payload as it is and any other in base64.
+func (p Payload) MarshalJSON() ([]byte, error) {
+	switch {
+	case p == nil:
+		return []byte("null"), nil
+	case json.Valid(p):
+		return p, nil
+	}
+	return json.Marshal([]byte(p))
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote: a JSON object (or any value
+// but a base64 string) is kept as it is.
+func (p *Payload) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		*p = nil
+		return nil
+	}
+	var s string
+	if json.Unmarshal(data, &s) == nil {
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+			*p = b
+			return nil
+		}
+	}
+	*p = append(Payload(nil), data...)
+	return nil
 }
 
 // Subject is the subject the job is published on.
@@ -44,15 +87,14 @@ func (j *Job) Validate() error {
 	if err := j.validateFields(); err != nil {
 		return err
 	}
-	if !json.Valid(j.Payload) {
-		return fmt.Errorf("queue: job %s: payload is not a JSON value", j.ID)
+	if !codec.Wellformed(j.Payload) {
+		return fmt.Errorf("queue: job %s: payload is not a CBOR map or JSON value", j.ID)
 	}
 	return nil
 }
 
 // validateFields is Validate without the scan of the payload, for a job
-// about to be marshalled or just unmarshalled, which checks it anyway:
-// scanning it twice cost a tenth of the queue's CPU.
+// just decoded: the worker decodes the payload and refuses a bad one.
 func (j *Job) validateFields() error {
 	if j.V != JobVersion {
 		return fmt.Errorf("queue: unsupported job version %d (want %d)", j.V, JobVersion)
@@ -76,7 +118,7 @@ func (j *Job) validateFields() error {
 		return fmt.Errorf("queue: job %s: %w", j.ID, err)
 	}
 	if len(j.Payload) == 0 {
-		return fmt.Errorf("queue: job %s: payload is not a JSON value", j.ID)
+		return fmt.Errorf("queue: job %s: no payload", j.ID)
 	}
 	return nil
 }
@@ -92,6 +134,12 @@ func checkRequestID(s string) error {
 	}
 	return nil
 }
+
+// EncodeJob encodes a job message.
+func EncodeJob(j *Job) ([]byte, error) { return codec.Marshal(j) }
+
+// EncodeResult encodes a result message.
+func EncodeResult(r *Result) ([]byte, error) { return codec.Marshal(r) }
 
 // DecodeJob parses and validates a job message.
 func DecodeJob(data []byte) (Job, error) {
@@ -109,15 +157,15 @@ func DecodeJob(data []byte) (Job, error) {
 // is the only one: QPKI_RESULTS keeps one message per job subject and
 // refuses a second.
 type Result struct {
-	V         int             `json:"v"`
-	JobID     string          `json:"job_id"`
-	CA        string          `json:"ca"`
-	Kind      string          `json:"kind"`
-	OK        bool            `json:"ok"`
-	Error     string          `json:"error,omitempty"`     // why, when !OK
-	Permanent bool            `json:"permanent,omitempty"` // retrying the same request cannot succeed
-	Payload   json.RawMessage `json:"payload,omitempty"`   // kind-specific, when OK
-	Finished  time.Time       `json:"finished"`
+	V         int       `json:"v"`
+	JobID     string    `json:"job_id"`
+	CA        string    `json:"ca"`
+	Kind      string    `json:"kind"`
+	OK        bool      `json:"ok"`
+	Error     string    `json:"error,omitempty"`     // why, when !OK
+	Permanent bool      `json:"permanent,omitempty"` // retrying the same request cannot succeed
+	Payload   Payload   `json:"payload,omitempty"`   // kind-specific, when OK
+	Finished  time.Time `json:"finished"`
 	// DeadLetter marks the failure result written when the job was moved
 	// to QPKI_DEAD after too many deliveries.
 	DeadLetter bool `json:"dead_letter,omitempty"`
@@ -133,8 +181,8 @@ func (r *Result) Validate() error {
 	if err := r.validateFields(); err != nil {
 		return err
 	}
-	if len(r.Payload) > 0 && !json.Valid(r.Payload) {
-		return fmt.Errorf("queue: result %s: payload is not a JSON value", r.JobID)
+	if len(r.Payload) > 0 && !codec.Wellformed(r.Payload) {
+		return fmt.Errorf("queue: result %s: payload is not a CBOR map or JSON value", r.JobID)
 	}
 	return nil
 }
@@ -210,7 +258,7 @@ func decode(data []byte, v any, what string) error {
 	if len(data) > MaxDecodeSize {
 		return fmt.Errorf("queue: %s message of %d bytes is over the %d-byte limit", what, len(data), MaxDecodeSize)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := codec.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("queue: malformed %s message: %w", what, err)
 	}
 	return nil

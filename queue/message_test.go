@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 func TestValidToken(t *testing.T) {
@@ -72,7 +74,7 @@ func TestSubjects(t *testing.T) {
 
 func validJob() Job {
 	return Job{V: 1, ID: "j1", CA: "root", Kind: KindIssue, Class: ClassBatch,
-		Submitted: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), RequestID: "req-1", Payload: json.RawMessage(`{"csr":"x"}`)}
+		Submitted: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), RequestID: "req-1", Payload: Payload(`{"csr":"x"}`)}
 }
 
 func TestJobValidate(t *testing.T) {
@@ -90,7 +92,7 @@ func TestJobValidate(t *testing.T) {
 		"request id space": func(j *Job) { j.RequestID = "a b" },
 		"request id long":  func(j *Job) { j.RequestID = strings.Repeat("a", 129) },
 		"no payload":       func(j *Job) { j.Payload = nil },
-		"bad payload":      func(j *Job) { j.Payload = json.RawMessage(`{`) },
+		"bad payload":      func(j *Job) { j.Payload = Payload(`{`) },
 	} {
 		j := validJob()
 		mutate(&j)
@@ -102,7 +104,10 @@ func TestJobValidate(t *testing.T) {
 	if err := j.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := json.Marshal(&j)
+	data, err := EncodeJob(&j)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := DecodeJob(data)
 	if err != nil {
 		t.Fatal(err)
@@ -110,14 +115,72 @@ func TestJobValidate(t *testing.T) {
 	if got.ID != j.ID || !got.Submitted.Equal(j.Submitted) || string(got.Payload) != string(j.Payload) {
 		t.Fatalf("round trip = %+v", got)
 	}
-	// The wire names are part of the format.
-	want := `{"v":1,"id":"j1","ca":"root","kind":"issue","class":"batch","submitted":"2026-01-02T03:04:05Z","request_id":"req-1","payload":{"csr":"x"}}`
-	if string(data) != want {
-		t.Fatalf("wire form\n got %s\nwant %s", data, want)
+	// The wire names are part of the format: a CBOR map under the JSON
+	// names, the payload a byte string.
+	var wire map[string]any
+	if err := cbor.Unmarshal(data, &wire); err != nil {
+		t.Fatalf("not a CBOR map: %v", err)
+	}
+	wantKeys := []string{"v", "id", "ca", "kind", "class", "submitted", "request_id", "payload"}
+	if len(wire) != len(wantKeys) {
+		t.Errorf("wire keys %v, want %v", wire, wantKeys)
+	}
+	for _, k := range wantKeys {
+		if _, ok := wire[k]; !ok {
+			t.Errorf("wire form has no %q: %v", k, wire)
+		}
+	}
+	if p, ok := wire["payload"].([]byte); !ok || string(p) != `{"csr":"x"}` {
+		t.Errorf("payload on the wire: %#v", wire["payload"])
+	}
+	// The JSON form earlier versions wrote, still in a stream after an
+	// upgrade, is read too.
+	old := `{"v":1,"id":"j1","ca":"root","kind":"issue","class":"batch","submitted":"2026-01-02T03:04:05Z","request_id":"req-1","payload":{"csr":"x"}}`
+	if got, err = DecodeJob([]byte(old)); err != nil || got.ID != "j1" || !got.Submitted.Equal(j.Submitted) || string(got.Payload) != `{"csr":"x"}` {
+		t.Fatalf("JSON job decoded as %+v, %v", got, err)
 	}
 	// A field added later by a compatible writer is ignored.
-	if _, err := DecodeJob([]byte(strings.Replace(want, `"v":1,`, `"v":1,"priority":3,`, 1))); err != nil {
+	if _, err := DecodeJob([]byte(strings.Replace(old, `"v":1,`, `"v":1,"priority":3,`, 1))); err != nil {
 		t.Fatalf("unknown field: %v", err)
+	}
+	withExtra := map[string]any{"priority": 3}
+	for k, v := range wire {
+		withExtra[k] = v
+	}
+	extra, _ := cbor.Marshal(withExtra)
+	if _, err := DecodeJob(extra); err != nil {
+		t.Fatalf("unknown field in CBOR: %v", err)
+	}
+	// Trailing bytes after the map are refused.
+	if _, err := DecodeJob(append(data[:len(data):len(data)], 0x00)); err == nil {
+		t.Fatal("DecodeJob accepted trailing bytes")
+	}
+}
+
+// TestPayloadInJSON checks how a payload appears in a dead letter (JSON):
+// a JSON payload as itself, a CBOR one in base64, each read back as it was.
+func TestPayloadInJSON(t *testing.T) {
+	cborPayload, _ := cbor.Marshal(map[string]string{"csr": "x"})
+	for name, p := range map[string]Payload{
+		"json":    Payload(`{"csr":"x"}`),
+		"cbor":    Payload(cborPayload),
+		"omitted": Payload(`"omitted: 12 bytes"`),
+		"nil":     nil,
+	} {
+		data, err := json.Marshal(DeadLetter{V: 1, Job: &Job{ID: "j", Payload: p}})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if name == "json" && !strings.Contains(string(data), `"payload":{"csr":"x"}`) {
+			t.Errorf("JSON payload not written as itself: %s", data)
+		}
+		d, err := DecodeDeadLetter(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if string(d.Job.Payload) != string(p) {
+			t.Errorf("%s: payload read back as %q, want %q", name, d.Job.Payload, p)
+		}
 	}
 }
 
@@ -136,7 +199,7 @@ func TestResultValidate(t *testing.T) {
 		"kind":               func(r *Result) { r.Kind = "" },
 		"success with error": func(r *Result) { r.Error = "x" },
 		"success permanent":  func(r *Result) { r.Permanent = true },
-		"bad payload":        func(r *Result) { r.Payload = json.RawMessage(`nope`) },
+		"bad payload":        func(r *Result) { r.Payload = Payload(`nope`) },
 		"no time":            func(r *Result) { r.Finished = time.Time{} },
 		"failure no error":   func(r *Result) { r.OK = false },
 	} {
@@ -160,7 +223,9 @@ func TestDecodeRejectsOversizedMessages(t *testing.T) {
 
 func FuzzDecodeJob(f *testing.F) {
 	j := validJob()
-	data, _ := json.Marshal(&j)
+	data, _ := EncodeJob(&j)
+	f.Add(data)
+	data, _ = json.Marshal(&j)
 	f.Add(data)
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`{"v":1,"id":"a.b","ca":"*","kind":"issue","class":"batch","submitted":"2026-01-02T03:04:05Z","payload":1}`))
@@ -176,7 +241,7 @@ func FuzzDecodeJob(f *testing.F) {
 		if !ValidToken(j.CA, MaxCANameLen) || !ValidToken(j.ID, MaxJobIDLen) || strings.ContainsAny(j.Subject(), "*> ") {
 			t.Fatalf("accepted unsafe job %+v", j)
 		}
-		again, _ := json.Marshal(&j)
+		again, _ := EncodeJob(&j)
 		if _, err := DecodeJob(again); err != nil {
 			t.Fatalf("re-encoded job refused: %v", err)
 		}
@@ -184,8 +249,10 @@ func FuzzDecodeJob(f *testing.F) {
 }
 
 func FuzzDecodeResult(f *testing.F) {
-	r := Result{V: 1, JobID: "j1", CA: "root", Kind: KindIssue, OK: true, Payload: json.RawMessage(`{"cert":"x"}`), Finished: time.Now()}
-	data, _ := json.Marshal(&r)
+	r := Result{V: 1, JobID: "j1", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`{"cert":"x"}`), Finished: time.Now()}
+	data, _ := EncodeResult(&r)
+	f.Add(data)
+	data, _ = json.Marshal(&r)
 	f.Add(data)
 	f.Add([]byte(`{"v":1,"job_id":"j","ca":"c","kind":"cose","ok":false,"error":"e","finished":"2026-01-02T03:04:05Z"}`))
 	f.Add([]byte(`[]`))

@@ -376,10 +376,10 @@ func (q *Queue) PublishJob(ctx context.Context, job Job) error {
 	if job.Submitted.IsZero() {
 		job.Submitted = time.Now().UTC()
 	}
-	if err := job.validateFields(); err != nil {
+	if err := job.Validate(); err != nil {
 		return err
 	}
-	data, err := json.Marshal(&job) // which checks the payload
+	data, err := EncodeJob(&job)
 	if err != nil {
 		return fmt.Errorf("queue: job %s: %w", job.ID, err)
 	}
@@ -412,10 +412,10 @@ func (q *Queue) PublishResult(ctx context.Context, r Result) error {
 	if r.Finished.IsZero() {
 		r.Finished = time.Now().UTC()
 	}
-	if err := r.validateFields(); err != nil {
+	if err := r.Validate(); err != nil {
 		return err
 	}
-	data, err := json.Marshal(&r) // which checks the payload
+	data, err := EncodeResult(&r)
 	if err != nil {
 		return fmt.Errorf("queue: result %s: %w", r.JobID, err)
 	}
@@ -661,7 +661,7 @@ func (q *Queue) deadLetter(ctx context.Context, m jetstream.Msg, job *Job, trust
 		// stored would leave the job coming back for ever.
 		if d.Job != nil {
 			j := *d.Job
-			j.Payload = json.RawMessage(fmt.Sprintf(`"omitted: %d bytes"`, len(j.Payload)))
+			j.Payload = Payload(fmt.Sprintf(`"omitted: %d bytes"`, len(j.Payload)))
 			d.Job = &j
 		}
 		if len(d.Raw) > 1024 {

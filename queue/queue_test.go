@@ -32,7 +32,7 @@ func startQueue(t testing.TB, dir string) *Queue {
 }
 
 func testJob(id, class string) Job {
-	return Job{ID: id, CA: "root", Kind: KindIssue, Class: class, Payload: json.RawMessage(`{"csr":"x"}`)}
+	return Job{ID: id, CA: "root", Kind: KindIssue, Class: class, Payload: Payload(`{"csr":"x"}`)}
 }
 
 func streamMsgs(t testing.TB, s jetstream.Stream) uint64 {
@@ -104,14 +104,14 @@ func TestPublishJobRejectsBadJobs(t *testing.T) {
 	q := startQueue(t, t.TempDir())
 	ctx := testContext(t)
 	big := testJob("big", ClassBatch)
-	big.Payload = json.RawMessage(`"` + strings.Repeat("a", DefaultMaxMsgSize) + `"`)
+	big.Payload = Payload(`"` + strings.Repeat("a", DefaultMaxMsgSize) + `"`)
 	for name, j := range map[string]Job{
-		"wildcard ca":   {ID: "a", CA: "root.*", Kind: KindIssue, Class: ClassBatch, Payload: json.RawMessage(`{}`)},
-		"dot in id":     {ID: "a.b", CA: "root", Kind: KindIssue, Class: ClassBatch, Payload: json.RawMessage(`{}`)},
-		"unknown kind":  {ID: "a", CA: "root", Kind: "ocsp", Class: ClassBatch, Payload: json.RawMessage(`{}`)},
-		"unknown class": {ID: "a", CA: "root", Kind: KindIssue, Class: "urgent", Payload: json.RawMessage(`{}`)},
+		"wildcard ca":   {ID: "a", CA: "root.*", Kind: KindIssue, Class: ClassBatch, Payload: Payload(`{}`)},
+		"dot in id":     {ID: "a.b", CA: "root", Kind: KindIssue, Class: ClassBatch, Payload: Payload(`{}`)},
+		"unknown kind":  {ID: "a", CA: "root", Kind: "ocsp", Class: ClassBatch, Payload: Payload(`{}`)},
+		"unknown class": {ID: "a", CA: "root", Kind: KindIssue, Class: "urgent", Payload: Payload(`{}`)},
 		"no payload":    {ID: "a", CA: "root", Kind: KindIssue, Class: ClassBatch},
-		"version 2":     {V: 2, ID: "a", CA: "root", Kind: KindIssue, Class: ClassBatch, Payload: json.RawMessage(`{}`)},
+		"version 2":     {V: 2, ID: "a", CA: "root", Kind: KindIssue, Class: ClassBatch, Payload: Payload(`{}`)},
 		"too large":     big,
 	} {
 		if err := q.PublishJob(ctx, j); err == nil {
@@ -355,18 +355,18 @@ func TestResultPublishedAndLookedUp(t *testing.T) {
 	if _, err := q.LookupResult(ctx, "root", "j1"); !errors.Is(err, ErrNoResult) {
 		t.Fatalf("LookupResult before publish: %v", err)
 	}
-	first := Result{JobID: "j1", CA: "root", Kind: KindIssue, OK: true, Payload: json.RawMessage(`{"cert":"first"}`)}
+	first := Result{JobID: "j1", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`{"cert":"first"}`)}
 	if err := q.PublishResult(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	// A second result for the same job (a redelivery that signed again)
 	// is dropped, within the duplicate window and past it alike.
 	second := first
-	second.Payload = json.RawMessage(`{"cert":"second"}`)
+	second.Payload = Payload(`{"cert":"second"}`)
 	if err := q.PublishResult(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	data, _ := json.Marshal(Result{V: 1, JobID: "j1", CA: "root", Kind: KindIssue, OK: true, Payload: json.RawMessage(`{"cert":"third"}`), Finished: time.Now()})
+	data, _ := json.Marshal(Result{V: 1, JobID: "j1", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`{"cert":"third"}`), Finished: time.Now()})
 	_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: ResultSubject("root", "j1"), Data: data}, jetstream.WithMsgID("another-id"))
 	if !isSubjectFull(err) {
 		t.Fatalf("publishing a second result past de-duplication: err = %v, want the per-subject limit", err)
@@ -407,7 +407,7 @@ func TestRedeliveryWithStoredResultIsAcked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q.PublishResult(ctx, Result{JobID: "done", CA: "root", Kind: KindIssue, OK: true, Payload: json.RawMessage(`1`)}); err != nil {
+	if err := q.PublishResult(ctx, Result{JobID: "done", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`1`)}); err != nil {
 		t.Fatal(err)
 	}
 	d.Nak(0) // the worker "died" before its ack
@@ -701,7 +701,7 @@ func TestDeadLetterOfLargestJob(t *testing.T) {
 	q := startQueue(t, t.TempDir())
 	ctx := testContext(t)
 	j := testJob("huge", ClassBatch)
-	j.Payload = json.RawMessage(`"` + strings.Repeat("a", DefaultMaxMsgSize-400) + `"`)
+	j.Payload = Payload(`"` + strings.Repeat("a", DefaultMaxMsgSize-400) + `"`)
 	if err := q.PublishJob(ctx, j); err != nil {
 		t.Fatal(err)
 	}

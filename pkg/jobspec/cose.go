@@ -12,8 +12,8 @@ import (
 
 // MaxCOSEContent bounds what a COSE job carries to be signed (payload,
 // external AAD and claims together), so that a job and its signed result,
-// base64 in JSON with the CA's chain, stay well within the queue's 1 MiB
-// message limit.
+// with the CA's chain, stay well within the queue's 1 MiB message limit
+// (and within it even in the JSON form, base64, of a dead letter).
 const MaxCOSEContent = 256 << 10
 
 // COSE asks for a COSE_Sign1 or COSE_Sign message, or a CWT, signed with a

@@ -4,9 +4,10 @@
 package jobspec
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/qpki/qpki/internal/codec"
 )
 
 // Kinds of job.
@@ -59,12 +60,14 @@ type CRLResult struct {
 	Version string `json:"version"`
 }
 
-// Encode marshals a payload.
-func Encode(v any) (json.RawMessage, error) { return json.Marshal(v) }
+// Encode marshals a payload: a CBOR map under the JSON field names.
+func Encode(v any) ([]byte, error) { return codec.Marshal(v) }
 
-// Decode unmarshals a payload strictly.
+// Decode unmarshals a payload written by Encode, or the JSON object an
+// earlier version wrote (a job still queued, or kept in the store, across
+// an upgrade).
 func Decode(data []byte, v any) error {
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := codec.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("malformed job payload: %v", err)
 	}
 	return nil

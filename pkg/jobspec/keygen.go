@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/hpke"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -52,13 +51,13 @@ type KeygenResult struct {
 
 // IsKeygen reports whether an issue-kind job payload is a Keygen.
 func IsKeygen(payload []byte) bool {
-	if !bytes.Contains(payload, []byte(`"keygen_recipient"`)) {
+	if !bytes.Contains(payload, []byte("keygen_recipient")) {
 		return false
 	}
 	var probe struct {
 		Recipient []byte `json:"keygen_recipient"`
 	}
-	return json.Unmarshal(payload, &probe) == nil && len(probe.Recipient) > 0
+	return Decode(payload, &probe) == nil && len(probe.Recipient) > 0
 }
 
 // The HPKE suite between worker and front-end: ML-KEM-768 with X25519

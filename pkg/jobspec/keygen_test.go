@@ -17,6 +17,8 @@ func TestIsKeygen(t *testing.T) {
 		{[]byte(`{"keygen_recipient":""}`), false},
 		{[]byte(`{"keygen_recipient":`), false},
 		{[]byte(`{"profile":"keygen_recipient"}`), false},
+		// The JSON form an earlier version queued or stored.
+		{[]byte(`{"profile":"p","keygen_recipient":"AQI=","serial":"1"}`), true},
 	} {
 		if got := IsKeygen(c.payload); got != c.want {
 			t.Errorf("IsKeygen(%s) = %v", c.payload, got)
