@@ -45,6 +45,17 @@ func openToken(t testing.TB, label string, opts ...Option) *Token {
 	return tok
 }
 
+// genKey generates a key that is destroyed when the test ends: the
+// tokens live as long as the test process, and a second run (-count 2)
+// must not find the first run's keys under the same labels and ids.
+func genKey(t testing.TB, tok *Token, alg algo.Algorithm, label string, id []byte) (*Key, error) {
+	k, err := tok.GenerateKey(alg, label, id)
+	if err == nil {
+		t.Cleanup(func() { tok.DestroyKey(k) })
+	}
+	return k, err
+}
+
 // noSecret fails when an error message contains a PIN.
 func noSecret(t *testing.T, err error, secrets ...string) {
 	t.Helper()
@@ -100,7 +111,7 @@ func TestGenerateSignVerify(t *testing.T) {
 	for _, alg := range []algo.Algorithm{algo.ECDSAP256, algo.ECDSAP384, algo.ECDSAP521,
 		algo.RSA2048, algo.RSA3072, algo.RSA4096, algo.Ed25519} {
 		t.Run(string(alg), func(t *testing.T) {
-			key, err := tok.GenerateKey(alg, "gen-"+string(alg), nil)
+			key, err := genKey(t, tok, alg, "gen-"+string(alg), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,7 +168,7 @@ func TestGenerateSignVerify(t *testing.T) {
 
 func TestRSASignatureSchemes(t *testing.T) {
 	tok := openToken(t, "qpki-main")
-	key, err := tok.GenerateKey(algo.RSA2048, "rsa-schemes", []byte{0x52, 0x53})
+	key, err := genKey(t, tok, algo.RSA2048, "rsa-schemes", []byte{0x52, 0x53})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,11 +244,11 @@ func checkRSASchemes(t *testing.T, s *tokenSigner) {
 
 func TestSignerOptionChecks(t *testing.T) {
 	tok := openToken(t, "qpki-main")
-	ec, err := tok.GenerateKey(algo.ECDSAP256, "opts-ec", nil)
+	ec, err := genKey(t, tok, algo.ECDSAP256, "opts-ec", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ed, err := tok.GenerateKey(algo.Ed25519, "opts-ed", nil)
+	ed, err := genKey(t, tok, algo.Ed25519, "opts-ed", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,11 +283,11 @@ func TestSignerOptionChecks(t *testing.T) {
 
 func TestSignerRefusesKeyOfOtherAlgorithm(t *testing.T) {
 	tok := openToken(t, "qpki-main")
-	p256, err := tok.GenerateKey(algo.ECDSAP256, "mismatch-p256", nil)
+	p256, err := genKey(t, tok, algo.ECDSAP256, "mismatch-p256", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsa2048, err := tok.GenerateKey(algo.RSA2048, "mismatch-rsa", nil)
+	rsa2048, err := genKey(t, tok, algo.RSA2048, "mismatch-rsa", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,11 +314,11 @@ func TestSignerRefusesKeyOfOtherAlgorithm(t *testing.T) {
 
 func TestFindAndListKeys(t *testing.T) {
 	tok := openToken(t, "qpki-main")
-	k1, err := tok.GenerateKey(algo.ECDSAP384, "find-me", []byte{0x01})
+	k1, err := genKey(t, tok, algo.ECDSAP384, "find-me", []byte{0x01})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := tok.GenerateKey(algo.Ed25519, "find-me", []byte{0x02})
+	k2, err := genKey(t, tok, algo.Ed25519, "find-me", []byte{0x02})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,12 +374,12 @@ func TestFindAndListKeys(t *testing.T) {
 
 func TestGenerateRefusesDuplicates(t *testing.T) {
 	tok := openToken(t, "qpki-main")
-	if _, err := tok.GenerateKey(algo.ECDSAP256, "dup-key", []byte{0xd1}); err != nil {
+	if _, err := genKey(t, tok, algo.ECDSAP256, "dup-key", []byte{0xd1}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := tok.GenerateKey(algo.ECDSAP256, "dup-key", []byte{0xd1})
+	_, err := genKey(t, tok, algo.ECDSAP256, "dup-key", []byte{0xd1})
 	mustContain(t, err, "already holds", `"dup-key"`, "d1")
-	_, err = tok.GenerateKey(algo.RSA2048, "other-label", []byte{0xd1})
+	_, err = genKey(t, tok, algo.RSA2048, "other-label", []byte{0xd1})
 	mustContain(t, err, "already uses id d1", `"dup-key"`)
 	// Nothing was added by the refused calls.
 	ks, _ := tok.ListKeys()
@@ -382,12 +393,12 @@ func TestGenerateRefusesDuplicates(t *testing.T) {
 		t.Errorf("%d keys with id d1, want 1", n)
 	}
 	// Same label, new id (a hybrid CA's second key): allowed.
-	if _, err := tok.GenerateKey(algo.Ed25519, "dup-key", []byte{0xd2}); err != nil {
+	if _, err := genKey(t, tok, algo.Ed25519, "dup-key", []byte{0xd2}); err != nil {
 		t.Error(err)
 	}
-	_, err = tok.GenerateKey(algo.ECDSAP256, "", nil)
+	_, err = genKey(t, tok, algo.ECDSAP256, "", nil)
 	mustContain(t, err, "label is required")
-	_, err = tok.GenerateKey("no-such-algorithm", "x", nil)
+	_, err = genKey(t, tok, "no-such-algorithm", "x", nil)
 	mustContain(t, err, "unknown algorithm")
 }
 
@@ -425,8 +436,8 @@ func TestSelectTokenBySerialAndSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tb.Close()
-	if _, err := tb.GenerateKey(algo.ECDSAP256, "only-on-b", nil); err != nil {
+	t.Cleanup(func() { tb.Close() }) // after genKey's clean-up
+	if _, err := genKey(t, tb, algo.ECDSAP256, "only-on-b", nil); err != nil {
 		t.Fatal(err)
 	}
 	ta := openToken(t, "qpki-a")
@@ -521,7 +532,7 @@ func TestOpenSignerFromKeyRef(t *testing.T) {
 	env := hsmtest.Get(t)
 	cfgPath := env.Config(t, "qpki-main")
 	tok := openToken(t, "qpki-main")
-	key, err := tok.GenerateKey(algo.ECDSAP384, "ref-key", nil)
+	key, err := genKey(t, tok, algo.ECDSAP384, "ref-key", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +572,7 @@ func TestOpenSignerFromKeyRef(t *testing.T) {
 // succeed, after the pool reopens its sessions and logs in again.
 func TestRecoverAfterSessionsClosed(t *testing.T) {
 	tok := openToken(t, "qpki-recover", WithMaxSessions(4))
-	key, err := tok.GenerateKey(algo.ECDSAP256, "recover", nil)
+	key, err := genKey(t, tok, algo.ECDSAP256, "recover", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +635,7 @@ func TestConcurrentSigning(t *testing.T) {
 	tok := openToken(t, "qpki-main", WithMaxSessions(3))
 	var keys []*Key
 	for _, alg := range []algo.Algorithm{algo.ECDSAP256, algo.Ed25519} {
-		k, err := tok.GenerateKey(alg, "concurrent", []byte(alg))
+		k, err := genKey(t, tok, alg, "concurrent", []byte(alg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -697,7 +708,7 @@ func TestLogoutAfterUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tok.Close()
-	key, err := tok.GenerateKey(algo.ECDSAP256, "logout", nil)
+	key, err := genKey(t, tok, algo.ECDSAP256, "logout", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -893,9 +904,9 @@ func TestPQCKeyNeedsMechanism(t *testing.T) {
 		t.Skip("pkg/algo has no ml-dsa-65 in this build")
 	}
 	tok := openToken(t, "qpki-main")
-	_, err := tok.GenerateKey("ml-dsa-65", "pqc", nil)
+	_, err := genKey(t, tok, "ml-dsa-65", "pqc", nil)
 	mustContain(t, err, "CKM_ML_DSA_KEY_PAIR_GEN", "qpki-main")
-	_, err = tok.GenerateKey("slh-dsa-sha2-128s", "pqc", nil)
+	_, err = genKey(t, tok, "slh-dsa-sha2-128s", "pqc", nil)
 	mustContain(t, err, "CKM_SLH_DSA_KEY_PAIR_GEN")
 }
 
@@ -949,7 +960,7 @@ func TestSigningThreadPriority(t *testing.T) {
 		t.Skipf("this process may not raise a thread's priority: %v", err)
 	}
 	tok := openToken(t, "qpki-main")
-	key, err := tok.GenerateKey(algo.RSA2048, "priority", []byte{0x50, 0x52})
+	key, err := genKey(t, tok, algo.RSA2048, "priority", []byte{0x50, 0x52})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1026,11 +1037,11 @@ func procNice(tid int) (int, error) {
 // the token dropped every session still signed in full.
 func TestSignBatch(t *testing.T) {
 	tok := openToken(t, "qpki-main")
-	ecKey, err := tok.GenerateKey(algo.ECDSAP384, "batch-ec", []byte{0x42, 0x01})
+	ecKey, err := genKey(t, tok, algo.ECDSAP384, "batch-ec", []byte{0x42, 0x01})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsaKey, err := tok.GenerateKey(algo.RSA2048, "batch-rsa", []byte{0x42, 0x02})
+	rsaKey, err := genKey(t, tok, algo.RSA2048, "batch-rsa", []byte{0x42, 0x02})
 	if err != nil {
 		t.Fatal(err)
 	}
