@@ -123,6 +123,11 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 	if r.Key == "" {
 		return "", errors.New("enroll: an idempotency key is required")
 	}
+	if strings.Contains(r.Key, attemptMark) {
+		// Else a caller's key could take the job id of another key's
+		// later attempt, and that retry would fail as a reused key.
+		return "", fmt.Errorf("enroll: idempotency key %q: %q is kept for the retries of a request", r.Key, attemptMark)
+	}
 	if r.Kind == "" {
 		r.Kind = jobspec.KindIssue
 	}
@@ -280,12 +285,15 @@ func (s *Service) republish(ctx context.Context, old *store.Job, r Request, _ *j
 // dead-lettered.
 const maxAttempts = 16
 
+// attemptMark joins a request's key and the number of its attempt.
+const attemptMark = "#attempt-"
+
 // attemptKey is the idempotency key of a request's attempt n (from 1).
 func attemptKey(key string, n int) string {
 	if n == 1 {
 		return key
 	}
-	return fmt.Sprintf("%s#attempt-%d", key, n)
+	return fmt.Sprintf("%s%s%d", key, attemptMark, n)
 }
 
 // attempt finds the job a request with idempotency key key belongs to:

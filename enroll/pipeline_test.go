@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -440,6 +441,12 @@ func TestDeadLetteredRequestStartsOver(t *testing.T) {
 	}
 	if _, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "other.example.com"), Key: "device-1"}); !errors.Is(err, store.ErrKeyReused) {
 		t.Fatalf("another request under the key: %v, want ErrKeyReused", err)
+	}
+
+	// A caller cannot take the key of another request's attempt.
+	if _, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "device-3#attempt-2"}); err == nil ||
+		!strings.Contains(err.Error(), "kept for the retries") {
+		t.Fatalf("a key naming an attempt: %v", err)
 	}
 
 	csr2 := csrFor(t, "refused.example.com")
