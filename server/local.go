@@ -38,7 +38,9 @@ type SubmitRequest struct {
 	Wait       time.Duration `json:"wait,omitempty"`
 }
 
-// JobStatus is a job's state as the local API reports it.
+// JobStatus is a job's state as the local API reports it. An issued
+// certificate is in DER; Cert is its record, which the local API sends
+// without the DER a second time.
 type JobStatus struct {
 	JobID  string      `json:"job_id"`
 	State  string      `json:"state"`
@@ -134,9 +136,15 @@ func (s *Server) answerJob(w http.ResponseWriter, r *http.Request, id string, wa
 	case err != nil:
 		writeErr(w, http.StatusInternalServerError, err)
 	default:
-		st := JobStatus{JobID: id, State: res.State, Error: res.Error, DER: res.DER, Cert: res.Cert}
+		st := JobStatus{JobID: id, State: res.State, Error: res.Error, DER: res.DER}
 		if res.Cert != nil {
-			st.Serial = res.Cert.Serial
+			// The certificate goes once, in der, not a second time in
+			// cert: a batch fetches thousands.
+			c := *res.Cert
+			if len(st.DER) > 0 {
+				c.DER = nil
+			}
+			st.Cert, st.Serial = &c, c.Serial
 		}
 		writeJSON(w, http.StatusOK, st)
 	}
