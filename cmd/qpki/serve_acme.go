@@ -11,7 +11,6 @@ import (
 	"github.com/qpki/qpki/acme/eab"
 	"github.com/qpki/qpki/acme/ratelimit"
 	"github.com/qpki/qpki/enroll"
-	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/store/jskv"
 	"github.com/qpki/qpki/server"
@@ -84,17 +83,12 @@ func init() {
 	})
 }
 
-// defaultACMEProfile is the TLS server profile of the CA key's family:
-// rsa/tls-server for an RSA CA, ec/tls-server otherwise.
+// defaultACMEProfile is acme.DefaultProfiles of the served CA.
 func defaultACMEProfile(caDir string) ([]string, error) {
 	c, err := ca.Open(caDir)
 	if err != nil {
 		return nil, err
 	}
-	if _, v, err := c.Version(""); err == nil && len(v.Algos) == 1 {
-		if a, err := algo.Parse(v.Algos[0]); err == nil && a.Family() == algo.FamilyRSA {
-			return []string{"rsa/tls-server"}, nil
-		}
-	}
-	return []string{"ec/tls-server"}, nil
+	defer c.Close()
+	return acme.DefaultProfiles(c), nil
 }

@@ -56,7 +56,8 @@ func (p *Profile) apply(in Input) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.checkKey(in); err != nil {
+	alg, err := p.checkKey(in)
+	if err != nil {
 		return nil, err
 	}
 	if in.CSR != nil {
@@ -91,7 +92,7 @@ func (p *Profile) apply(in Input) (*x509.Certificate, error) {
 	if t.Subject, err = p.subject(vals); err != nil {
 		return nil, err
 	}
-	if err := p.applyExtensions(t, vals); err != nil {
+	if err := p.applyExtensions(t, vals, alg); err != nil {
 		return nil, err
 	}
 	if p.IsCA() && t.Subject.String() == "" {
@@ -118,7 +119,7 @@ func valuesAsAny(v Values) map[string]any {
 
 // checkKey finds the subject key's algorithm and checks it against the
 // profile.
-func (p *Profile) checkKey(in Input) error {
+func (p *Profile) checkKey(in Input) (algo.Algorithm, error) {
 	alg := in.PublicKeyAlgorithm
 	var pub crypto.PublicKey
 	switch {
@@ -129,30 +130,30 @@ func (p *Profile) checkKey(in Input) error {
 	}
 	if alg == "" {
 		if pub == nil {
-			return errors.New("the subject key's algorithm is unknown")
+			return "", errors.New("the subject key's algorithm is unknown")
 		}
 		a, err := algo.Of(pub)
 		if err != nil {
-			return fmt.Errorf("subject key: %v", err)
+			return "", fmt.Errorf("subject key: %v", err)
 		}
 		alg = a
 	} else if pub != nil {
 		if err := algo.CheckKey(pub, alg); err != nil {
-			return fmt.Errorf("subject key: %v", err)
+			return "", fmt.Errorf("subject key: %v", err)
 		}
 	}
 	if !containsAlg(p.AllowedAlgorithms, alg) {
-		return fmt.Errorf("key algorithm %s is not allowed (allowed: %s)", alg, joinAlgs(p.AllowedAlgorithms))
+		return "", fmt.Errorf("key algorithm %s is not allowed (allowed: %s)", alg, joinAlgs(p.AllowedAlgorithms))
 	}
 	if alt := in.AltPublicKeyAlgorithm; alt != "" {
 		if p.Mode != ModeCatalyst {
-			return fmt.Errorf("an alternative %s key needs a catalyst profile", alt)
+			return "", fmt.Errorf("an alternative %s key needs a catalyst profile", alt)
 		}
 		if !containsAlg(p.AllowedAltAlgorithms, alt) {
-			return fmt.Errorf("alternative key algorithm %s is not allowed (allowed: %s)", alt, joinAlgs(p.AllowedAltAlgorithms))
+			return "", fmt.Errorf("alternative key algorithm %s is not allowed (allowed: %s)", alt, joinAlgs(p.AllowedAltAlgorithms))
 		}
 	}
-	return nil
+	return alg, nil
 }
 
 func joinAlgs(as []algo.Algorithm) string {
@@ -309,12 +310,12 @@ func (p *Profile) subject(vals Values) (pkix.Name, error) {
 	return n, nil
 }
 
-func (p *Profile) applyExtensions(t *x509.Certificate, vals Values) error {
+func (p *Profile) applyExtensions(t *x509.Certificate, vals Values, alg algo.Algorithm) error {
 	e := &p.Extensions
 	if ku := e.KeyUsage; ku != nil {
-		t.KeyUsage = ku.Usage
+		t.KeyUsage = ku.For(alg)
 		if !ku.Critical { // crypto/x509 always marks keyUsage critical
-			der, err := marshalKeyUsage(ku.Usage)
+			der, err := marshalKeyUsage(t.KeyUsage)
 			if err != nil {
 				return err
 			}

@@ -31,6 +31,8 @@ var builtinWant = map[string]struct {
 	"rsa/tls-server": {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "www.example.com"}},
 	"rsa/tls-client": {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "bob"}},
 	"rsa/signing":    {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing"}},
+	"any/tls-server": {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "www.example.com"}},
+	"any/tls-client": {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "carol"}},
 	"ed/root-ca":     {"ed25519", true, -1, 20 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Root"}},
 	"ed/signing":     {"ed25519", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing", "emails": "rel@example.com"}},
 }

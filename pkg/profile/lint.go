@@ -3,6 +3,7 @@ package profile
 import (
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -129,8 +130,19 @@ func lintAt(p *Profile, now time.Time) []Finding {
 	}
 
 	for _, a := range p.AllowedAlgorithms {
-		if bad := ku & forbiddenUsages[a.Family()]; bad != 0 {
+		aku := ku
+		if e.KeyUsage != nil {
+			aku = e.KeyUsage.For(a)
+		}
+		if bad := aku & forbiddenUsages[a.Family()]; bad != 0 {
 			add(LevelError, "extensions.keyUsage", "%s keys cannot have %s", a, strings.Join(usageNames(bad), ", "))
+		}
+	}
+	if e.KeyUsage != nil {
+		for _, f := range sortedFamilies(e.KeyUsage.ByKeyType) {
+			if !allowsFamily(p.AllowedAlgorithms, f) {
+				add(LevelWarning, "extensions.keyUsage.byKeyType."+string(f), "never applies: allowedAlgorithms has no %s key", f)
+			}
 		}
 	}
 	fs = append(fs, lintUsageConsistency(e)...)
@@ -348,13 +360,37 @@ func lintUsageConsistency(e *Extensions) []Finding {
 		allowed |= k.allowed
 		exclusive |= k.exclusive
 	}
-	ku := e.KeyUsage.Usage
-	if bad := ku &^ allowed; bad != 0 {
-		return []Finding{{LevelError, "extensions.keyUsage", fmt.Sprintf("%s inconsistent with extKeyUsage %s (RFC 5280 §4.2.1.12)",
-			strings.Join(usageNames(bad), ", "), strings.Join(e.ExtKeyUsage.Names, ", "))}}
+	// The default usage and each key type's are checked alike.
+	usages := []x509.KeyUsage{e.KeyUsage.Usage}
+	for _, f := range sortedFamilies(e.KeyUsage.ByKeyType) {
+		usages = append(usages, e.KeyUsage.ByKeyType[f])
 	}
-	if len(e.ExtKeyUsage.Usages) == 1 && exclusive != 0 && ku&exclusive == exclusive {
-		return []Finding{{LevelError, "extensions.keyUsage", fmt.Sprintf("%s: keyEncipherment or keyAgreement, not both (RFC 5280 §4.2.1.12)", e.ExtKeyUsage.Names[0])}}
+	for _, ku := range usages {
+		if bad := ku &^ allowed; bad != 0 {
+			return []Finding{{LevelError, "extensions.keyUsage", fmt.Sprintf("%s inconsistent with extKeyUsage %s (RFC 5280 §4.2.1.12)",
+				strings.Join(usageNames(bad), ", "), strings.Join(e.ExtKeyUsage.Names, ", "))}}
+		}
+		if len(e.ExtKeyUsage.Usages) == 1 && exclusive != 0 && ku&exclusive == exclusive {
+			return []Finding{{LevelError, "extensions.keyUsage", fmt.Sprintf("%s: keyEncipherment or keyAgreement, not both (RFC 5280 §4.2.1.12)", e.ExtKeyUsage.Names[0])}}
+		}
 	}
 	return nil
+}
+
+func sortedFamilies(m map[algo.Family]x509.KeyUsage) []algo.Family {
+	out := make([]algo.Family, 0, len(m))
+	for f := range m {
+		out = append(out, f)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func allowsFamily(as []algo.Algorithm, f algo.Family) bool {
+	for _, a := range as {
+		if a.Family() == f {
+			return true
+		}
+	}
+	return false
 }

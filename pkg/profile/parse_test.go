@@ -48,6 +48,10 @@ func TestParseRefuses(t *testing.T) {
 		{"unknown key usage", minimal + "extensions: {keyUsage: {values: [signEverything]}}\n", `"signEverything"`},
 		{"empty key usage", minimal + "extensions: {keyUsage: {values: []}}\n", "no values"},
 		{"unknown EKU", minimal + "extensions: {extKeyUsage: {values: [serverauth]}}\n", `"serverauth"`},
+		{"key usage for an unknown key type", minimal + "extensions: {keyUsage: {values: [digitalSignature], byKeyType: {dsa: [digitalSignature]}}}\n", `unknown key type "dsa"`},
+		{"unknown key usage for a key type", minimal + "extensions: {keyUsage: {values: [digitalSignature], byKeyType: {rsa: [encipherEverything]}}}\n", `keyUsage.byKeyType.rsa: unknown usage "encipherEverything"`},
+		{"empty key usage for a key type", minimal + "extensions: {keyUsage: {values: [digitalSignature], byKeyType: {rsa: []}}}\n", "keyUsage.byKeyType.rsa: no values"},
+		{"key types in extKeyUsage", minimal + "extensions: {extKeyUsage: {values: [serverAuth], byKeyType: {rsa: [clientAuth]}}}\n", "byKeyType is for keyUsage only"},
 		{"pathLen on a leaf", minimal + "extensions: {basicConstraints: {ca: false, pathLen: 0}}\n", "pathLen"},
 		{"negative pathLen", minimal + "extensions: {basicConstraints: {ca: true, pathLen: -1}}\n", "pathLen"},
 		{"bad policy OID", minimal + "extensions: {certificatePolicies: [{oid: 1.x}]}\n", "certificatePolicies"},
@@ -192,6 +196,29 @@ validity: 1y
 subject: {cn: CA}
 lint: {enabled: false}
 extensions: {keyUsage: {values: [keyCertSign]}, basicConstraints: {ca: true}}`, "lint.enabled", LevelWarning},
+		{"key type usage its keys cannot have", `
+algorithm: ecdsa-p256
+allowedAlgorithms: [ecdsa-p256, rsa-2048]
+validity: 1d
+subject: {cn: "{{ cn }}"}
+variables: {cn: {type: string}}
+extensions:
+  keyUsage: {values: [digitalSignature], byKeyType: {ecdsa: [digitalSignature, keyEncipherment]}}`, "extensions.keyUsage", LevelError},
+		{"key type usage that never applies", `
+algorithm: ecdsa-p256
+validity: 1d
+subject: {cn: "{{ cn }}"}
+variables: {cn: {type: string}}
+extensions:
+  keyUsage: {values: [digitalSignature], byKeyType: {rsa: [digitalSignature, keyEncipherment]}}`, "extensions.keyUsage.byKeyType.rsa", LevelWarning},
+		{"key type usage inconsistent with extKeyUsage", `
+algorithm: rsa-2048
+validity: 1d
+subject: {cn: "{{ cn }}"}
+variables: {cn: {type: string}}
+extensions:
+  keyUsage: {values: [digitalSignature], byKeyType: {rsa: [digitalSignature, keyCertSign]}}
+  extKeyUsage: {values: [codeSigning]}`, "extensions.keyUsage", LevelError},
 		{"CA key outside allowed", `
 algorithm: ecdsa-p384
 allowedAlgorithms: [ed25519]

@@ -146,6 +146,18 @@ type KeyUsage struct {
 	Critical bool
 	Usage    x509.KeyUsage
 	Names    []string
+	// ByKeyType replaces Usage for subject keys of a family (RSA keys
+	// also encipher, ECDSA keys only sign), so that one profile serves
+	// several key types as public CAs' do.
+	ByKeyType map[algo.Family]x509.KeyUsage
+}
+
+// For returns the key usage of a certificate whose subject key is alg.
+func (ku *KeyUsage) For(alg algo.Algorithm) x509.KeyUsage {
+	if u, ok := ku.ByKeyType[alg.Family()]; ok {
+		return u
+	}
+	return ku.Usage
 }
 
 type ExtKeyUsage struct {
@@ -237,8 +249,9 @@ type extensionsDoc struct {
 }
 
 type usageDoc struct {
-	Critical *bool    `yaml:"critical"`
-	Values   []string `yaml:"values"`
+	Critical  *bool               `yaml:"critical"`
+	Values    []string            `yaml:"values"`
+	ByKeyType map[string][]string `yaml:"byKeyType"`
 }
 
 type bcDoc struct {
@@ -710,6 +723,69 @@ func parseNames(field string, d *namesDoc) (dns, ip, email, uri []Template, err 
 	return
 }
 
+// parseKeyUsage reads keyUsage: values, and byKeyType, whose keys are key
+// families (rsa, ecdsa, ed25519, ml-dsa, slh-dsa, ml-kem, composite).
+func parseKeyUsage(d *usageDoc) (*KeyUsage, error) {
+	ku := &KeyUsage{Critical: boolOr(d.Critical, true)}
+	var err error
+	if ku.Usage, err = parseUsageBits("keyUsage", d.Values); err != nil {
+		return nil, err
+	}
+	ku.Names = append(ku.Names, d.Values...)
+	for fam, vals := range d.ByKeyType {
+		if !knownFamily(algo.Family(fam)) {
+			return nil, fmt.Errorf("keyUsage.byKeyType: unknown key type %q (want one of %s)", fam, familyNames())
+		}
+		u, err := parseUsageBits("keyUsage.byKeyType."+fam, vals)
+		if err != nil {
+			return nil, err
+		}
+		if ku.ByKeyType == nil {
+			ku.ByKeyType = map[algo.Family]x509.KeyUsage{}
+		}
+		ku.ByKeyType[algo.Family(fam)] = u
+	}
+	return ku, nil
+}
+
+func parseUsageBits(field string, names []string) (x509.KeyUsage, error) {
+	var ku x509.KeyUsage
+	for _, n := range names {
+		u, ok := keyUsages[n]
+		if !ok {
+			return 0, fmt.Errorf("%s: unknown usage %q", field, n)
+		}
+		ku |= u
+	}
+	if ku == 0 {
+		return 0, fmt.Errorf("%s: no values", field)
+	}
+	return ku, nil
+}
+
+func knownFamily(f algo.Family) bool {
+	for _, a := range algo.All() {
+		if a.Family() == f {
+			return true
+		}
+	}
+	return false
+}
+
+// familyNames lists the key families, sorted, for error messages.
+func familyNames() string {
+	seen := map[algo.Family]bool{}
+	var out []string
+	for _, a := range algo.All() {
+		if f := a.Family(); !seen[f] {
+			seen[f] = true
+			out = append(out, string(f))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
 func boolOr(b *bool, def bool) bool {
 	if b == nil {
 		return def
@@ -720,19 +796,14 @@ func boolOr(b *bool, def bool) bool {
 func (p *Profile) parseExtensions(d *extensionsDoc) error {
 	e := &p.Extensions
 	if d.KeyUsage != nil {
-		ku := &KeyUsage{Critical: boolOr(d.KeyUsage.Critical, true)}
-		for _, n := range d.KeyUsage.Values {
-			u, ok := keyUsages[n]
-			if !ok {
-				return fmt.Errorf("keyUsage: unknown usage %q", n)
-			}
-			ku.Usage |= u
-			ku.Names = append(ku.Names, n)
-		}
-		if ku.Usage == 0 {
-			return errors.New("keyUsage: no values")
+		ku, err := parseKeyUsage(d.KeyUsage)
+		if err != nil {
+			return err
 		}
 		e.KeyUsage = ku
+	}
+	if d.ExtKeyUsage != nil && d.ExtKeyUsage.ByKeyType != nil {
+		return errors.New("extKeyUsage: byKeyType is for keyUsage only")
 	}
 	if d.ExtKeyUsage != nil {
 		eku := &ExtKeyUsage{Critical: boolOr(d.ExtKeyUsage.Critical, false)}
