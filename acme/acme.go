@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/acme/eab"
+	"github.com/qpki/qpki/acme/egress"
 	"github.com/qpki/qpki/acme/nonce"
 	"github.com/qpki/qpki/acme/ra"
 	"github.com/qpki/qpki/acme/ratelimit"
@@ -67,10 +68,14 @@ type Config struct {
 	// Validation: ports instead of 80 and 443, one address for every
 	// connection, a DNS server (which also turns CAA checking on), and
 	// the time one validation may take.
-	HTTPPort          int
-	TLSPort           int
-	ResolveTo         string
-	DNSResolver       string
+	HTTPPort    int
+	TLSPort     int
+	ResolveTo   string
+	DNSResolver string
+	// ValidationAllow are the special-purpose networks (CIDR, or single
+	// addresses) validation may connect to and ip identifiers may be in;
+	// ResolveTo is allowed too. Nothing else is.
+	ValidationAllow   []string
 	ValidationTimeout time.Duration
 
 	// How long challenge and finalize requests wait for their outcome
@@ -118,6 +123,9 @@ func New(cfg Config) (*Frontend, error) {
 			return nil, fmt.Errorf("acme: resolve-to %q is not an IP address", cfg.ResolveTo)
 		}
 	}
+	if _, err := egress.ParsePrefixes(cfg.ValidationAllow); err != nil {
+		return nil, fmt.Errorf("acme: validation-allow: %v", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -150,6 +158,7 @@ func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	if cfg.ResolveTo != "" {
 		vcfg.ResolveTo, _ = netip.ParseAddr(cfg.ResolveTo)
 	}
+	vcfg.Allow, _ = egress.ParsePrefixes(cfg.ValidationAllow) // checked by New
 	r, err := ra.New(ra.Config{Profiles: cfg.Profiles, OrderLifetime: cfg.OrderLifetime,
 		PendingAuthzLifetime: cfg.PendingAuthzLifetime, ValidAuthzLifetime: cfg.ValidAuthzLifetime,
 		ChallengeWait: cfg.ChallengeWait, FinalizeWait: cfg.FinalizeWait, Log: cfg.Log}, f.st, svc, va.New(vcfg))

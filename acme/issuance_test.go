@@ -72,7 +72,9 @@ func alpnCertIP(t *testing.T, ip net.IP, keyAuth string) *tls.Certificate {
 }
 
 func TestIPIdentifiers(t *testing.T) {
-	e := newEnv(t, nil)
+	// 127.0.0.1 is allowed as --acme-resolve-to; the documentation
+	// network only because the test allows it.
+	e := newEnv(t, func(c *acme.Config) { c.ValidationAllow = []string{"2001:db8::/32"} })
 	answers := &sync.Map{}
 	e.serveHTTP01(answers)
 	c := e.client()
@@ -105,6 +107,28 @@ func TestIPIdentifiers(t *testing.T) {
 		t.Fatalf("tls-alpn-01 SNI %v, want the reverse name", v)
 	}
 	e.issue(t, c, o, "", ip6)
+}
+
+// TestSpecialPurposeIPIdentifiers: newOrder refuses ip identifiers in
+// the special-purpose networks with rejectedIdentifier, unless an allowed
+// network holds them.
+func TestSpecialPurposeIPIdentifiers(t *testing.T) {
+	e := newEnv(t, func(c *acme.Config) { c.ValidationAllow = []string{"192.0.2.0/24", "fd00:1::/32"} })
+	c := e.client()
+	ctx := context.Background()
+	for _, ip := range []string{"10.0.0.1", "169.254.169.254", "127.0.0.2", "100.64.0.1", "::1", "fe80::1", "fd00:2::1",
+		"::ffff:192.168.0.1", "198.51.100.1", "224.0.0.1", "64:ff9b::a00:1", "2002:a00:1::1"} {
+		_, err := c.AuthorizeOrder(ctx, xacme.IPIDs(ip))
+		acmeErr(t, err, http.StatusBadRequest, "rejectedIdentifier")
+		if ae := err.(*xacme.Error); !strings.Contains(ae.Detail, "special-purpose") {
+			t.Errorf("%s: %q", ip, ae.Detail)
+		}
+	}
+	for _, ip := range []string{"192.0.2.1", "fd00:1::5", "127.0.0.1", "8.8.8.8"} {
+		if _, err := c.AuthorizeOrder(ctx, xacme.IPIDs(ip)); err != nil {
+			t.Errorf("%s: %v", ip, err)
+		}
+	}
 }
 
 func TestCAA(t *testing.T) {

@@ -3,10 +3,12 @@ package ra
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/qpki/qpki/acme/core"
+	"github.com/qpki/qpki/acme/egress"
 	"github.com/qpki/qpki/acme/probs"
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/profile"
@@ -57,6 +59,9 @@ func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRe
 	var firstType string
 	for _, raw := range req.Identifiers {
 		id, wildcard, prob := core.NormalizeIdentifier(raw)
+		if prob == nil {
+			prob = ra.checkAddress(id)
+		}
 		if prob == nil {
 			prob = ra.checkIdentifier(p, id, wildcard)
 		}
@@ -176,6 +181,24 @@ func (ra *RA) checkIdentifier(p *profile.Profile, id store.ACMEIdentifier, wildc
 			err = ve.Err
 		}
 		return probs.RejectedIdentifier("profile %s will not issue for %s: %v", p.Name, core.Display(id, wildcard), err)
+	}
+	return nil
+}
+
+// checkAddress refuses ip identifiers in special-purpose networks (the
+// VA would not connect there, and the Baseline Requirements forbid
+// certificates for reserved addresses), unless the operator allows them.
+func (ra *RA) checkAddress(id store.ACMEIdentifier) *probs.Problem {
+	if id.Type != core.IdentIP {
+		return nil
+	}
+	a, err := netip.ParseAddr(id.Value)
+	if err != nil {
+		return probs.Malformed("invalid IP address %q", clip(id.Value))
+	}
+	var re *egress.RefusedError
+	if err := ra.va.CheckAddress(a); errors.As(err, &re) {
+		return probs.RejectedIdentifier("%s is a special-purpose address, in %s: not issued for", a, re.Block)
 	}
 	return nil
 }

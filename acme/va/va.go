@@ -2,12 +2,17 @@
 // §8.4) and tls-alpn-01 (RFC 8737), for dns and ip identifiers (RFC
 // 8738), and checks CAA records (RFC 8659).
 //
+// Validation never connects to a special-purpose address (package
+// egress) unless the operator allows its network: every connection, the
+// first and each redirect's, is checked at the socket, after the lookup.
+//
 // For tests and closed networks, like pebble's VA, it can send every
-// connection to one address (ResolveTo) and to other ports than 80 and
-// 443, and ask one DNS server of its choice.
+// connection to one address (ResolveTo, which is then allowed) and to
+// other ports than 80 and 443, and ask one DNS server of its choice.
 package va
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -26,6 +31,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/acme/core"
+	"github.com/qpki/qpki/acme/egress"
 	"github.com/qpki/qpki/acme/probs"
 	"github.com/qpki/qpki/pkg/store"
 )
@@ -35,8 +41,11 @@ type Config struct {
 	// HTTPPort and TLSPort replace 80 and 443 (0 keeps them).
 	HTTPPort, TLSPort int
 	// ResolveTo, when valid, is the address every validation connects
-	// to, whatever the identifier resolves to.
+	// to, whatever the identifier resolves to; it is allowed.
 	ResolveTo netip.Addr
+	// Allow are the special-purpose networks validation may connect to
+	// and ip identifiers may be in (closed networks, tests).
+	Allow []netip.Prefix
 	// Resolver is the DNS server (host:port) for dns-01, CAA and address
 	// lookups; empty uses the system's resolver and skips CAA.
 	Resolver string
@@ -49,8 +58,9 @@ type Config struct {
 
 // VA is a validation authority.
 type VA struct {
-	cfg Config
-	dns resolver
+	cfg    Config
+	dns    resolver
+	egress *egress.Policy
 	// http01 is shared by validations; it keeps no connection open.
 	http *http.Client
 }
@@ -82,7 +92,12 @@ func New(cfg Config) *VA {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "qpki-acme-va"
 	}
-	v := &VA{cfg: cfg, dns: resolver{addr: cfg.Resolver}}
+	allow := cfg.Allow
+	if cfg.ResolveTo.IsValid() {
+		a := cfg.ResolveTo.Unmap()
+		allow = append(allow[:len(allow):len(allow)], netip.PrefixFrom(a, a.BitLen()))
+	}
+	v := &VA{cfg: cfg, dns: resolver{addr: cfg.Resolver}, egress: egress.New(allow...)}
 	v.http = &http.Client{
 		Transport: &http.Transport{
 			DialContext:       v.dial,
@@ -153,17 +168,38 @@ func (v *VA) dial(ctx context.Context, network, hostport string) (net.Conn, erro
 	if prob != nil {
 		return nil, prob
 	}
-	var d net.Dialer
-	var last error
+	// The policy is checked on the socket (Control) as well as here: the
+	// socket's check is the one that counts, this one only saves a
+	// connection attempt.
+	d := net.Dialer{Control: v.egress.Control}
+	var last, refused error
 	for _, a := range addrs {
+		if err := v.egress.Check(a); err != nil {
+			refused = cmp.Or(refused, err)
+			continue
+		}
 		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(a.String(), port))
 		if err == nil {
 			return c, nil
 		}
+		var re *egress.RefusedError
+		if errors.As(err, &re) {
+			refused = cmp.Or(refused, err)
+			continue
+		}
 		last = err
+	}
+	if last == nil || refused != nil {
+		// A refused address is the reason worth telling, even when
+		// another address of the name did not answer either.
+		return nil, cmp.Or(refused, last)
 	}
 	return nil, last
 }
+
+// CheckAddress refuses an ip identifier in a special-purpose network
+// that is not allowed (newOrder's rejectedIdentifier).
+func (v *VA) CheckAddress(a netip.Addr) error { return v.egress.Check(a) }
 
 func (v *VA) http01(ctx context.Context, id store.ACMEIdentifier, token, keyAuth string) *probs.Problem {
 	host := id.Value
@@ -194,23 +230,42 @@ func (v *VA) http01(ctx context.Context, id store.ACMEIdentifier, token, keyAuth
 	}
 	got := strings.TrimRight(string(body), " \t\r\n")
 	if subtle.ConstantTimeCompare([]byte(got), []byte(keyAuth)) != 1 {
-		return probs.IncorrectResponse("the key authorization from %s is %q, want %q", resp.Request.URL, clip(got), keyAuth)
+		// The answer is not echoed: a problem document never carries what
+		// a validation target sent (it could come from a host the client
+		// cannot reach itself).
+		return probs.IncorrectResponse("the answer from %s (%d bytes) is not the key authorization %q", resp.Request.URL, len(got), keyAuth)
 	}
 	return nil
 }
 
-// checkRedirect follows at most ten redirects, to http or https on the
-// default ports only (RFC 8555 §8.3 and §10.2).
+// checkRedirect follows at most ten redirects (301, 302, 307 and 308),
+// to http or https on the default ports and to names only, never to an
+// IP address (RFC 8555 §8.3 and §10.2; Boulder's rules). Where a name
+// leads is checked when its connection is dialled.
 func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= maxRedirects {
-		return errors.New("too many redirects")
+	if len(via) > maxRedirects {
+		return fmt.Errorf("more than %d redirects", maxRedirects)
+	}
+	if r := req.Response; r != nil {
+		switch r.StatusCode {
+		case http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		default:
+			return fmt.Errorf("redirect with status %d: only 301, 302, 307 and 308 are followed", r.StatusCode)
+		}
 	}
 	u := req.URL
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("redirect to %q: only http and https are followed", u.Scheme)
+		return fmt.Errorf("redirect to %q: only http and https are followed", clip(u.Scheme))
 	}
 	if p := u.Port(); p != "" && p != "80" && p != "443" {
-		return fmt.Errorf("redirect to port %s: only 80 and 443 are followed", p)
+		return fmt.Errorf("redirect to port %s: only 80 and 443 are followed", clip(p))
+	}
+	host := u.Hostname()
+	if host == "" {
+		return errors.New("redirect without a host")
+	}
+	if _, err := netip.ParseAddr(host); err == nil || strings.HasPrefix(u.Host, "[") {
+		return fmt.Errorf("redirect to the IP address %s: only names are followed", clip(host))
 	}
 	return nil
 }
@@ -219,6 +274,10 @@ func connectionProblem(target string, err error) *probs.Problem {
 	var p *probs.Problem
 	if errors.As(err, &p) {
 		return p
+	}
+	var refused *egress.RefusedError
+	if errors.As(err, &refused) {
+		return probs.Connection("fetching %s: %v", target, refused)
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) && ue.Timeout() {

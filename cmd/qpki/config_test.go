@@ -19,6 +19,7 @@ rate: 250
 publish_crl: false
 acme-http-port: 5002
 acme_rate_exempt: [10.0.0.0/8, 192.0.2.7]
+acme_validation_allow: [10.20.0.0/16, "fd00::/8"]
 est-channel-binding: true
 log_format: json
 listen: 0.0.0.0:9443
@@ -33,7 +34,8 @@ listen: 0.0.0.0:9443
 	for flag, want := range map[string]string{
 		"ca-dir": "/var/lib/qpki/ca", "workers": "0", "rate": "250", "crl-publish": "false",
 		"acme-http-port": "5002", "acme-rate-exempt": "[10.0.0.0/8,192.0.2.7]", "est-channel-binding": "true",
-		"log-format": "json", "listen": "127.0.0.1:8443", // the command line wins
+		"acme-validation-allow": "[10.20.0.0/16,fd00::/8]",
+		"log-format":            "json", "listen": "127.0.0.1:8443", // the command line wins
 	} {
 		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
 			t.Errorf("--%s = %q, want %q", flag, got, want)
