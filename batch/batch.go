@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/atomicfile"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/store"
@@ -188,7 +189,8 @@ func Run(ctx context.Context, p server.Pipeline, path string, o Options) (*Summa
 var errPending = errors.New("still pending")
 
 func issueLine(ctx context.Context, p server.Pipeline, l Line, outDir string) error {
-	req := server.SubmitRequest{Profile: l.Profile, Vars: l.Vars, Key: "batch:" + l.ID, Class: queue.ClassBatch, Wait: 2 * time.Minute}
+	req := server.SubmitRequest{Profile: l.Profile, Vars: l.Vars, Key: "batch:" + l.ID, Class: queue.ClassBatch, Wait: 2 * time.Minute,
+		Frontend: string(enroll.FrontendBatch)}
 	if l.CSR != "" {
 		req.CSR = []byte(l.CSR)
 	} else {

@@ -200,7 +200,7 @@ func TestCOSEIdempotent(t *testing.T) {
 		t.Fatalf("reused key: %v", err)
 	}
 	// A key used by a certificate request cannot name a token.
-	if _, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "x.example.com"), Key: "cert-key"}); err != nil {
+	if _, err := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, "x.example.com"), Key: "cert-key"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.svc.SubmitCOSE(ctx, "cert-key", req, ""); !errors.Is(err, store.ErrKeyReused) {

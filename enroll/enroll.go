@@ -45,6 +45,10 @@ type Request struct {
 	// Class is queue.ClassInteractive (default) or queue.ClassBatch.
 	Class     string
 	RequestID string
+	// Principal is who asks. A certificate is issued only for names its
+	// Names grant (ErrNoPrincipal without one); the store records it as
+	// the job's and the certificate's Origin.
+	Principal Principal
 }
 
 // Result is how a job ended.
@@ -140,8 +144,14 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 	id := JobID(s.caName, r.Key)
 	var payload any
 	rec := &store.Job{ID: id, Key: r.Key, Kind: r.Kind, Class: r.Class, State: store.JobQueued, Created: time.Now().UTC()}
+	if r.Principal.Frontend != "" {
+		rec.Origin = r.Principal.Origin()
+	}
 	switch r.Kind {
 	case jobspec.KindIssue:
+		if !r.Principal.Frontend.Valid() {
+			return "", ErrNoPrincipal
+		}
 		p, err := s.checkIssue(r)
 		if err != nil {
 			return "", err
@@ -202,7 +212,7 @@ func (s *Service) checkIssue(r Request) (*jobspec.Issue, error) {
 			return nil, err
 		}
 		if x509x.KeyCannotSign(der) {
-			return s.checkStatement(der, p, req)
+			return s.checkStatement(der, p, req, r.Principal)
 		}
 		csr, err := x509x.ParseCertificateRequest(der)
 		if err != nil {
@@ -222,10 +232,20 @@ func (s *Service) checkIssue(r Request) (*jobspec.Issue, error) {
 	default:
 		return nil, errors.New("no subject key: give a CSR or a public key")
 	}
-	if _, err := s.CA.Prepare(req); err != nil {
+	if err := s.prepare(req, r.Principal); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// prepare runs the profile's policy and then the principal's name policy
+// on the certificate the profile would make.
+func (s *Service) prepare(req ca.IssueRequest, who Principal) error {
+	prep, err := s.CA.Prepare(req)
+	if err != nil {
+		return err
+	}
+	return who.Names.Check(prep.Template, who.ClientCert)
 }
 
 // checkStatement accepts an RFC 9883 request for a key that cannot sign
@@ -233,7 +253,7 @@ func (s *Service) checkIssue(r Request) (*jobspec.Issue, error) {
 // valid, unrevoked and of the same subject. The key is then certified from
 // its public key, with the request's names as variables, so the worker
 // (which cannot reach the store) sees an ordinary public-key job.
-func (s *Service) checkStatement(der []byte, p *jobspec.Issue, req ca.IssueRequest) (*jobspec.Issue, error) {
+func (s *Service) checkStatement(der []byte, p *jobspec.Issue, req ca.IssueRequest, who Principal) (*jobspec.Issue, error) {
 	csr, err := s.CA.CheckStatementRequest(der, nil, time.Now())
 	if err != nil {
 		return nil, err
@@ -244,7 +264,7 @@ func (s *Service) checkStatement(der []byte, p *jobspec.Issue, req ca.IssueReque
 	}
 	p.Vars, p.PublicKey = vars, csr.RawSubjectPublicKeyInfo
 	req.Vars, req.PublicKey = vars, csr.PublicKey
-	if _, err := s.CA.Prepare(req); err != nil {
+	if err := s.prepare(req, who); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -36,6 +36,10 @@ type KeygenRequest struct {
 	// is not part of the request's identity: a retry with the same Key
 	// finds the job sealed to the first caller's recipient.
 	Recipient []byte
+	// Principal is who asks, as in Request. It is part of the request's
+	// identity: another principal sending the same CSR under the same Key
+	// is refused (store.ErrKeyReused), never given the first one's key.
+	Principal Principal
 }
 
 // SubmitKeygen checks a keygen request against the profile's policy,
@@ -56,11 +60,17 @@ func (s *Service) SubmitKeygen(ctx context.Context, r KeygenRequest) (string, er
 	if len(r.Recipient) == 0 {
 		return "", errors.New("enroll: a keygen request needs a recipient key")
 	}
+	if !r.Principal.Frontend.Valid() {
+		return "", ErrNoPrincipal
+	}
 	der, err := x509x.DecodeCSR(r.CSR)
 	if err != nil {
 		return "", err
 	}
 	hash := requestHash(jobspec.KindKeygen, r.Profile, r.Vars, der, nil)
+	if o := r.Principal.Origin(); *o != (store.Origin{}) {
+		hash = requestHash(jobspec.KindKeygen, r.Profile, map[string]any{"v": r.Vars, "origin": o}, der, nil)
+	}
 	pub := Request{Kind: queue.KindIssue, Class: r.Class, RequestID: r.RequestID}
 	key, id, old, err := s.attempt(r.Key, hash)
 	if err != nil {
@@ -69,7 +79,7 @@ func (s *Service) SubmitKeygen(ctx context.Context, r KeygenRequest) (string, er
 	if old != nil {
 		return id, s.republish(ctx, old, pub, nil)
 	}
-	a, err := s.keygenAlgorithm(r.Profile, r.Vars, der)
+	a, err := s.keygenAlgorithm(r.Profile, r.Vars, der, r.Principal)
 	if err != nil {
 		return "", err
 	}
@@ -84,7 +94,8 @@ func (s *Service) SubmitKeygen(ctx context.Context, r KeygenRequest) (string, er
 		return "", err
 	}
 	rec := &store.Job{ID: id, Key: key, Kind: jobspec.KindKeygen, Class: r.Class, State: store.JobQueued,
-		Created: time.Now().UTC(), Profile: r.Profile, Serial: spec.Serial, RequestHash: hash, Payload: data}
+		Created: time.Now().UTC(), Profile: r.Profile, Serial: spec.Serial, RequestHash: hash, Payload: data,
+		Origin: r.Principal.Origin()}
 	existing, created, err := s.jobs.CreateJob(rec)
 	if err != nil {
 		return "", err
@@ -98,7 +109,7 @@ func (s *Service) SubmitKeygen(ctx context.Context, r KeygenRequest) (string, er
 // keygenAlgorithm picks the key algorithm and runs the policy with a key
 // of that algorithm: the CSR's own key when the profile takes it, else a
 // throw-away key of the profile's default algorithm.
-func (s *Service) keygenAlgorithm(prof string, vars map[string]any, der []byte) (algo.Algorithm, error) {
+func (s *Service) keygenAlgorithm(prof string, vars map[string]any, der []byte, who Principal) (algo.Algorithm, error) {
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		return "", fmt.Errorf("malformed CSR: %v", err)
@@ -108,8 +119,7 @@ func (s *Service) keygenAlgorithm(prof string, vars map[string]any, der []byte) 
 		if err != nil {
 			return err
 		}
-		_, err = s.CA.Prepare(ca.IssueRequest{Profile: prof, Vars: vars, CSR: t})
-		return err
+		return s.prepare(ca.IssueRequest{Profile: prof, Vars: vars, CSR: t}, who)
 	}
 	if pub := csrKey(csr); pub != nil {
 		if a, err := algo.Of(pub); err == nil && generatable(a) && check(pub) == nil {

@@ -24,7 +24,7 @@ func TestKeygenThroughQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := enroll.KeygenRequest{Profile: "ec/tls-server", CSR: csr, Key: "kg-1", Recipient: priv.PublicKey().Bytes()}
+	req := enroll.KeygenRequest{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: "kg-1", Recipient: priv.PublicKey().Bytes()}
 	id, err := p.svc.SubmitKeygen(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestKeygenAlgorithmAndPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := p.svc.SubmitKeygen(context.Background(), enroll.KeygenRequest{Profile: "ec/tls-server", CSR: csr, Key: "kg-ed", Recipient: priv.PublicKey().Bytes()})
+	id, err := p.svc.SubmitKeygen(context.Background(), enroll.KeygenRequest{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: "kg-ed", Recipient: priv.PublicKey().Bytes()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestKeygenAlgorithmAndPolicy(t *testing.T) {
 		t.Errorf("generated %s, want the profile's ecdsa-p256", a)
 	}
 	bad := csrFor(t, "bad_name!")
-	if _, err := p.svc.SubmitKeygen(context.Background(), enroll.KeygenRequest{Profile: "ec/tls-server", CSR: bad, Key: "kg-bad", Recipient: priv.PublicKey().Bytes()}); err == nil {
+	if _, err := p.svc.SubmitKeygen(context.Background(), enroll.KeygenRequest{Principal: testPrincipal, Profile: "ec/tls-server", CSR: bad, Key: "kg-bad", Recipient: priv.PublicKey().Bytes()}); err == nil {
 		t.Fatal("a name the profile refuses was accepted")
 	}
 	if _, err := p.svc.Job(enroll.JobID(enroll.QueueName(p.ca), "kg-bad")); !errors.Is(err, store.ErrNotFound) {

@@ -112,7 +112,7 @@ func TestIssueThroughQueue(t *testing.T) {
 	ids := make([]string, n)
 	for i := range ids {
 		name := fmt.Sprintf("h%d.example.com", i)
-		id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name, Class: []string{queue.ClassBatch, queue.ClassInteractive}[i%2]})
+		id, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name, Class: []string{queue.ClassBatch, queue.ClassInteractive}[i%2]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func TestRecordBatchRecordsRedeliveriesOnce(t *testing.T) {
 	ids := make([]string, n)
 	for i := range ids {
 		name := fmt.Sprintf("r%d.example.com", i)
-		id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name})
+		id, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +194,7 @@ func TestRecordBatchRecordsRedeliveriesOnce(t *testing.T) {
 func TestDuplicateSubmissionGivesSameCertificate(t *testing.T) {
 	p := startPipeline(t, 1, 0)
 	csr := csrFor(t, "dup.example.com")
-	req := enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "order-1"}
+	req := enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: "order-1"}
 	id1, err := p.svc.Submit(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +221,7 @@ func TestDuplicateSubmissionGivesSameCertificate(t *testing.T) {
 
 func TestPolicyRefusalNeverReachesQueue(t *testing.T) {
 	p := startPipeline(t, 1, 0)
-	_, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "bad..name"), Key: "bad"})
+	_, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, "bad..name"), Key: "bad"})
 	if err == nil {
 		t.Fatal("forbidden request accepted")
 	}
@@ -268,7 +268,7 @@ func TestThrottledSignerNeverFails(t *testing.T) {
 	var ids []string
 	for i := 0; i < 30; i++ {
 		name := fmt.Sprintf("t%d.example.com", i)
-		id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name, Class: queue.ClassBatch})
+		id, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name, Class: queue.ClassBatch})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,12 +283,12 @@ func TestThrottledSignerNeverFails(t *testing.T) {
 
 func TestCRLThroughQueue(t *testing.T) {
 	p := startPipeline(t, 1, 0)
-	id, _ := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "r.example.com"), Key: "r"})
+	id, _ := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, "r.example.com"), Key: "r"})
 	res := waitFor(t, p.svc, id)
 	if _, err := p.ca.Revoke(res.Cert.Serial, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	crlID, err := p.svc.Submit(context.Background(), enroll.Request{Kind: jobspec.KindCRL, Key: "crl-1"})
+	crlID, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Kind: jobspec.KindCRL, Key: "crl-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func mustCACert(t testing.TB, c *ca.CA) *x509.Certificate {
 // recorded all the same.
 func TestResultOfUnknownJobIsOfferedAgain(t *testing.T) {
 	p := startPipeline(t, 1, 0)
-	id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "k.example.com"), Key: "known"})
+	id, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, "k.example.com"), Key: "known"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestWaitFindsResultRecordedElsewhere(t *testing.T) {
 	p := startPipelineRecording(t, 1, 0, func(*enroll.Service, []queue.Result) error {
 		return nil // results are recorded "elsewhere": below, behind the service's back
 	})
-	id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "e.example.com"), Key: "elsewhere"})
+	id, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, "e.example.com"), Key: "elsewhere"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestDeadLetteredRequestStartsOver(t *testing.T) {
 	failFirst := func(key string, csr []byte, deadLetter bool) string {
 		id := enroll.JobID(name, key)
 		dropped.Store(id, true)
-		got, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: key})
+		got, err := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: key})
 		if err != nil || got != id {
 			t.Fatalf("submit %s: %v, %s", key, err, got)
 		}
@@ -414,7 +414,7 @@ func TestDeadLetteredRequestStartsOver(t *testing.T) {
 
 	csr := csrFor(t, "dl.example.com")
 	first := failFirst("device-1", csr, true)
-	again, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "device-1"})
+	again, err := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: "device-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,22 +436,22 @@ func TestDeadLetteredRequestStartsOver(t *testing.T) {
 	if !j1.Retryable || j1.Serial == res.Cert.Serial {
 		t.Fatalf("first job %+v, second serial %s: want a retryable failure and a serial of the new attempt's own", j1, res.Cert.Serial)
 	}
-	if id, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "device-1"}); err != nil || id != again {
+	if id, err := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: "device-1"}); err != nil || id != again {
 		t.Fatalf("third submission: %s, %v; want the issued attempt %s", id, err, again)
 	}
-	if _, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, "other.example.com"), Key: "device-1"}); !errors.Is(err, store.ErrKeyReused) {
+	if _, err := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, "other.example.com"), Key: "device-1"}); !errors.Is(err, store.ErrKeyReused) {
 		t.Fatalf("another request under the key: %v, want ErrKeyReused", err)
 	}
 
 	// A caller cannot take the key of another request's attempt.
-	if _, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "device-3#attempt-2"}); err == nil ||
+	if _, err := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: "device-3#attempt-2"}); err == nil ||
 		!strings.Contains(err.Error(), "kept for the retries") {
 		t.Fatalf("a key naming an attempt: %v", err)
 	}
 
 	csr2 := csrFor(t, "refused.example.com")
 	refused := failFirst("device-2", csr2, false)
-	id, err := p.svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr2, Key: "device-2"})
+	id, err := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr2, Key: "device-2"})
 	if err != nil || id != refused {
 		t.Fatalf("a request refused for good was started again: %s, %v", id, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/x509x"
@@ -44,6 +45,12 @@ func forbidden(format string, args ...any) error {
 type principal struct {
 	user string            // HTTP Basic user, or ""
 	cert *x509.Certificate // verified client certificate, or nil
+}
+
+// enroll is the principal as enroll sees it, under a label.
+// TODO(est-policy): the label's and the user's name policy.
+func (p *principal) enroll(label string) enroll.Principal {
+	return enroll.Principal{Frontend: enroll.FrontendEST, Label: label, User: p.user, ClientCert: p.cert, Names: enroll.AnyName()}
 }
 
 // basicAuth checks HTTP Basic credentials against est-users.json.

@@ -151,7 +151,7 @@ func (f *Frontend) serverKeygen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := f.svc.SubmitKeygen(r.Context(), enroll.KeygenRequest{Profile: l.Profile, Vars: l.Vars, CSR: der,
-		Key: key, Class: queue.ClassInteractive, Recipient: pk.priv.PublicKey().Bytes()})
+		Key: key, Class: queue.ClassInteractive, Recipient: pk.priv.PublicKey().Bytes(), Principal: who.enroll(label)})
 	if err != nil {
 		f.submitError(w, err)
 		return

@@ -286,6 +286,7 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 			return
 		}
 	}
+	var who *principal
 	if renew {
 		cert, err := verifyRenewal(r, f.svc.CA, f.st, l.Profile)
 		if err == nil {
@@ -295,15 +296,19 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 			f.refuse(w, l, err)
 			return
 		}
-	} else if _, err := f.authenticate(r, l); err != nil {
-		f.refuse(w, l, err)
-		return
+		who = &principal{cert: cert}
+	} else {
+		var err error
+		if who, err = f.authenticate(r, l); err != nil {
+			f.refuse(w, l, err)
+			return
+		}
 	}
 	if !f.checkBinding(w, r, l, csr) {
 		return
 	}
 	id, err := f.svc.Submit(r.Context(), enroll.Request{Profile: l.Profile, Vars: l.Vars, CSR: der,
-		Key: idempotencyKey("enroll", label, der), Class: queue.ClassInteractive})
+		Key: idempotencyKey("enroll", label, der), Class: queue.ClassInteractive, Principal: who.enroll(label)})
 	if err != nil {
 		f.submitError(w, err)
 		return

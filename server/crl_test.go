@@ -34,7 +34,7 @@ func TestCRLPublishedAfterRevocation(t *testing.T) {
 	if got := first.NextUpdate.Sub(first.ThisUpdate); got != 48*time.Hour {
 		t.Errorf("CRL validity %s, want 48h", got)
 	}
-	id, err := s.Core.Enroll.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: benchCSR(nil, "r.example.com"), Key: "r"})
+	id, err := s.Core.Enroll.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: benchCSR(nil, "r.example.com"), Key: "r"})
 	if err != nil {
 		t.Fatal(err)
 	}

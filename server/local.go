@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"strconv"
 	"time"
 
@@ -36,6 +38,37 @@ type SubmitRequest struct {
 	CRLVersion string        `json:"crl_version,omitempty"`
 	CRLDays    int           `json:"crl_days,omitempty"`
 	Wait       time.Duration `json:"wait,omitempty"`
+	// Frontend is "cli" (the default) or "batch", and Operator the local
+	// user who runs it: whoever reaches the CA directory is its operator,
+	// so the principal may have any name the profile allows.
+	Frontend string `json:"frontend,omitempty"`
+	Operator string `json:"operator,omitempty"`
+}
+
+// OperatorName is the local user's name, the operator principal's.
+func OperatorName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
+}
+
+// enrollRequest is the request for enroll, with the operator as principal.
+func (req SubmitRequest) enrollRequest() (enroll.Request, error) {
+	f := enroll.FrontendCLI
+	switch enroll.Frontend(req.Frontend) {
+	case "", enroll.FrontendCLI:
+	case enroll.FrontendBatch:
+		f = enroll.FrontendBatch
+	default:
+		return enroll.Request{}, fmt.Errorf("frontend %q: the local API takes cli or batch", req.Frontend)
+	}
+	er := enroll.Request{Kind: req.Kind, Profile: req.Profile, Vars: req.Vars, CSR: req.CSR, PublicKey: req.PublicKey, Key: req.Key, Class: req.Class,
+		Principal: enroll.Operator(f, cmp.Or(req.Operator, OperatorName()))}
+	if req.Kind == jobspec.KindCRL {
+		er.CRL = ca.CRLOptions{Version: req.CRLVersion, Validity: time.Duration(req.CRLDays) * 24 * time.Hour}
+	}
+	return er, nil
 }
 
 // JobStatus is a job's state as the local API reports it. An issued
@@ -106,9 +139,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, fmt.Errorf("malformed request: %v", err))
 		return
 	}
-	er := enroll.Request{Kind: req.Kind, Profile: req.Profile, Vars: req.Vars, CSR: req.CSR, PublicKey: req.PublicKey, Key: req.Key, Class: req.Class}
-	if req.Kind == jobspec.KindCRL {
-		er.CRL = ca.CRLOptions{Version: req.CRLVersion, Validity: time.Duration(req.CRLDays) * 24 * time.Hour}
+	er, err := req.enrollRequest()
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return
 	}
 	id, err := s.Core.Enroll.Submit(r.Context(), er)
 	if err != nil {

@@ -72,7 +72,7 @@ func (issueFrontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		id, err := svc.Submit(r.Context(), enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: r.URL.Query().Get("key")})
+		id, err := svc.Submit(r.Context(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: r.URL.Query().Get("key")})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

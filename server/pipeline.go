@@ -8,7 +8,6 @@ import (
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
-	"github.com/qpki/qpki/pkg/jobspec"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/worker"
 )
@@ -73,9 +72,9 @@ func (p *inProcess) Submit(ctx context.Context, req SubmitRequest) (*JobStatus, 
 	if err != nil {
 		return nil, err
 	}
-	er := enroll.Request{Kind: req.Kind, Profile: req.Profile, Vars: req.Vars, CSR: req.CSR, PublicKey: req.PublicKey, Key: req.Key, Class: req.Class}
-	if req.Kind == jobspec.KindCRL {
-		er.CRL = ca.CRLOptions{Version: req.CRLVersion, Validity: time.Duration(req.CRLDays) * 24 * time.Hour}
+	er, err := req.enrollRequest()
+	if err != nil {
+		return nil, err
 	}
 	id, err := svc.Submit(ctx, er)
 	if err != nil {

@@ -104,7 +104,7 @@ func listenerCertificate(ctx context.Context, core *Core) (tls.Certificate, erro
 		vars["ip_addresses"] = ips
 	}
 	id, err := core.Enroll.Submit(ctx, enroll.Request{Profile: prof, CSR: csr, Vars: vars,
-		Key: "serve-tls-" + time.Now().UTC().Format(time.RFC3339Nano)})
+		Key: "serve-tls-" + time.Now().UTC().Format(time.RFC3339Nano), Principal: enroll.Operator(enroll.FrontendServe, "qpki serve")})
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("issuing the listener certificate: %w", err)
 	}

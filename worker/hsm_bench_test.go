@@ -74,7 +74,7 @@ func BenchmarkPipelineHSM(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						for i := range work {
-							id, err := core.Enroll.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrs[i%len(csrs)],
+							id, err := core.Enroll.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrs[i%len(csrs)],
 								Key: fmt.Sprintf("%s-%d-%d", run, seq.Add(1), i), Class: queue.ClassBatch})
 							if err != nil {
 								b.Error(err)

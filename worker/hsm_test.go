@@ -193,7 +193,7 @@ func (p *pipeline) issue(t *testing.T, round string, n int) {
 	ids := make([]string, n)
 	for i := range ids {
 		name := fmt.Sprintf("%s-%d.example.com", round, i)
-		id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name, Class: queue.ClassBatch})
+		id, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name, Class: queue.ClassBatch})
 		if err != nil {
 			t.Fatal(err)
 		}

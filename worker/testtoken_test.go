@@ -61,7 +61,7 @@ func TestTestTokenDaemonKilledMidBatch(t *testing.T) {
 	submit := func(i int) {
 		t.Helper()
 		names[i] = fmt.Sprintf("batch-%d.token.example", i)
-		id, err := p.svc.Submit(context.Background(), enroll.Request{Profile: "ml/tls-server", CSR: mldsaCSR(t, names[i]),
+		id, err := p.svc.Submit(context.Background(), enroll.Request{Principal: testPrincipal, Profile: "ml/tls-server", CSR: mldsaCSR(t, names[i]),
 			Key: names[i], Class: queue.ClassBatch})
 		if err != nil {
 			t.Fatal(err)

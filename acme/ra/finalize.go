@@ -61,7 +61,7 @@ func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountKey 
 		vars[profile.VarValidity] = validityFor(p, o.NotAfter, now).String()
 	}
 	jobID, err := ra.svc.Submit(ctx, enroll.Request{Profile: o.Profile, Vars: vars, CSR: csrDER,
-		Key: jobKeyPrefix + o.ID, Class: queue.ClassInteractive, RequestID: requestID})
+		Key: jobKeyPrefix + o.ID, Class: queue.ClassInteractive, RequestID: requestID, Principal: orderPrincipal(acct, o)})
 	if err != nil {
 		return nil, ra.submitProblem(err, o, vars, csrDER, now)
 	}
@@ -83,11 +83,29 @@ func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountKey 
 	return st, nil
 }
 
+// orderPrincipal is the account as enroll sees it: its names are the
+// order's identifiers, all authorized when the order is ready.
+func orderPrincipal(acct *store.ACMEAccount, o *store.ACMEOrder) enroll.Principal {
+	var dns, ips []string
+	for _, id := range o.Identifiers {
+		switch id.Type {
+		case "dns":
+			dns = append(dns, id.Value)
+		case "ip":
+			ips = append(ips, id.Value)
+		}
+	}
+	return enroll.Principal{Frontend: enroll.FrontendACME, Account: acct.ID, Names: enroll.ExactNames(dns, ips)}
+}
+
 // submitProblem tells a client's mistake (badCSR) from the server's
 // trouble when enroll refused a job.
 func (ra *RA) submitProblem(err error, o *store.ACMEOrder, vars map[string]any, csrDER []byte, now time.Time) *probs.Problem {
 	if errors.Is(err, store.ErrKeyReused) {
 		return probs.OrderNotReady("the order was already finalized with another CSR")
+	}
+	if errors.Is(err, enroll.ErrNotGranted) {
+		return probs.RejectedIdentifier("%v", err)
 	}
 	csr, perr := x509x.ParseCertificateRequest(csrDER)
 	if perr != nil {

@@ -44,6 +44,8 @@ type Job struct {
 	// was dead-lettered, its deliveries spent on a signer that did not
 	// work. The same request submitted again starts a new attempt.
 	Retryable bool `json:"retryable,omitempty"`
+	// Origin is who asked; FinishJob copies it into the certificate.
+	Origin *Origin `json:"origin,omitempty"`
 }
 
 // JobStore is the part of the store the pipeline uses.
@@ -219,6 +221,7 @@ func finishOne(tx *bolt.Tx, b *bolt.Bucket, d Finished) (bool, error) {
 		if certs.Get(k) != nil {
 			return false, ErrSerialInUse
 		}
+		cert.Origin = j.Origin
 		val, err := encodeRecord(cert)
 		if err != nil {
 			return false, err

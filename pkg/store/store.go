@@ -35,6 +35,26 @@ type Cert struct {
 	JobID       string      `json:"job_id,omitempty"`
 	DER         []byte      `json:"der"`
 	Revocation  *Revocation `json:"revocation,omitempty"`
+	// Origin is who obtained the certificate, copied from its job when it
+	// is recorded; records written before qpki kept it have none.
+	Origin *Origin `json:"origin,omitempty"`
+}
+
+// Origin records through which front-end, under which label or account,
+// and for which principal a certificate was issued: a renewal is allowed
+// only through the same ones.
+type Origin struct {
+	// Frontend is the front-end's kind (acme, est, scep, cmp, cli, batch,
+	// serve).
+	Frontend string `json:"frontend"`
+	// Label is the EST, SCEP or CMP label ("" for the unlabelled
+	// endpoints).
+	Label string `json:"label,omitempty"`
+	// Account is the ACME account id.
+	Account string `json:"account,omitempty"`
+	// Principal names who authenticated: "user:NAME" for HTTP Basic,
+	// "cert:SHA256" for a client certificate, the operator for the CLI.
+	Principal string `json:"principal,omitempty"`
 }
 
 // Revocation records when and why a certificate was revoked.

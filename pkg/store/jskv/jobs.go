@@ -144,6 +144,7 @@ func (s *Store) finish(ctx context.Context, d store.Finished) (bool, error) {
 			if err := store.CheckJobCert(j, c); err != nil {
 				return false, err
 			}
+			c.Origin = j.Origin
 			serial, _ := store.ParseSerial(c.Serial)
 			k := serialKey(serial)
 			val, err := json.Marshal(c)

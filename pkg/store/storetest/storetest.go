@@ -36,6 +36,7 @@ func RunStore(t *testing.T, opener Opener[CAStore]) {
 	t.Run("RevokeAndList", func(t *testing.T) { testRevokeAndList(t, opener(t)()) })
 	t.Run("CRLNumber", func(t *testing.T) { testCRLNumber(t, opener(t)()) })
 	t.Run("Jobs", func(t *testing.T) { testJobs(t, opener(t)()) })
+	t.Run("Origin", func(t *testing.T) { testOrigin(t, opener(t)()) })
 	t.Run("RaceSerial", func(t *testing.T) {
 		open := opener(t)
 		testRaceSerial(t, open(), open())
@@ -212,6 +213,47 @@ func testJobs(t *testing.T, s CAStore) {
 }
 
 // race runs f(0..n-1) on two clients at once, half on each.
+// testOrigin: the certificate of a job carries the job's origin (who
+// asked, through which front-end and label), FinishJob and FinishJobs
+// alike; a certificate recorded without a job has none.
+func testOrigin(t *testing.T, s CAStore) {
+	est := &store.Origin{Frontend: "est", Label: "devices", Principal: "user:alice"}
+	acme := &store.Origin{Frontend: "acme", Account: "acct1"}
+	for _, j := range []*store.Job{
+		{ID: "o1", RequestHash: "h1", State: store.JobQueued, Serial: "e1", Origin: est},
+		{ID: "o2", RequestHash: "h2", State: store.JobQueued, Serial: "e2", Origin: acme},
+		{ID: "o3", RequestHash: "h3", State: store.JobQueued, Serial: "e3"},
+	} {
+		if _, _, err := s.CreateJob(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if j, err := s.Job("o1"); err != nil || j.Origin == nil || *j.Origin != *est {
+		t.Fatalf("job origin: %+v %v", j, err)
+	}
+	if _, err := s.FinishJob(store.Finished{ID: "o1", State: store.JobDone, Cert: &store.Cert{Serial: "e1", JobID: "o1", DER: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinishJobs([]store.Finished{
+		{ID: "o2", State: store.JobDone, Cert: &store.Cert{Serial: "e2", JobID: "o2", DER: []byte{2}}},
+		{ID: "o3", State: store.JobDone, Cert: &store.Cert{Serial: "e3", JobID: "o3", DER: []byte{3}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCert(&store.Cert{Serial: "e4", DER: []byte{4}}); err != nil {
+		t.Fatal(err)
+	}
+	for serial, want := range map[int64]*store.Origin{0xe1: est, 0xe2: acme, 0xe3: nil, 0xe4: nil} {
+		c, err := s.Cert(big.NewInt(serial))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (want == nil) != (c.Origin == nil) || want != nil && *c.Origin != *want {
+			t.Errorf("certificate %x: origin %+v, want %+v", serial, c.Origin, want)
+		}
+	}
+}
+
 func race(n int, a, b CAStore, f func(i int, s CAStore)) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
