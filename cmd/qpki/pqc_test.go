@@ -49,14 +49,27 @@ func opensslRun(t *testing.T, dir string, args ...string) (string, error) {
 // possession.
 func TestPQKeysAndCSRs(t *testing.T) {
 	d := t.TempDir()
-	var names []string
+	var names, verifyOnly []string
 	for _, a := range algo.All() {
-		if !a.IsClassical() {
+		switch {
+		case a.IsClassical():
+		case a.VerifyOnly():
+			verifyOnly = append(verifyOnly, string(a))
+		default:
 			names = append(names, string(a))
 		}
 	}
-	if len(names) != 3+12+3+15 {
-		t.Fatalf("%d post-quantum and composite algorithms: %v", len(names), names)
+	if len(names) != 3+12+3+16 || len(verifyOnly) != 15+2 {
+		t.Fatalf("%d post-quantum and composite algorithms: %v; %d verify-only: %v", len(names), names, len(verifyOnly), verifyOnly)
+	}
+	// Pre-hash and brainpool algorithms are verified, never made: key gen
+	// says why.
+	for _, name := range verifyOnly {
+		want := "signs only with pure"
+		if strings.Contains(name, "brainpool") {
+			want = "constant-time"
+		}
+		fails(t, d, want, "key", "gen", "--algorithm", name, "--out", name+".key")
 	}
 	var mu sync.Mutex
 	seen := map[algo.Family]int{}
@@ -97,7 +110,7 @@ func TestPQKeysAndCSRs(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		if seen[algo.FamilyMLDSA] != 3 || seen[algo.FamilySLHDSA] != 12 || seen[algo.FamilyMLKEM] != 3 || seen[algo.FamilyComposite] != 15 {
+		if seen[algo.FamilyMLDSA] != 3 || seen[algo.FamilySLHDSA] != 12 || seen[algo.FamilyMLKEM] != 3 || seen[algo.FamilyComposite] != 16 {
 			t.Errorf("families covered: %v", seen)
 		}
 	})

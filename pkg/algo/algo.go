@@ -31,6 +31,9 @@ const (
 	FamilySLHDSA    Family = "slh-dsa"
 	FamilyMLKEM     Family = "ml-kem"
 	FamilyComposite Family = "composite"
+	// HashML-DSA and HashSLH-DSA: verified, never made (ErrPreHashSigning).
+	FamilyHashMLDSA  Family = "hash-ml-dsa"
+	FamilyHashSLHDSA Family = "hash-slh-dsa"
 )
 
 // Classical algorithm names.
@@ -53,6 +56,10 @@ type Info struct {
 	Classical bool
 	// CanSign is false for key-encapsulation algorithms.
 	CanSign bool
+	// SignRefused, when set, says why qpki verifies this signature
+	// algorithm but never signs with it (the pre-hash forms, brainpool);
+	// Generate and NewSigner refuse it with this reason.
+	SignRefused error
 	// Bits is the RSA modulus size or the curve's field size, for display.
 	Bits int
 	// OID is the SubjectPublicKeyInfo algorithm identifier for algorithms
@@ -142,6 +149,9 @@ func (a Algorithm) Family() Family { return a.Info().Family }
 
 // CanSign reports whether keys of this algorithm make signatures.
 func (a Algorithm) CanSign() bool { return a.Info().CanSign }
+
+// VerifyOnly reports whether qpki only verifies signatures of algorithm a.
+func (a Algorithm) VerifyOnly() bool { return a.Info().SignRefused != nil }
 
 // IsClassical reports whether a is a pre-quantum algorithm.
 func (a Algorithm) IsClassical() bool { return a.Info().Classical }

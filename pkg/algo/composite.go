@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha3"
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/asn1"
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cloudflare/circl/sign/ed448"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -36,7 +38,9 @@ import (
 //     (Ed25519); tradSK: ECPrivateKey with namedCurve and without
 //     publicKey, RSAPrivateKey, raw 32-byte seed (Ed25519).
 //
-// Brainpool and Ed448 combinations are not implemented.
+// All 18 combinations are implemented. Signing needs a constant-time
+// traditional half: the two brainpool combinations (.47, .50) verify only
+// (ErrNoConstantTime); Ed448 (.51) signs through circl.
 
 // CompositeDraft names the specification this file implements.
 const CompositeDraft = "draft-ietf-lamps-pq-composite-sigs-19"
@@ -61,6 +65,9 @@ const (
 	CompositeMLDSA87RSA3072PSS    Algorithm = "composite-mldsa87-rsa3072-pss"
 	CompositeMLDSA87RSA4096PSS    Algorithm = "composite-mldsa87-rsa4096-pss"
 	CompositeMLDSA87ECDSAP521     Algorithm = "composite-mldsa87-ecdsa-p521"
+	CompositeMLDSA65ECDSABP256    Algorithm = "composite-mldsa65-ecdsa-brainpoolp256r1"
+	CompositeMLDSA87ECDSABP384    Algorithm = "composite-mldsa87-ecdsa-brainpoolp384r1"
+	CompositeMLDSA87Ed448         Algorithm = "composite-mldsa87-ed448"
 )
 
 type compositeParams struct {
@@ -77,6 +84,17 @@ type compositeParams struct {
 	pss      bool
 }
 
+// phSHAKE256Composite marks SHAKE256 with 64 bytes of output as the
+// composite pre-hash (crypto.Hash has no SHAKE values).
+const phSHAKE256Composite crypto.Hash = 1000
+
+func brainpoolCurve(a Algorithm) *bpCurve {
+	if a == ECDSABrainpoolP384 {
+		return bpP384
+	}
+	return bpP256
+}
+
 func compOID(n int) asn1.ObjectIdentifier { return asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 6, n} }
 
 var compositeSets = []*compositeParams{
@@ -90,8 +108,11 @@ var compositeSets = []*compositeParams{
 	{CompositeMLDSA65RSA4096PKCS15, compOID(44), "COMPSIG-MLDSA65-RSA4096-PKCS15-SHA512", MLDSA65, RSA4096, crypto.SHA512, crypto.SHA384, false},
 	{CompositeMLDSA65ECDSAP256, compOID(45), "COMPSIG-MLDSA65-ECDSA-P256-SHA512", MLDSA65, ECDSAP256, crypto.SHA512, crypto.SHA256, false},
 	{CompositeMLDSA65ECDSAP384, compOID(46), "COMPSIG-MLDSA65-ECDSA-P384-SHA512", MLDSA65, ECDSAP384, crypto.SHA512, crypto.SHA384, false},
+	{CompositeMLDSA65ECDSABP256, compOID(47), "COMPSIG-MLDSA65-ECDSA-BP256-SHA512", MLDSA65, ECDSABrainpoolP256, crypto.SHA512, crypto.SHA256, false},
 	{CompositeMLDSA65Ed25519, compOID(48), "COMPSIG-MLDSA65-Ed25519-SHA512", MLDSA65, Ed25519, crypto.SHA512, 0, false},
 	{CompositeMLDSA87ECDSAP384, compOID(49), "COMPSIG-MLDSA87-ECDSA-P384-SHA512", MLDSA87, ECDSAP384, crypto.SHA512, crypto.SHA384, false},
+	{CompositeMLDSA87ECDSABP384, compOID(50), "COMPSIG-MLDSA87-ECDSA-BP384-SHA512", MLDSA87, ECDSABrainpoolP384, crypto.SHA512, crypto.SHA384, false},
+	{CompositeMLDSA87Ed448, compOID(51), "COMPSIG-MLDSA87-Ed448-SHAKE256", MLDSA87, Ed448, phSHAKE256Composite, 0, false},
 	{CompositeMLDSA87RSA3072PSS, compOID(52), "COMPSIG-MLDSA87-RSA3072-PSS-SHA512", MLDSA87, RSA3072, crypto.SHA512, crypto.SHA256, true},
 	{CompositeMLDSA87RSA4096PSS, compOID(53), "COMPSIG-MLDSA87-RSA4096-PSS-SHA512", MLDSA87, RSA4096, crypto.SHA512, crypto.SHA384, true},
 	{CompositeMLDSA87ECDSAP521, compOID(54), "COMPSIG-MLDSA87-ECDSA-P521-SHA512", MLDSA87, ECDSAP521, crypto.SHA512, crypto.SHA512, false},
@@ -139,6 +160,8 @@ func (p *compositeParams) messageRepresentative(msg, ctx []byte) ([]byte, error)
 	case crypto.SHA512:
 		d := sha512.Sum512(msg)
 		digest = d[:]
+	case phSHAKE256Composite:
+		digest = sha3.SumSHAKE256(msg, 64)
 	default:
 		return nil, fmt.Errorf("%s: unsupported pre-hash %v", p.name, p.ph)
 	}
@@ -309,6 +332,14 @@ func (p *compositeParams) verifyTrad(pub crypto.PublicKey, m, sig []byte) error 
 		if len(sig) != ed25519.SignatureSize || !ed25519.Verify(k, in, sig) {
 			return ErrVerify
 		}
+	case ed448.PublicKey:
+		if len(sig) != ed448.SignatureSize || !ed448.Verify(k, in, sig, "") {
+			return ErrVerify
+		}
+	case *BrainpoolPublicKey:
+		if !k.VerifyASN1(in, sig) {
+			return ErrVerify
+		}
 	default:
 		return fmt.Errorf("unsupported key type %T", pub)
 	}
@@ -465,6 +496,10 @@ func marshalTradPublic(pub crypto.PublicKey) ([]byte, error) {
 		return x509.MarshalPKCS1PublicKey(k), nil
 	case ed25519.PublicKey:
 		return bytes.Clone(k), nil
+	case ed448.PublicKey:
+		return bytes.Clone(k), nil
+	case *BrainpoolPublicKey:
+		return k.Bytes(), nil
 	}
 	return nil, fmt.Errorf("unsupported key type %T", pub)
 }
@@ -490,6 +525,18 @@ func parseTradPublic(a Algorithm, raw []byte) (crypto.PublicKey, error) {
 			return nil, fmt.Errorf("%s public key is %d bytes, want %d", a, len(raw), ed25519.PublicKeySize)
 		}
 		pub = ed25519.PublicKey(bytes.Clone(raw))
+	case FamilyEd448:
+		k, err := parseEd448Public(raw)
+		if err != nil {
+			return nil, err
+		}
+		pub = k
+	case FamilyBrainpool:
+		k, err := parseBrainpoolPublic(brainpoolCurve(a), raw)
+		if err != nil {
+			return nil, err
+		}
+		pub = k
 	default:
 		return nil, fmt.Errorf("unsupported traditional algorithm %s", a)
 	}
@@ -521,6 +568,8 @@ func marshalTradPrivate(a Algorithm, priv crypto.Signer) ([]byte, error) {
 		return x509.MarshalPKCS1PrivateKey(k), nil
 	case ed25519.PrivateKey:
 		return bytes.Clone(k.Seed()), nil
+	case ed448.PrivateKey:
+		return bytes.Clone(k.Seed()), nil
 	}
 	return nil, fmt.Errorf("cannot encode a %T as a composite component", priv)
 }
@@ -545,6 +594,14 @@ func parseTradPrivate(a Algorithm, raw []byte) (crypto.Signer, error) {
 			return nil, fmt.Errorf("%s private key is %d bytes, want %d", a, len(raw), ed25519.SeedSize)
 		}
 		priv = ed25519.NewKeyFromSeed(raw)
+	case FamilyEd448:
+		k, err := parseEd448Seed(raw)
+		if err != nil {
+			return nil, err
+		}
+		priv = k
+	case FamilyBrainpool:
+		return nil, fmt.Errorf("%s private key: %w", a, ErrNoConstantTime)
 	default:
 		return nil, fmt.Errorf("unsupported traditional algorithm %s", a)
 	}
@@ -596,8 +653,12 @@ func init() {
 	for _, p := range compositeSets {
 		p := p
 		var info *Info
+		var refused error
+		if p.trad == ECDSABrainpoolP256 || p.trad == ECDSABrainpoolP384 {
+			refused = ErrNoConstantTime
+		}
 		info = &Info{
-			Name: p.name, Family: FamilyComposite, CanSign: true, OID: p.oid,
+			Name: p.name, Family: FamilyComposite, CanSign: true, OID: p.oid, SignRefused: refused,
 			Generate: func(r io.Reader) (crypto.PrivateKey, error) { return GenerateCompositeKey(p.name, r) },
 			Matches: func(pub crypto.PublicKey) bool {
 				k, ok := pub.(*CompositePublicKey)

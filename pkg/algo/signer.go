@@ -78,6 +78,9 @@ func NewSigner(priv crypto.PrivateKey, want Algorithm) (Signer, error) {
 	if !want.CanSign() {
 		return nil, fmt.Errorf("%s is not a signature algorithm", want)
 	}
+	if err := want.Info().SignRefused; err != nil {
+		return nil, fmt.Errorf("%s: %w", want, err)
+	}
 	return softwareSigner{Signer: s, alg: want}, nil
 }
 

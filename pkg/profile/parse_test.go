@@ -27,6 +27,8 @@ func TestParseRefuses(t *testing.T) {
 		{"duplicate key", minimal + "validity: 2d\n", "already defined"},
 		{"unknown algorithm", strings.Replace(minimal, "ecdsa-p256", "ecdsa-p999", 1), `unknown algorithm "ecdsa-p999"`},
 		{"unknown allowed algorithm", minimal + "allowedAlgorithms: [ml-dsa-650]\n", "ml-dsa-650"},
+		{"pre-hash algorithm", strings.Replace(minimal, "ecdsa-p256", "hash-ml-dsa-65-with-sha512", 1), "signs only with pure ML-DSA and SLH-DSA"},
+		{"pre-hash SLH-DSA in algorithms", strings.Replace(minimal, "algorithm: ecdsa-p256", "algorithms: [ecdsa-p256, hash-slh-dsa-sha2-128s-with-sha256]\nmode: catalyst", 1), "use slh-dsa-sha2-128s"},
 		{"no algorithm", strings.Replace(minimal, "algorithm: ecdsa-p256", "", 1), "algorithm is required"},
 		{"two algorithms without mode", strings.Replace(minimal, "algorithm: ecdsa-p256", "algorithms: [ecdsa-p256, ecdsa-p384]", 1), "mode"},
 		{"mode with one algorithm", minimal + "mode: catalyst\n", "catalyst needs"},

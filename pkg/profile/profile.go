@@ -490,6 +490,14 @@ func (p *Profile) parseAlgorithms(doc *document) error {
 	case p.Algorithm != p.Algorithms[0]:
 		return errors.New("algorithm and algorithms[0] differ: give one of them")
 	}
+	for _, a := range append([]algo.Algorithm{p.Algorithm}, p.Algorithms...) {
+		if err := a.Info().SignRefused; err != nil {
+			if pure, ok := algo.PreHashOf(a); ok {
+				return fmt.Errorf("algorithm %s: %w; use %s", a, err, pure)
+			}
+			return fmt.Errorf("algorithm %s: %w", a, err)
+		}
+	}
 	if len(doc.AllowedAlgorithms) > 0 {
 		if p.AllowedAlgorithms, err = parseAlgs(doc.AllowedAlgorithms); err != nil {
 			return fmt.Errorf("allowedAlgorithms: %w", err)

@@ -24,8 +24,8 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 // self-signature verifies.
 func TestInteropTrustAnchors(t *testing.T) {
 	tas, err := filepath.Glob(filepath.Join(interopDir, "*", "*_ta.der"))
-	if err != nil || len(tas) != 18 {
-		t.Fatalf("found %d trust anchors (%v), want 18", len(tas), err)
+	if err != nil || len(tas) != 21 {
+		t.Fatalf("found %d trust anchors (%v), want 21", len(tas), err)
 	}
 	for _, path := range tas {
 		base := filepath.Base(path)

@@ -109,6 +109,9 @@ func signatureAlgorithmFor(a algo.Algorithm, pss bool) (algorithmID, error) {
 	if !info.CanSign {
 		return algorithmID{}, fmt.Errorf("%s keys cannot sign", a)
 	}
+	if info.SignRefused != nil {
+		return algorithmID{}, fmt.Errorf("%s: %w", a, info.SignRefused)
+	}
 	h := algo.HashFor(a)
 	switch info.Family {
 	case algo.FamilyECDSA:
@@ -181,6 +184,11 @@ func verifySignature(pub crypto.PublicKey, a algorithmID, msg, sig []byte) error
 		}
 		if a.params != nil {
 			return fmt.Errorf("%s signature algorithm: parameters must be absent", info.Name)
+		}
+		if _, ok := algo.PreHashOf(info.Name); ok {
+			// A pre-hash signature; the key may be the pure or the
+			// pre-hash key of the same parameter set.
+			return algo.VerifyPreHash(info.Name, pub, msg, nil, sig)
 		}
 		if err := algo.CheckKey(pub, info.Name); err != nil {
 			return fmt.Errorf("%s signature: %v", info.Name, err)
