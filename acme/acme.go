@@ -77,6 +77,14 @@ type Config struct {
 	// ResolveTo is allowed too. Nothing else is.
 	ValidationAllow   []string
 	ValidationTimeout time.Duration
+	// DisableCAA turns CAA checking off (--acme-caa=false). CAA is also
+	// skipped with ResolveTo and no DNSResolver (tests without DNS);
+	// otherwise it is checked, through DNSResolver or the system's DNS
+	// servers.
+	DisableCAA bool
+	// CAARecheckAge is how old a CAA check may be at finalize before it
+	// is made again (default 8h).
+	CAARecheckAge time.Duration
 
 	// How long challenge and finalize requests wait for their outcome
 	// before answering "processing".
@@ -126,6 +134,12 @@ func New(cfg Config) (*Frontend, error) {
 	if _, err := egress.ParsePrefixes(cfg.ValidationAllow); err != nil {
 		return nil, fmt.Errorf("acme: validation-allow: %v", err)
 	}
+	switch {
+	case cfg.DisableCAA:
+		cfg.Log.Warn("acme: CAA checking is off (--acme-caa=false): certificates are issued whatever the domains' CAA records say")
+	case cfg.ResolveTo != "" && cfg.DNSResolver == "":
+		cfg.Log.Warn("acme: CAA checking is off: --acme-resolve-to without --acme-dns-resolver")
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -154,14 +168,15 @@ func New(cfg Config) (*Frontend, error) {
 func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	cfg := f.cfg
 	vcfg := va.Config{HTTPPort: cfg.HTTPPort, TLSPort: cfg.TLSPort, Resolver: cfg.DNSResolver,
-		Timeout: cfg.ValidationTimeout, CAAIdentities: cfg.CAAIdentities}
+		Timeout: cfg.ValidationTimeout, CAAIdentities: cfg.CAAIdentities,
+		SkipCAA: cfg.DisableCAA || (cfg.ResolveTo != "" && cfg.DNSResolver == "")}
 	if cfg.ResolveTo != "" {
 		vcfg.ResolveTo, _ = netip.ParseAddr(cfg.ResolveTo)
 	}
 	vcfg.Allow, _ = egress.ParsePrefixes(cfg.ValidationAllow) // checked by New
 	r, err := ra.New(ra.Config{Profiles: cfg.Profiles, OrderLifetime: cfg.OrderLifetime,
 		PendingAuthzLifetime: cfg.PendingAuthzLifetime, ValidAuthzLifetime: cfg.ValidAuthzLifetime,
-		ChallengeWait: cfg.ChallengeWait, FinalizeWait: cfg.FinalizeWait, Log: cfg.Log}, f.st, svc, va.New(vcfg))
+		ChallengeWait: cfg.ChallengeWait, FinalizeWait: cfg.FinalizeWait, CAARecheckAge: cfg.CAARecheckAge, Log: cfg.Log}, f.st, svc, va.New(vcfg))
 	if err != nil {
 		return err
 	}

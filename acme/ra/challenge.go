@@ -108,8 +108,12 @@ func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, a
 		defer func() { <-ra.valSem }()
 		ctx := context.Background()
 		prob := ra.va.Validate(ctx, id, typ, token, core.KeyAuthorization(token, thumbprint))
-		if prob == nil && id.Type == core.IdentDNS {
-			prob = ra.va.CheckCAA(ctx, id.Value, wildcard, accountURL, typ)
+		var caaChecked time.Time
+		if prob == nil && id.Type == core.IdentDNS && ra.va.CAAEnabled() {
+			caaAt := ra.now().UTC()
+			if prob = ra.va.CheckCAA(ctx, id.Value, wildcard, accountURL, typ); prob == nil {
+				caaChecked = caaAt.Truncate(time.Second)
+			}
 		}
 		now := ra.now().UTC()
 		settled := false
@@ -126,7 +130,7 @@ func (ra *RA) validate(a *store.ACMEAuthz, c *store.ACMEChallenge, thumbprint, a
 				return nil
 			}
 			c.Status, c.Validated = store.ACMEValid, now.Truncate(time.Second)
-			a.Status, a.Expires = store.ACMEValid, expiry(now, ra.cfg.ValidAuthzLifetime)
+			a.Status, a.Expires, a.CAAChecked = store.ACMEValid, expiry(now, ra.cfg.ValidAuthzLifetime), caaChecked
 			return nil
 		})
 		if err != nil {

@@ -25,9 +25,11 @@ import (
 // (RFC 8555 §7.4): the CSR must name exactly the order's identifiers and
 // its key must pass the profile's policy. The order is processing while
 // the job is queued and valid once its certificate is recorded; Finalize
-// waits a little for that. It writes nothing to the ACME store: the job,
-// whose id derives from the order's, is the record.
-func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountKey []byte, orderID string, csrDER []byte, requestID string) (*OrderState, *probs.Problem) {
+// waits a little for that. CAA checks older than CAARecheckAge are made
+// again first. Beyond those, it writes nothing to the ACME store: the
+// job, whose id derives from the order's, is the record. accountURL is the
+// account's URL, as CAA accounturi parameters name it.
+func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountURL string, accountKey []byte, orderID string, csrDER []byte, requestID string) (*OrderState, *probs.Problem) {
 	o, err := ra.st.Order(orderID)
 	if err != nil || o.AccountID != acct.ID {
 		return nil, probs.NotFound("no such order")
@@ -51,6 +53,9 @@ func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountKey 
 	}
 	if spki, err := algo.MarshalPKIX(csr.PublicKey); err == nil && bytes.Equal(spki, accountKey) {
 		return nil, probs.BadCSR("the CSR's key is the account key")
+	}
+	if prob := ra.recheckCAA(ctx, st.Authzs, accountURL); prob != nil {
+		return nil, prob
 	}
 	now := ra.now()
 	if !o.NotAfter.IsZero() {

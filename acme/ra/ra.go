@@ -32,6 +32,10 @@ type Config struct {
 	// "processing".
 	ChallengeWait time.Duration
 	FinalizeWait  time.Duration
+	// CAARecheckAge is how old an authorization's CAA check may be at
+	// finalize before CAA is checked again (8 hours: the Baseline
+	// Requirements' window).
+	CAARecheckAge time.Duration
 	// MaxIdentifiers bounds the identifiers of one order.
 	MaxIdentifiers int
 	// MaxValidations bounds validations in flight.
@@ -50,6 +54,7 @@ func (c *Config) defaults() {
 	set(&c.ValidAuthzLifetime, 30*24*time.Hour)
 	set(&c.ChallengeWait, 5*time.Second)
 	set(&c.FinalizeWait, 5*time.Second)
+	set(&c.CAARecheckAge, 8*time.Hour)
 	if c.MaxIdentifiers <= 0 {
 		c.MaxIdentifiers = 100
 	}

@@ -18,9 +18,9 @@ var knownCAATags = map[string]bool{"issue": true, "issuewild": true, "iodef": tr
 // the first non-empty set climbing from the name towards the root) and
 // checks that it lets this CA issue, for the account and validation
 // method given (RFC 8657 accounturi and validationmethods parameters). It
-// does nothing without a configured resolver.
+// does nothing when CAA checking is off (CAAEnabled).
 func (v *VA) CheckCAA(ctx context.Context, name string, wildcard bool, accountURI, method string) *probs.Problem {
-	if v.cfg.Resolver == "" {
+	if !v.CAAEnabled() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
@@ -49,6 +49,9 @@ func (v *VA) CheckCAA(ctx context.Context, name string, wildcard bool, accountUR
 	}
 	return nil
 }
+
+// CAAEnabled reports whether CheckCAA checks anything.
+func (v *VA) CAAEnabled() bool { return !v.cfg.SkipCAA }
 
 func (v *VA) caaPermits(set []*dns.CAA, wildcard bool, accountURI, method string) (bool, string) {
 	var issue, issuewild []*dns.CAA

@@ -16,23 +16,63 @@ import (
 var errNoRecords = errors.New("no records")
 
 // resolver asks one DNS server (--acme-dns-resolver) or, without one, the
-// system's resolver.
+// system's resolver: Go's for addresses and TXT, the servers of
+// /etc/resolv.conf for what Go cannot ask (CAA).
 type resolver struct {
 	addr string // host:port; "" for the system resolver
 }
 
-// query sends one question with recursion desired, over UDP and, when
-// the answer is truncated, again over TCP.
+// resolvConf is where the system's DNS servers are listed.
+var resolvConf = "/etc/resolv.conf"
+
+// systemServers are the system's DNS servers (host:port), read at each
+// use (a small file, and it may change while serve runs).
+func systemServers() ([]string, error) {
+	cc, err := dns.ClientConfigFromFile(resolvConf)
+	if err != nil {
+		return nil, fmt.Errorf("reading the system's DNS servers: %v", err)
+	}
+	var out []string
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, cc.Port))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s lists no DNS server", resolvConf)
+	}
+	return out, nil
+}
+
+// query sends one question with recursion desired to the resolver's
+// server, or each system server in turn until one answers.
 func (r resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	if r.addr != "" {
+		return r.queryServer(ctx, r.addr, name, qtype)
+	}
+	servers, err := systemServers()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range servers {
+		var rrs []dns.RR
+		if rrs, err = r.queryServer(ctx, s, name, qtype); err == nil || errors.Is(err, errNoRecords) || ctx.Err() != nil {
+			return rrs, err
+		}
+	}
+	return nil, err
+}
+
+// queryServer asks one server, over UDP and, when the answer is
+// truncated, again over TCP.
+func (r resolver) queryServer(ctx context.Context, server, name string, qtype uint16) ([]dns.RR, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
 	m.SetEdns0(4096, false)
 	c := &dns.Client{Net: "udp"}
-	resp, _, err := c.ExchangeContext(ctx, m, r.addr)
+	resp, _, err := c.ExchangeContext(ctx, m, server)
 	if err == nil && resp.Truncated {
 		c.Net = "tcp"
-		resp, _, err = c.ExchangeContext(ctx, m, r.addr)
+		resp, _, err = c.ExchangeContext(ctx, m, server)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("DNS query for %s %s failed: %v", dns.TypeToString[qtype], name, err)

@@ -47,8 +47,11 @@ type Config struct {
 	// and ip identifiers may be in (closed networks, tests).
 	Allow []netip.Prefix
 	// Resolver is the DNS server (host:port) for dns-01, CAA and address
-	// lookups; empty uses the system's resolver and skips CAA.
+	// lookups; empty uses the system's (/etc/resolv.conf for CAA).
 	Resolver string
+	// SkipCAA turns CAA checking off (--acme-caa=false, or tests that
+	// send every validation to ResolveTo and have no DNS server).
+	SkipCAA bool
 	// Timeout bounds one validation, lookups and redirects included.
 	Timeout time.Duration
 	// CAAIdentities are the issuer domain names CAA records may name.

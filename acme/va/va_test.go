@@ -14,7 +14,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,10 +197,23 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
-// TestCAAWithoutResolver: CAA is checked only with a configured resolver.
+// TestCAAWithoutResolver: without --acme-dns-resolver, CAA is asked of
+// the system's DNS servers, and a CAA lookup that cannot be made fails
+// the check (it used to be skipped); only SkipCAA skips it.
 func TestCAAWithoutResolver(t *testing.T) {
-	v := New(Config{CAAIdentities: []string{"qpki.test"}})
-	if p := v.CheckCAA(context.Background(), "example.com", false, "https://acct", "http-01"); p != nil {
-		t.Fatalf("CAA checked without a resolver: %v", p)
+	conf := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(conf, []byte("search example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := resolvConf
+	resolvConf = conf
+	defer func() { resolvConf = old }()
+	v := New(Config{CAAIdentities: []string{"qpki.test"}, Timeout: 2 * time.Second})
+	if p := v.CheckCAA(context.Background(), "example.com", false, "https://acct", "http-01"); !p.HasType("dns") || !strings.Contains(p.Detail, "no DNS server") {
+		t.Fatalf("CAA without a DNS server: %v, want a dns problem", p)
+	}
+	skip := New(Config{CAAIdentities: []string{"qpki.test"}, SkipCAA: true})
+	if p := skip.CheckCAA(context.Background(), "example.com", false, "https://acct", "http-01"); p != nil || skip.CAAEnabled() {
+		t.Fatalf("CAA checked with SkipCAA: %v", p)
 	}
 }

@@ -156,7 +156,7 @@ func (w *WFE) finalize(q *request) *probs.Problem {
 		return probs.BadCSR("the csr is not base64url (without padding)")
 	}
 	keyDER := ra.AccountKeyDER(s.jwk.Key)
-	st, prob := w.ra.Finalize(q.r.Context(), s.acct, keyDER, q.r.PathValue("id"), der, q.r.Header.Get("X-Request-Id"))
+	st, prob := w.ra.Finalize(q.r.Context(), s.acct, q.accountURL(s.acct.ID), keyDER, q.r.PathValue("id"), der, q.r.Header.Get("X-Request-Id"))
 	if prob != nil {
 		return prob
 	}

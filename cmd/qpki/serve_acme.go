@@ -21,6 +21,7 @@ func init() {
 	var on bool
 	var c acme.Config
 	var ipLimit, orderLimit string
+	var caa bool
 	frontends = append(frontends, frontend{
 		flags: func(cmd *cobra.Command) {
 			fl := cmd.Flags()
@@ -28,10 +29,11 @@ func init() {
 			fl.StringSliceVar(&c.Profiles, "acme-profiles", nil, "profiles offered over ACME, the first the default (default: the tls-server profile of the CA's algorithm family)")
 			fl.IntVar(&c.HTTPPort, "acme-http-port", 80, "port http-01 validations connect to")
 			fl.IntVar(&c.TLSPort, "acme-tls-port", 443, "port tls-alpn-01 validations connect to")
-			fl.StringVar(&c.DNSResolver, "acme-dns-resolver", "", "DNS server (host:port) for dns-01, CAA and address lookups; also turns CAA checking on")
+			fl.StringVar(&c.DNSResolver, "acme-dns-resolver", "", "DNS server (host:port) for dns-01, CAA and address lookups (default: the system's)")
 			fl.StringVar(&c.ResolveTo, "acme-resolve-to", "", "send every http-01 and tls-alpn-01 validation to this IP address, which is then allowed (tests, closed networks)")
 			fl.StringSliceVar(&c.ValidationAllow, "acme-validation-allow", nil, "special-purpose network (CIDR) validation may connect to and ip identifiers may be in (repeatable; closed networks, tests)")
 			fl.DurationVar(&c.ValidationTimeout, "acme-validation-timeout", 10*time.Second, "time one challenge validation may take")
+			fl.BoolVar(&caa, "acme-caa", true, "check CAA records (RFC 8659) at validation and again at finalize when the check is older than 8 hours; false only for closed networks (logged as a warning)")
 			fl.StringSliceVar(&c.CAAIdentities, "acme-caa-identities", nil, "issuer domain names CAA records may name for this CA (directory meta.caaIdentities)")
 			fl.StringVar(&c.TermsOfService, "acme-terms-of-service", "", "terms of service URL that new accounts must agree to")
 			fl.StringVar(&c.Website, "acme-website", "", "website URL in the directory's meta")
@@ -48,6 +50,7 @@ func init() {
 			if !on {
 				return nil, nil
 			}
+			c.DisableCAA = !caa
 			var err error
 			if c.IPLimit, err = ratelimit.ParseLimit(ipLimit); err != nil {
 				return nil, fmt.Errorf("--acme-rate-ip: %v", err)

@@ -89,6 +89,10 @@ type ACMEAuthz struct {
 	Expires    time.Time       `json:"expires"`
 	Created    time.Time       `json:"created"`
 	Challenges []ACMEChallenge `json:"challenges"`
+	// CAAChecked is when CAA last allowed issuance for the identifier
+	// (at validation, again at a finalize more than 8 hours later); zero
+	// when CAA was not checked.
+	CAAChecked time.Time `json:"caa_checked,omitzero"`
 }
 
 // ACMEChallenge is one way to prove control of an authorization's

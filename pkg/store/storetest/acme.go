@@ -103,8 +103,12 @@ func testACMEOrders(t *testing.T, s store.ACMEStore) {
 	if _, err := s.Authzs([]string{"z1", "nope"}); err == nil {
 		t.Fatal("Authzs with an unknown id")
 	}
-	s.UpdateAuthz("z1", func(a *store.ACMEAuthz) error { a.Status = store.ACMEValid; return nil })
+	checked := now.Add(-9 * time.Hour).Truncate(time.Second)
+	s.UpdateAuthz("z1", func(a *store.ACMEAuthz) error { a.Status, a.CAAChecked = store.ACMEValid, checked; return nil })
 	authzs, _ = s.Authzs(o.Authzs)
+	if !authzs[0].CAAChecked.Equal(checked) {
+		t.Fatalf("CAA check time %v, want %v", authzs[0].CAAChecked, checked)
+	}
 	if st := o.CurrentStatus(authzs, now); st != store.ACMEReady {
 		t.Fatalf("status %s, want ready", st)
 	}
