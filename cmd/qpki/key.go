@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -15,7 +16,7 @@ import (
 
 func newKeyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "key", Short: "Generate and inspect private keys"}
-	cmd.AddCommand(newKeyGenCmd(), newKeyPubCmd(), newKeyListCmd())
+	cmd.AddCommand(newKeyGenCmd(), newKeyPubCmd(), newKeyListCmd(), newKeyDecapCmd())
 	return cmd
 }
 
@@ -98,6 +99,38 @@ func newKeyPubCmd() *cobra.Command {
 	cmd.Flags().StringVar(&in, "key", "", "private key file")
 	cmd.MarkFlagRequired("key")
 	addOutFlag(cmd, &out)
+	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the key passphrase")
+	return cmd
+}
+
+func newKeyDecapCmd() *cobra.Command {
+	var key, in, passEnv string
+	cmd := &cobra.Command{
+		Use:     "decap",
+		Short:   "Decapsulate a ciphertext with an ML-KEM or composite ML-KEM key; print the shared secret in hex",
+		Example: `  qpki key decap --key kem.key --in ciphertext.bin`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			priv, err := keyfile.Read(key, passphrase(passEnv, false))
+			if err != nil {
+				return err
+			}
+			ct, err := readLimited(in, algo.MaxCiphertext)
+			if err != nil {
+				return err
+			}
+			ss, err := algo.Decapsulate(priv, ct)
+			if err != nil {
+				return err
+			}
+			fmt.Println(hex.EncodeToString(ss))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&key, "key", "", "ML-KEM or composite ML-KEM private key file (PEM or DER)")
+	cmd.Flags().StringVar(&in, "in", "", "ciphertext file (raw bytes)")
+	cmd.MarkFlagRequired("key")
+	cmd.MarkFlagRequired("in")
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the key passphrase")
 	return cmd
 }

@@ -196,6 +196,29 @@ func (k *BrainpoolPublicKey) VerifyASN1(digest, sig []byte) bool {
 	return new(big.Int).Mod(pt.x, n).Cmp(rs.R) == 0
 }
 
+// ecdhBrainpool computes the x-coordinate of d·peer for an ephemeral d
+// that never outlives one encapsulation.
+func (c *bpCurve) ecdh(d *big.Int, peer *BrainpoolPublicKey) ([]byte, error) {
+	pt := c.mul(bpPoint{x: peer.x, y: peer.y}, d)
+	if pt.inf {
+		return nil, errors.New("ecdh: point at infinity")
+	}
+	return pt.x.FillBytes(make([]byte, c.byteLen)), nil
+}
+
+// generateEphemeral returns d in [1, n-1] and d·G, for encapsulation.
+func (c *bpCurve) generateEphemeral(rand io.Reader) (*big.Int, *BrainpoolPublicKey, error) {
+	buf := make([]byte, c.byteLen+8)
+	if _, err := io.ReadFull(randOrDefault(rand), buf); err != nil {
+		return nil, nil, err
+	}
+	d := new(big.Int).SetBytes(buf)
+	d.Mod(d, new(big.Int).Sub(c.n, big.NewInt(1)))
+	d.Add(d, big.NewInt(1))
+	pt := c.mul(bpPoint{x: c.gx, y: c.gy}, d)
+	return d, &BrainpoolPublicKey{c: c, x: pt.x, y: pt.y}, nil
+}
+
 func init() {
 	for _, c := range []*bpCurve{bpP256, bpP384} {
 		c := c

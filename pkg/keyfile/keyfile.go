@@ -76,7 +76,7 @@ func Encode(priv crypto.PrivateKey, passphrase []byte) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: pemEncrypted, Bytes: enc}), nil
 }
 
-// Decode parses a PEM private key. passphrase is called only when the key
+// Decode parses a PEM private key, or an unencrypted PKCS#8 DER one. passphrase is called only when the key
 // is encrypted; it may be nil, and then an encrypted key is an error.
 func Decode(data []byte, passphrase func() ([]byte, error)) (crypto.PrivateKey, error) {
 	if len(data) > 4*algo.MaxKeyDER {
@@ -84,7 +84,11 @@ func Decode(data []byte, passphrase func() ([]byte, error)) (crypto.PrivateKey, 
 	}
 	block, _ := pem.Decode(data)
 	if block == nil {
-		return nil, errors.New("no PEM private key found")
+		// An unencrypted PKCS#8 DER file (as other tools write them).
+		if len(data) > 0 && data[0] == 0x30 {
+			return algo.ParsePKCS8(data)
+		}
+		return nil, errors.New("no PEM or DER private key found")
 	}
 	switch block.Type {
 	case pemPrivate:

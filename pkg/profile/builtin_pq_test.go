@@ -45,6 +45,7 @@ var pqBuiltinWant = map[string]struct {
 	"hybrid/composite/issuing-ca": {"composite-mldsa65-ecdsa-p256", []algo.Algorithm{"ecdsa-p256", "ml-dsa-65"}, ModeComposite, true, 0, 10 * 365 * day, caKU, nil, map[string]string{"cn": "Composite Issuing"}},
 	"hybrid/composite/tls-server": {"composite-mldsa65-ecdsa-p256", []algo.Algorithm{"ecdsa-p256", "ml-dsa-65"}, ModeComposite, false, -1, 365 * day, x509.KeyUsageDigitalSignature, serverAuth, map[string]string{"cn": "www.example.com"}},
 	"hybrid/composite/tls-client": {"composite-mldsa65-ecdsa-p256", []algo.Algorithm{"ecdsa-p256", "ml-dsa-65"}, ModeComposite, false, -1, 365 * day, x509.KeyUsageDigitalSignature, clientAuth, map[string]string{"cn": "alice"}},
+	"hybrid/composite/encryption": {"composite-mlkem768-x25519", nil, "", false, -1, 365 * day, x509.KeyUsageKeyEncipherment, nil, map[string]string{"cn": "alice", "emails": "alice@example.com"}},
 	"hybrid/composite/signing":    {"composite-mldsa65-ecdsa-p256", []algo.Algorithm{"ecdsa-p256", "ml-dsa-65"}, ModeComposite, false, -1, 365 * day, x509.KeyUsageDigitalSignature, codeSigning, map[string]string{"cn": "Release Signing"}},
 }
 
@@ -153,6 +154,7 @@ func TestPQBuiltinsRefuseOtherKeys(t *testing.T) {
 		want    string
 	}{
 		{"ml/encryption", algo.MLDSA65, "", "ml-dsa-65 is not allowed"},
+		{"hybrid/composite/encryption", algo.MLKEM768, "", "ml-kem-768 is not allowed"},
 		{"ml/tls-server", algo.MLKEM768, "", "ml-kem-768 is not allowed"},
 		{"ml/tls-server", algo.ECDSAP256, "", "ecdsa-p256 is not allowed"},
 		{"slh/tls-server", algo.MLDSA65, "", "ml-dsa-65 is not allowed"},

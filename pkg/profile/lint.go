@@ -65,6 +65,8 @@ var forbiddenUsages = map[algo.Family]x509.KeyUsage{
 	algo.FamilyComposite: x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageKeyAgreement | x509.KeyUsageEncipherOnly | x509.KeyUsageDecipherOnly,
 	algo.FamilyRSA:       x509.KeyUsageKeyAgreement | x509.KeyUsageEncipherOnly | x509.KeyUsageDecipherOnly,
 	algo.FamilyMLKEM:     ^x509.KeyUsageKeyEncipherment,
+	// draft-ietf-lamps-pq-composite-kem: keyEncipherment only, as ML-KEM.
+	algo.FamilyCompositeKEM: ^x509.KeyUsageKeyEncipherment,
 }
 
 // nameVarTypes are the types the standard name variables must have, for
