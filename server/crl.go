@@ -126,7 +126,7 @@ func (s *Server) startCRLListener(addr string) error {
 		return fmt.Errorf("--crl-listen: %w", err)
 	}
 	s.CRLAddr = ln.Addr().String()
-	s.crlHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.crlHTTP = &http.Server{Handler: s.proxies.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 	go s.crlHTTP.Serve(ln)
 	return nil
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qpki/qpki/edge"
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/store"
 )
@@ -31,9 +31,12 @@ type Server struct {
 	Core    *Core
 	Addr    string // the HTTPS listener's address, once HTTPSReady is closed
 	CRLAddr string // the plain HTTP CRL listener's address, if any
+	OpsAddr string // the ops listener's address, if any
 	fronts  []Frontend
 	httpsUp chan struct{}
 	crlHTTP *http.Server
+	ops     *http.Server
+	proxies *edge.Proxies
 	mu      sync.Mutex
 	https   *http.Server
 	local   *http.Server
@@ -46,9 +49,14 @@ type Server struct {
 func SocketPath(caDir string) string { return filepath.Join(caDir, "qpki.sock") }
 
 // Start runs the whole server: the pipeline, the HTTPS listener with
-// /healthz, /readyz and the front-ends, and the local API socket.
+// /healthz, /readyz and the front-ends, the ops listener (status page and
+// metrics) and the local API socket.
 func Start(ctx context.Context, cfg Config, fronts ...Frontend) (*Server, error) {
 	cfg.defaults()
+	proxies, err := edge.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("--trusted-proxies: %w", err)
+	}
 	if _, err := os.Stat(SocketPath(cfg.CADir)); err == nil {
 		if cl, err := Dial(cfg.CADir); err == nil {
 			cl.Close()
@@ -59,8 +67,14 @@ func Start(ctx context.Context, cfg Config, fronts ...Frontend) (*Server, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Core: core, done: make(chan error, 2), httpsUp: make(chan struct{})}
+	s := &Server{Core: core, done: make(chan error, 2), httpsUp: make(chan struct{}), proxies: proxies}
 	if err := s.startLocal(); err != nil {
+		core.Stop()
+		return nil, err
+	}
+	if err := s.startOps(cfg.OpsListen); err != nil {
+		s.local.Close()
+		os.Remove(s.sock)
 		core.Stop()
 		return nil, err
 	}
@@ -70,6 +84,7 @@ func Start(ctx context.Context, cfg Config, fronts ...Frontend) (*Server, error)
 	if cfg.CRLListen != "" {
 		if err := s.startCRLListener(cfg.CRLListen); err != nil {
 			s.local.Close()
+			s.closeOps()
 			core.Stop()
 			return nil, err
 		}
@@ -88,6 +103,7 @@ func Start(ctx context.Context, cfg Config, fronts ...Frontend) (*Server, error)
 	if err := s.startHTTPS(ctx, fronts); err != nil {
 		s.local.Close()
 		os.Remove(s.sock)
+		s.closeOps()
 		core.Stop()
 		return nil, err
 	}
@@ -102,15 +118,11 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	if err != nil {
 		return err
 	}
+	// The public listener has the probes but not the status page or the
+	// metrics: those list subjects and serials (see startOps).
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.ready)
-	mux.Handle("GET /metrics", s.Core.Metrics.Handler())
-	mux.HandleFunc("GET /status", s.statusPage)
-	mux.HandleFunc("GET /status.json", s.statusJSON)
 	mux.HandleFunc("GET "+CRLPath, s.Core.crlHandler)
 	for _, f := range fronts {
 		if err := f.Mount(mux, s.Core.Enroll); err != nil {
@@ -125,14 +137,14 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Addr = ln.Addr().String()
-	s.https = &http.Server{Handler: s.observe(mux), ErrorLog: httpErrorLog(s.Core.cfg.Log),
+	s.https = &http.Server{Handler: s.proxies.Handler(s.observe(mux)), ErrorLog: httpErrorLog(s.Core.cfg.Log),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 			// Client certificates are asked for, never required: EST checks
 			// them per endpoint, ACME and the health checks ignore them.
 			ClientAuth: tls.RequestClientCert}}
 	go func() {
-		if err := s.https.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.https.ServeTLS(s.proxies.Listener(ln), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.done <- err
 		}
 	}()
@@ -140,26 +152,30 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	return nil
 }
 
-// ready answers whether the queue, the store and the signers are usable.
+// ready answers whether the queue, the store and the signers are usable,
+// each as a word (ok, unavailable, failed): the errors themselves go to
+// the log, not to whoever can reach the probe.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	checks := map[string]string{"queue": "ok", "store": "ok", "pipeline": "ok"}
-	code := http.StatusOK
+	checks := map[string]Readiness{"queue": Ready, "store": Ready, "pipeline": Ready}
+	log := s.Core.cfg.Log
 	if _, err := s.Core.Queue.Status(ctx); err != nil {
-		checks["queue"], code = err.Error(), http.StatusServiceUnavailable
+		checks["queue"] = Unavailable
+		log.Warn("readiness: queue", "error", err)
 	}
 	if st, err := s.Core.CA.Store(); err != nil {
-		checks["store"], code = err.Error(), http.StatusServiceUnavailable
+		checks["store"] = Unavailable
+		log.Warn("readiness: store", "error", err)
 	} else if _, err := st.Reservation(big.NewInt(0)); err != nil && !errors.Is(err, store.ErrNotFound) {
-		checks["store"], code = err.Error(), http.StatusServiceUnavailable
+		checks["store"] = Unavailable
+		log.Warn("readiness: store", "error", err)
 	}
 	if err := s.Core.Err(); err != nil {
-		checks["pipeline"], code = err.Error(), http.StatusServiceUnavailable
+		checks["pipeline"] = Failed
+		log.Warn("readiness: pipeline", "error", err)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(checks)
+	writeReadiness(w, checks)
 }
 
 // Wait blocks until ctx is done or a listener fails.
@@ -189,6 +205,9 @@ func (s *Server) Shutdown() {
 	}
 	if s.crlHTTP != nil {
 		s.crlHTTP.Shutdown(ctx)
+	}
+	if s.ops != nil {
+		s.ops.Shutdown(ctx)
 	}
 	for _, f := range s.fronts {
 		if c, ok := f.(io.Closer); ok {

@@ -2,16 +2,13 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	stdlog "log"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/qpki/qpki/edge"
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/metrics"
 	"github.com/qpki/qpki/pkg/store"
@@ -62,29 +59,8 @@ func queueSnapshot(st queue.Status) metrics.QueueSnapshot {
 	return snap
 }
 
-// RequestIDHeader carries a request's id in and out of the HTTPS listener.
-const RequestIDHeader = "X-Request-Id"
-
-// maxRequestID bounds an id taken from a client's header.
-const maxRequestID = 64
-
-// requestID returns the client's id when it is short and plain, else a
-// new random one.
-func requestID(r *http.Request) string {
-	if id := r.Header.Get(RequestIDHeader); len(id) > 0 && len(id) <= maxRequestID {
-		ok := true
-		for i := 0; i < len(id) && ok; i++ {
-			c := id[i]
-			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':'
-		}
-		if ok {
-			return id
-		}
-	}
-	var b [12]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+// RequestIDHeader carries a request's id in and out of the listeners.
+const RequestIDHeader = edge.RequestIDHeader
 
 // quietEndpoints are polled by machines: their requests are logged at
 // debug level only.
@@ -102,7 +78,7 @@ func (s *Server) observe(mux http.Handler) http.Handler {
 	next := s.Core.Metrics.InstrumentHTTP(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := requestID(r)
+		id := edge.RequestID(r) // edge.Handler, outside, cleaned it
 		w.Header().Set(RequestIDHeader, id)
 		r = r.WithContext(enroll.WithRequestID(r.Context(), id))
 		sw := &metrics.StatusWriter{ResponseWriter: w}
@@ -118,42 +94,15 @@ func (s *Server) observe(mux http.Handler) http.Handler {
 		if len(path) > 200 {
 			path = path[:200] + "…"
 		}
-		log.LogAttrs(r.Context(), level, "http request", slog.String("request_id", id),
+		attrs := []slog.Attr{slog.String("request_id", id),
 			slog.String("method", r.Method), slog.String("path", path), slog.String("endpoint", r.Pattern),
 			slog.Int("status", sw.Status()), slog.Int64("bytes", sw.Bytes()),
-			slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr))
-	})
-}
-
-// ServeMetrics serves m over plain HTTP on addr, for a process without the
-// HTTPS listener (`qpki worker`): /metrics, /healthz (the process runs)
-// and /readyz (the queue answers). q, when not nil, is reported in the
-// queue metrics. stop closes the listener.
-func ServeMetrics(addr string, m *metrics.Metrics, q *queue.Queue) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics listener: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if q != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-			defer cancel()
-			if _, err := q.Status(ctx); err != nil {
-				http.Error(w, "queue: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
+			slog.Duration("duration", time.Since(start)), slog.String("remote", r.RemoteAddr)}
+		if peer, ok := edge.Peer(r.Context()); ok {
+			attrs = append(attrs, slog.String("via", peer)) // the trusted proxy
 		}
-		fmt.Fprintln(w, "ok")
+		log.LogAttrs(r.Context(), level, "http request", attrs...)
 	})
-	if q != nil {
-		m.WatchQueue(QueueMetrics(q), 2*time.Second)
-	}
-	hs := &http.Server{Handler: m.InstrumentHTTP(mux), ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	return func() { hs.Close() }, nil
 }
 
 // httpErrorLog sends net/http's own error lines to the structured log: a

@@ -92,13 +92,21 @@ func (issueFrontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 type observed struct {
 	s      *server.Server
 	client *http.Client
-	base   string
+	base   string // the HTTPS listener
+	ops    string // the ops listener
 	log    *lockedBuffer
 }
 
 // startObserved runs a real server on a new ECDSA CA, with one worker, a
 // JSON debug log and the status page sampling the queue every 100ms.
 func startObserved(t *testing.T) *observed {
+	t.Helper()
+	return startObservedWith(t, nil)
+}
+
+// startObservedWith is startObserved with tweak applied to the server's
+// configuration.
+func startObservedWith(t *testing.T, tweak func(*server.Config)) *observed {
 	t.Helper()
 	dir := t.TempDir()
 	c, err := ca.Init(ca.InitOptions{Dir: filepath.Join(dir, "status-ca"), Profile: "ec/root-ca", Vars: map[string]any{"cn": "Observed Root"}})
@@ -112,8 +120,12 @@ func startObserved(t *testing.T) *observed {
 	c.Close()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := server.Start(context.Background(), server.Config{CADir: c.Dir, DataDir: filepath.Join(dir, "data"),
-		Listen: "127.0.0.1:0", Workers: 1, Log: log, SampleEvery: 100 * time.Millisecond}, issueFrontend{})
+	cfg := server.Config{CADir: c.Dir, DataDir: filepath.Join(dir, "data"),
+		Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", Workers: 1, Log: log, SampleEvery: 100 * time.Millisecond}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := server.Start(context.Background(), cfg, issueFrontend{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,12 +135,24 @@ func startObserved(t *testing.T) *observed {
 	roots.AddCert(caCert)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"}}}
 	t.Cleanup(client.CloseIdleConnections)
-	return &observed{s: s, client: client, base: "https://" + s.Addr, log: logs}
+	return &observed{s: s, client: client, base: "https://" + s.Addr, ops: "http://" + s.OpsAddr, log: logs}
 }
 
+// get reads path from the HTTPS listener.
 func (o *observed) get(t *testing.T, path string) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := o.client.Get(o.base + path)
+	return o.getURL(t, o.base+path)
+}
+
+// opsGet reads path from the ops listener.
+func (o *observed) opsGet(t *testing.T, path string) (*http.Response, []byte) {
+	t.Helper()
+	return o.getURL(t, o.ops+path)
+}
+
+func (o *observed) getURL(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := o.client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +193,7 @@ var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (
 // scrape reads /metrics into series → value.
 func (o *observed) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp, body := o.get(t, "/metrics")
+	resp, body := o.opsGet(t, "/metrics")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("/metrics: %s %s", resp.Status, resp.Header.Get("Content-Type"))
 	}
@@ -316,7 +340,8 @@ func TestRequestIDFlows(t *testing.T) {
 	}
 }
 
-// TestWorkerMetricsListener runs `qpki worker --metrics-listen` beside a
+// TestWorkerMetricsListener runs `qpki worker --metrics-listen` (the alias
+// of --ops-listen) beside a
 // serve that signs nothing itself: the worker signs the listener's
 // certificate, and its own /metrics shows the signature and the queue.
 func TestWorkerMetricsListener(t *testing.T) {
@@ -357,7 +382,11 @@ func TestWorkerMetricsListener(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("%s: %v %v", p, err, resp)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if p == "/readyz" && strings.TrimSpace(string(body)) != `{"queue":"ok"}` {
+			t.Errorf("worker /readyz: %s", body)
+		}
 	}
 }
 

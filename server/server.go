@@ -25,6 +25,13 @@ type Config struct {
 	CADir   string `yaml:"ca_dir"`
 	DataDir string `yaml:"data_dir"`
 	Listen  string `yaml:"listen"`
+	// OpsListen is the plain-HTTP ops listener (/status, /status.json,
+	// /metrics, /healthz, /readyz); "" runs none. The CLI's default is
+	// DefaultOpsListen.
+	OpsListen string `yaml:"ops_listen"`
+	// TrustedProxies are the networks of load balancers whose forwarding
+	// headers and PROXY protocol headers are believed (see package edge).
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Workers is the number of signer sessions in this process; 0 runs no
 	// worker (signing is left to `qpki worker` processes).
 	Workers int     `yaml:"workers"`

@@ -46,7 +46,7 @@ type statusJSON struct {
 
 func (o *observed) status(t *testing.T) statusJSON {
 	t.Helper()
-	resp, body := o.get(t, "/status.json")
+	resp, body := o.opsGet(t, "/status.json")
 	if resp.StatusCode != 200 {
 		t.Fatalf("/status.json: %s", resp.Status)
 	}
@@ -145,7 +145,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	// Let a few samples come in, and the store scan's cache expire.
 	time.Sleep(2100 * time.Millisecond)
-	resp, _ := o.get(t, "/status")
+	resp, _ := o.opsGet(t, "/status")
 	csp := resp.Header.Get("Content-Security-Policy")
 	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "connect-src 'self'") {
 		t.Errorf("Content-Security-Policy %q", csp)
@@ -160,7 +160,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		"--disable-background-networking", "--disable-component-update", "--no-first-run",
 		"--user-data-dir=" + filepath.Join(tmp, "profile"), "--ignore-certificate-errors",
 		"--virtual-time-budget=4000", "--window-size=1280,1400"}
-	cmd := exec.CommandContext(ctx, bin, append(args, "--dump-dom", o.base+"/status")...)
+	cmd := exec.CommandContext(ctx, bin, append(args, "--dump-dom", o.ops+"/status")...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	dom, err := cmd.Output()
@@ -199,7 +199,7 @@ func TestStatusPageInChromium(t *testing.T) {
 
 	// A screenshot, for a person to look at: QPKI_STATUS_SCREENSHOT_DIR
 	// keeps it.
-	cmd = exec.CommandContext(ctx, bin, append(args, "--screenshot="+shot, o.base+"/status")...)
+	cmd = exec.CommandContext(ctx, bin, append(args, "--screenshot="+shot, o.ops+"/status")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chromium screenshot: %v\n%s", err, out)
 	}

@@ -43,8 +43,12 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the CA: queue, workers, recorder and HTTPS front-ends in one process",
 		Long: `serve runs everything for one CA: the embedded NATS JetStream queue (or an
 external cluster with --nats-url), signing workers, the recorder that commits
-results to the CA's store, and the HTTPS listener (/healthz, /readyz, /metrics,
-/status: a status page, /status.json).
+results to the CA's store, the HTTPS listener (the front-ends, /healthz,
+/readyz) and the ops listener (--ops-listen, plain HTTP on loopback by
+default: /status, a status page, /status.json, /metrics, /healthz, /readyz).
+Behind a load balancer, --trusted-proxies names the balancers whose
+Forwarded / X-Forwarded-For headers or PROXY protocol (v1, v2) header give
+the client's address.
 CLI commands on the same CA dir go through serve's local socket while it
 runs. SIGTERM stops taking work, finishes what is in flight and exits 0.
 
@@ -85,10 +89,13 @@ the records and one hash chain (` + "`qpki audit export --nats-url`" + `).`,
 				return err
 			}
 			fmt.Printf("qpki serving %s\n  local API   %s\n  queue       %s\n", s.Core.CA.Dir, server.SocketPath(s.Core.CA.Dir), s.Core.Queue.URL())
+			if s.OpsAddr != "" {
+				fmt.Printf("  ops         http://%s/status  (/status.json, /metrics, /healthz, /readyz)\n", s.OpsAddr)
+			}
 			go func() {
 				select {
 				case <-s.HTTPSReady():
-					fmt.Printf("  HTTPS       https://%s/  (/healthz, /readyz, /metrics, /status)\n", s.Addr)
+					fmt.Printf("  HTTPS       https://%s/  (/healthz, /readyz)\n", s.Addr)
 					for _, f := range fronts {
 						if d, ok := f.(interface{ Endpoints() []string }); ok {
 							for _, ep := range d.Endpoints() {
@@ -108,6 +115,8 @@ the records and one hash chain (` + "`qpki audit export --nats-url`" + `).`,
 	fl.StringVar(&cfg.CADir, "ca-dir", defaultCADir(), "CA directory")
 	fl.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory (queue store, TLS key)")
 	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "HTTPS listen address")
+	fl.StringVar(&cfg.OpsListen, "ops-listen", server.DefaultOpsListen, "plain-HTTP ops listener: /status, /status.json, /metrics, /healthz, /readyz (\"\": none)")
+	fl.StringArrayVar(&cfg.TrustedProxies, "trusted-proxies", nil, "load balancer network (CIDR or address) whose Forwarded/X-Forwarded-For or PROXY protocol header gives the client address (repeatable)")
 	fl.IntVar(&cfg.Workers, "workers", 2, "signer sessions in this process (0: leave signing to `qpki worker`)")
 	fl.Float64Var(&cfg.Rate, "rate", 0, "maximum signatures per second (0: no limit)")
 	fl.StringVar(&cfg.HSMConfig, "hsm-config", "", "HSM config overriding the one in the CA dir")
@@ -141,7 +150,7 @@ var frontends []frontend
 
 func newWorkerCmd() *cobra.Command {
 	var cfg server.Config
-	var passEnv, logFormat, metricsListen string
+	var passEnv, logFormat, opsListen string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run signing workers alone, against the queue of a qpki serve",
@@ -171,9 +180,9 @@ embedded server of the serve process whose --data-dir is given.`,
 			defer q.Close()
 			log := newLogger(logFormat)
 			var observer worker.Observer
-			if metricsListen != "" {
+			if opsListen != "" {
 				m := metrics.New()
-				stopMetrics, err := server.ServeMetrics(metricsListen, m, q)
+				stopMetrics, err := server.ServeOps(opsListen, m, q, log)
 				if err != nil {
 					return err
 				}
@@ -196,7 +205,8 @@ embedded server of the serve process whose --data-dir is given.`,
 	fl.StringVar(&cfg.HSMConfig, "hsm-config", "", "HSM config overriding the one in the CA dir")
 	fl.StringVar(&passEnv, "passphrase-env", "QPKI_CA_PASSPHRASE", "environment variable with the CA key passphrase")
 	fl.StringVar(&logFormat, "log-format", "text", "text or json")
-	fl.StringVar(&metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz over plain HTTP on this address (e.g. :9464)")
+	fl.StringVar(&opsListen, "ops-listen", "", "serve /metrics, /healthz and /readyz over plain HTTP on this address (e.g. 127.0.0.1:9464)")
+	fl.StringVar(&opsListen, "metrics-listen", "", "alias of --ops-listen")
 	addNATSFlags(cmd, &cfg)
 	return cmd
 }
