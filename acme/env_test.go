@@ -42,8 +42,9 @@ type env struct {
 	dirURL   string
 	rootFile string
 	roots    *x509.CertPool
-	httpPort int // where validations look for http-01 answers
-	tlsPort  int // and tls-alpn-01 ones
+	srvTweak func(*server.Config) // adjusts the server's configuration, if set
+	httpPort int                  // where validations look for http-01 answers
+	tlsPort  int                  // and tls-alpn-01 ones
 	dns      *testDNS
 }
 
@@ -71,8 +72,15 @@ func newCA(t testing.TB, dir string) string {
 // newEnv starts a server; tweak adjusts the ACME configuration.
 func newEnv(t *testing.T, tweak func(*acme.Config)) *env {
 	t.Helper()
+	return newEnvServer(t, nil, tweak)
+}
+
+// newEnvServer is newEnv with srvTweak adjusting the server's
+// configuration too.
+func newEnvServer(t *testing.T, srvTweak func(*server.Config), tweak func(*acme.Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
-	e := &env{t: t, dir: dir, caDir: newCA(t, dir), dataDir: filepath.Join(dir, "data"), httpPort: freePort(t), tlsPort: freePort(t)}
+	e := &env{t: t, dir: dir, caDir: newCA(t, dir), dataDir: filepath.Join(dir, "data"), httpPort: freePort(t), tlsPort: freePort(t), srvTweak: srvTweak}
 	e.dns = startDNS(t)
 	cfg := acme.Config{DataDir: e.dataDir, Profiles: []string{"ec/tls-server", "ec/tls-client"},
 		HTTPPort: e.httpPort, TLSPort: e.tlsPort, ResolveTo: "127.0.0.1", DNSResolver: e.dns.addr,
@@ -91,7 +99,11 @@ func (e *env) start(cfg acme.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Start(context.Background(), server.Config{CADir: e.caDir, DataDir: e.dataDir, Listen: "127.0.0.1:0", Workers: 1}, front)
+	scfg := server.Config{CADir: e.caDir, DataDir: e.dataDir, Listen: "127.0.0.1:0", Workers: 1}
+	if e.srvTweak != nil {
+		e.srvTweak(&scfg)
+	}
+	srv, err := server.Start(context.Background(), scfg, front)
 	if err != nil {
 		front.Close()
 		t.Fatal(err)

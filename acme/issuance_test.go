@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 	"github.com/qpki/qpki/acme/core"
 	"github.com/qpki/qpki/acme/ratelimit"
 	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/server"
 )
 
 // serveTLSALPN answers tls-alpn-01 on the env's port with certificates
@@ -221,6 +223,44 @@ func TestRateLimits(t *testing.T) {
 	c3.register()
 	for i := 0; i < 3; i++ {
 		c3.newOrder("exempt" + strconv.Itoa(i) + ".example.com") // fails the test if limited
+	}
+}
+
+// TestRateLimitsBehindProxy: behind a trusted proxy each client has its
+// own bucket (from X-Forwarded-For), and an IPv6 client's bucket is its
+// /64, however many of its addresses it uses.
+func TestRateLimitsBehindProxy(t *testing.T) {
+	e := newEnvServer(t, func(c *server.Config) { c.TrustedProxies = []string{"127.0.0.0/8"} },
+		func(c *acme.Config) { c.IPLimit = mustLimit(t, "1/m:3") })
+	hc := e.httpClient()
+	nonce := strings.Replace(e.dirURL, "directory", "new-nonce", 1)
+	head := func(client string) int {
+		req, _ := http.NewRequest("HEAD", nonce, nil)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Clients in different /64s (and IPv4 ones) do not share a bucket.
+	for i := 0; i < 6; i++ {
+		for _, c := range []string{"2001:db8:0:" + strconv.Itoa(i) + "::1", "198.51.100." + strconv.Itoa(i+1)} {
+			if code := head(c); code == http.StatusTooManyRequests {
+				t.Fatalf("client %s limited on its first request", c)
+			}
+		}
+	}
+	// One client walking the addresses of its /64 gets its burst of 3.
+	limited := 0
+	for i := 1; i <= 10; i++ {
+		if head("2001:db8:aaaa:1::"+strconv.FormatInt(int64(i), 16)) == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited != 7 {
+		t.Errorf("%d of 10 requests from one /64 limited, want 7", limited)
 	}
 }
 
@@ -423,4 +463,58 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("after restart: HTTP %d %s", r.status, r.body)
 	}
 	c.postBody(orderURL, body, "application/jose+json").wantProblem(t, http.StatusBadRequest, "badNonce")
+}
+
+// setHeader adds one header to every request.
+type setHeader struct {
+	rt          http.RoundTripper
+	name, value string
+}
+
+func (s setHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(s.name, s.value)
+	return s.rt.RoundTrip(r)
+}
+
+// TestFinalizeRequestIDCleaned: a client's X-Request-Id reaches the job
+// (and so the worker's and the recorder's log lines) only when it is
+// plain; anything else is replaced, and finalize still works.
+func TestFinalizeRequestIDCleaned(t *testing.T) {
+	logs := &syncBuffer{}
+	e := newEnvServer(t, func(c *server.Config) {
+		c.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}, nil)
+	answers := &sync.Map{}
+	e.serveHTTP01(answers)
+	for i, bad := range []string{"<svg/onload=alert(1)>", "two words", strings.Repeat("x", 100)} {
+		c := e.client()
+		c.HTTPClient.Transport = setHeader{c.HTTPClient.Transport, "X-Request-Id", bad}
+		name := "rid" + strconv.Itoa(i) + ".example.com"
+		o := order(t, c, xacme.DomainIDs(name), http01(answers))
+		e.issue(t, c, o, name, name)
+		if strings.Contains(logs.String(), bad) {
+			t.Errorf("the raw request id %q reached the log", bad)
+		}
+	}
+	if !strings.Contains(logs.String(), `"msg":"job recorded"`) {
+		t.Fatalf("no job was recorded:\n%s", logs)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

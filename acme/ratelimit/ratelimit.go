@@ -127,6 +127,19 @@ func (l *Limiter) sweep(now time.Time) {
 	}
 }
 
+// IPKey is the bucket key for a client address: an IPv4 address itself,
+// an IPv6 address its /64. One subscriber gets at least a /64 and can
+// rotate through 2^64 addresses in it, so a per-address key would be no
+// limit at all; IPv4-mapped IPv6 addresses count as the IPv4 address.
+// Every per-client limiter (ACME, EST) keys its buckets with it.
+func IPKey(a netip.Addr) string {
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+}
+
 // Exempt lists clients no limit applies to: IP networks and account ids.
 type Exempt struct {
 	nets     []netip.Prefix

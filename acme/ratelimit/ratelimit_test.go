@@ -74,3 +74,43 @@ func TestExempt(t *testing.T) {
 		t.Error("a nil list exempts")
 	}
 }
+
+// TestIPKey: IPv6 clients share a bucket per /64, IPv4 ones per address.
+func TestIPKey(t *testing.T) {
+	same := [][2]string{
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"},
+		{"2001:db8:1:2::1", "2001:db8:1:2:abcd::9"},
+		{"192.0.2.1", "::ffff:192.0.2.1"},
+	}
+	differ := [][2]string{
+		{"2001:db8:1:2::1", "2001:db8:1:3::1"},
+		{"192.0.2.1", "192.0.2.2"},
+		{"::ffff:192.0.2.1", "::ffff:192.0.2.2"},
+	}
+	for _, p := range same {
+		if a, b := IPKey(netip.MustParseAddr(p[0])), IPKey(netip.MustParseAddr(p[1])); a != b {
+			t.Errorf("%s → %s, %s → %s: want one key", p[0], a, p[1], b)
+		}
+	}
+	for _, p := range differ {
+		if a, b := IPKey(netip.MustParseAddr(p[0])), IPKey(netip.MustParseAddr(p[1])); a == b {
+			t.Errorf("%s and %s share the key %s", p[0], p[1], a)
+		}
+	}
+	if k := IPKey(netip.MustParseAddr("2001:db8:1:2:3:4:5:6")); k != "2001:db8:1:2::/64" {
+		t.Errorf("key %s", k)
+	}
+	// A limiter keyed so stops a client that walks its /64.
+	l := New(Limit{Rate: 1, Burst: 2})
+	now := time.Unix(1000, 0)
+	allowed := 0
+	for i := 1; i <= 10; i++ {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)})
+		if ok, _ := l.Allow(IPKey(a), now); ok {
+			allowed++
+		}
+	}
+	if allowed != 2 {
+		t.Errorf("%d of 10 addresses of one /64 allowed, want the burst of 2", allowed)
+	}
+}

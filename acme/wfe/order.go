@@ -9,6 +9,7 @@ import (
 	"github.com/qpki/qpki/acme/core"
 	"github.com/qpki/qpki/acme/probs"
 	"github.com/qpki/qpki/acme/ra"
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/store"
 )
 
@@ -156,7 +157,7 @@ func (w *WFE) finalize(q *request) *probs.Problem {
 		return probs.BadCSR("the csr is not base64url (without padding)")
 	}
 	keyDER := ra.AccountKeyDER(s.jwk.Key)
-	st, prob := w.ra.Finalize(q.r.Context(), s.acct, q.accountURL(s.acct.ID), keyDER, q.r.PathValue("id"), der, q.r.Header.Get("X-Request-Id"))
+	st, prob := w.ra.Finalize(q.r.Context(), s.acct, q.accountURL(s.acct.ID), keyDER, q.r.PathValue("id"), der, enroll.RequestID(q.r.Context())) // set by the listener, clean
 	if prob != nil {
 		return prob
 	}

@@ -164,8 +164,9 @@ func (w *WFE) handle(fn func(*request) *probs.Problem, methods ...string) http.H
 			return
 		}
 		if ip, ok := clientIP(r); ok && !w.cfg.Exempt.IP(ip) {
-			if ok, wait := w.ipLim.Allow(ip.String(), w.now()); !ok {
-				w.problem(q, w.rateLimited(q, wait, "too many requests from %s", ip))
+			key := ratelimit.IPKey(ip) // an IPv6 client's /64
+			if ok, wait := w.ipLim.Allow(key, w.now()); !ok {
+				w.problem(q, w.rateLimited(q, wait, "too many requests from %s", key))
 				return
 			}
 		}
