@@ -196,6 +196,11 @@ func Restore(r io.Reader, caDir, dataDir string) error {
 	if !sawMeta {
 		return errors.New("not a qpki backup: no ca/ca.meta.json")
 	}
+	// The archive's own mode for the CA dir does not count: a CA dir is
+	// its owner's alone (ca.DirMode).
+	if err := os.Chmod(filepath.Join(stage, "ca"), 0o700); err != nil {
+		return err
+	}
 	if err := moveInto(filepath.Join(stage, "ca"), caDir); err != nil {
 		return err
 	}

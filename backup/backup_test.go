@@ -62,6 +62,9 @@ func TestRoundTripSkipsSocketsAndQueue(t *testing.T) {
 	if err := Restore(&b, filepath.Join(dst, "ca"), filepath.Join(dst, "data")); err != nil {
 		t.Fatal(err)
 	}
+	if fi, err := os.Stat(filepath.Join(dst, "ca")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("restored CA dir (0755 in the archive): %v %v, want 0700", fi.Mode(), err)
+	}
 	if fi, err := os.Stat(filepath.Join(dst, "ca/versions/v1/keys/ca.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file: %v %v", fi, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -94,14 +95,12 @@ const maxLocalBody = 1 << 20
 
 func (s *Server) startLocal() error {
 	path := SocketPath(s.Core.CA.Dir)
-	os.Remove(path) // a stale socket of a crashed server
-	ln, err := net.Listen("unix", path)
+	if fi, err := os.Stat(s.Core.CA.Dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		s.Core.cfg.Log.Warn("the CA directory is open to other users; make it 0700 (chmod 700)", "dir", s.Core.CA.Dir, "mode", fi.Mode().Perm().String())
+	}
+	ln, err := listenPrivate(path)
 	if err != nil {
 		return fmt.Errorf("local API socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return err
 	}
 	s.sock = path
 	mux := http.NewServeMux()
@@ -121,6 +120,38 @@ func (s *Server) startLocal() error {
 		}
 	}()
 	return nil
+}
+
+// listenPrivate binds a Unix socket at path that only its owner can
+// connect to, from the moment the name exists: the socket is bound in a
+// fresh 0700 directory beside path (os.MkdirTemp), made 0600 there, and
+// only then renamed to path (rename(2) moves a bound socket, and connect
+// goes by the name). Binding at path and then chmod-ing would leave a
+// window with the umask's mode, and changing the umask would race every
+// other goroutine that creates files.
+func listenPrivate(path string) (net.Listener, error) {
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".s")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	bound := filepath.Join(tmp, "s") // short: socket paths are limited to 108 bytes
+	ln, err := net.Listen("unix", bound)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // Shutdown removes path
+	if err := os.Chmod(bound, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	// Over a stale socket of a crashed server, if any (Start checked
+	// that no server answers on it).
+	if err := os.Rename(bound, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

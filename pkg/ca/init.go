@@ -95,7 +95,9 @@ func Init(o InitOptions) (*CA, error) {
 	if err := auditVersion(stage, audit.EventInit, "v1", v); err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(stage, 0o755); err != nil {
+	// Only the CA's owner enters its directory: it holds the store, the
+	// audit log, file keys and, while serve runs, the local API socket.
+	if err := os.Chmod(stage, DirMode); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(stage, dir); err != nil {

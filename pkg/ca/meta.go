@@ -25,6 +25,10 @@ const (
 	CRLDir    = "crl"
 )
 
+// DirMode is a CA directory's mode: its owner's alone (the local API
+// socket of a running serve lives in it).
+const DirMode os.FileMode = 0o700
+
 // Version status values.
 const (
 	StatusActive   = "active"
