@@ -251,10 +251,25 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("serve args %v", args)
 	}
 	ports := containerPorts(c)
+	// Probes and scrapes go to the ops port, which the Service does not
+	// expose (the status page lists subjects and serials).
+	if !strings.HasSuffix(args["ops-listen"], ":9464") || ports["ops"] != 9464 {
+		t.Errorf("serve ops listener %q, ports %v", args["ops-listen"], ports)
+	}
 	for probeName, want := range map[string]string{"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
 		path, port, scheme := probe(c, probeName)
-		if path != want || scheme != "HTTPS" || ports[port] != 8443 {
-			t.Errorf("qpki-serve %s: %s on %s (%s), want %s over HTTPS on 8443", probeName, path, port, scheme, want)
+		if path != want || scheme == "HTTPS" || ports[port] != 9464 {
+			t.Errorf("qpki-serve %s: %s on %s (%s), want %s over HTTP on the ops port 9464", probeName, path, port, scheme, want)
+		}
+	}
+	if p := str(get(serve, "spec", "template", "metadata", "annotations", "prometheus.io/port")); p != "9464" {
+		t.Errorf("qpki-serve is scraped on port %q, want the ops port 9464", p)
+	}
+	svc := objs["Service/qpki"]
+	svcPorts, _ := get(svc, "spec", "ports").([]any)
+	for _, p := range svcPorts {
+		if tp := get(p, "targetPort"); tp == "ops" || tp == 9464 {
+			t.Errorf("Service qpki exposes the ops port: %v", p)
 		}
 	}
 	if get(serve, "spec", "replicas") != 1 || get(serve, "spec", "strategy", "type") != "Recreate" {
@@ -270,11 +285,11 @@ func TestKubernetesManifests(t *testing.T) {
 	c = get(spec, "containers", 0)
 	args = checkArgs(t, "k8s qpki-worker", strs(t, get(c, "args")))
 	ports = containerPorts(c)
-	if !strings.HasSuffix(args["metrics-listen"], ":9464") || ports["metrics"] != 9464 {
-		t.Errorf("worker metrics listener %q, port %v", args["metrics-listen"], ports)
+	if !strings.HasSuffix(args["ops-listen"], ":9464") || ports["ops"] != 9464 {
+		t.Errorf("worker ops listener %q, port %v", args["ops-listen"], ports)
 	}
 	for probeName, want := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
-		if path, port, _ := probe(c, probeName); path != want || port != "metrics" {
+		if path, port, _ := probe(c, probeName); path != want || port != "ops" {
 			t.Errorf("qpki-worker %s: %s on %s", probeName, path, port)
 		}
 	}
@@ -374,13 +389,13 @@ func TestCompose(t *testing.T) {
 		t.Errorf("compose serve %v", serve)
 	}
 	worker := checkArgs(t, "compose worker", strs(t, get(services["worker"], "command")))
-	if strings.Count(worker["nats-url"], "nats://") != 3 || worker["metrics-listen"] == "" {
+	if strings.Count(worker["nats-url"], "nats://") != 3 || worker["ops-listen"] == "" {
 		t.Errorf("compose worker %v", worker)
 	}
 	if get(services["worker"], "deploy", "replicas") != 2 {
 		t.Error("compose should run two workers")
 	}
-	for _, probe := range []struct{ svc, path string }{{"serve", "/readyz"}, {"worker", "/readyz"}} {
+	for _, probe := range []struct{ svc, path string }{{"serve", "127.0.0.1:9464/readyz"}, {"worker", "127.0.0.1:9464/readyz"}} {
 		if test := strings.Join(strs(t, get(services[probe.svc], "healthcheck", "test")), " "); !strings.Contains(test, probe.path) {
 			t.Errorf("compose %s healthcheck %q", probe.svc, test)
 		}
