@@ -18,6 +18,8 @@ Starting qpki serve on the issuing CA (Ctrl-C stops it). In another shell:
   $qpki csr gen --algorithm ecdsa-p256 --keyout $data/server.key --cn server.example.com --dns server.example.com --out $data/server.csr
   $qpki cert issue --ca-dir $data/issuing --profile ec/tls-server --csr $data/server.csr --out $data/server.crt
   curl --cacert $data/root/ca.crt https://127.0.0.1:8443/readyz
+Status page and metrics: http://${QPKI_OPS_LISTEN:-127.0.0.1:9464}/status and /metrics (plain HTTP, loopback; serve prints its "ops" line below)
 
 EOT
-exec "$qpki" serve --ca-dir "$data/issuing" --data-dir "$data" --listen "${QPKI_LISTEN:-127.0.0.1:8443}"
+exec "$qpki" serve --ca-dir "$data/issuing" --data-dir "$data" --listen "${QPKI_LISTEN:-127.0.0.1:8443}" \
+	${QPKI_OPS_LISTEN:+--ops-listen "$QPKI_OPS_LISTEN"}
