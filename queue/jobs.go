@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,7 +37,15 @@ var classes = [2]string{ClassInteractive, ClassBatch}
 //     which naks with that delay or, on the last allowed delivery, moves
 //     the job to the dead letters with err and publishes its failure
 //     result.
-//   - A long signing operation: InProgress before AckWait runs out.
+//
+// Every job the consumer received and nobody settled yet, held for the
+// next caller or handed out as a Delivery, is kept in progress: a keeper
+// sends InProgress for it every quarter of AckWait. A job that waits for
+// the throttle, for its signer session or in a slow HSM is therefore never
+// redelivered while its worker lives, and AckWait can be short: it is how
+// long the jobs of a worker that died or stopped wait before another
+// worker takes them. The keeper gives up on a delivery after MaxHold (a
+// signer that hangs), so that no job stays with a stuck worker for ever.
 //
 // A JobConsumer is safe for concurrent use by many worker goroutines.
 type JobConsumer struct {
@@ -50,17 +59,40 @@ type JobConsumer struct {
 	polls  sync.WaitGroup
 
 	mu      sync.Mutex
-	held    [2][]heldMsg // received by a long-poll, not yet handed out
+	held    [2][]*tracked         // received, not yet handed out
+	live    map[*tracked]struct{} // received and not settled: held or handed out
 	polling [2]bool
 	// interactiveEmpty is when the interactive consumer last had nothing.
 	interactiveEmpty time.Time
 	waiters          int           // Next calls waiting for a job
 	notify           chan struct{} // one token per job held: wakes one waiter
+	redelivered      atomic.Uint64 // jobs received with NumDelivered > 1
+	received         atomic.Uint64
+	keeper           sync.WaitGroup
 }
 
-type heldMsg struct {
-	msg jetstream.Msg
-	at  time.Time
+// tracked is a job message received and not yet settled (acked, naked or
+// terminated). Its lock orders the keeper's InProgress against the
+// settling, so that a progress report never follows a Nak (it would
+// replace the Nak's delay with a full AckWait).
+type tracked struct {
+	msg      jetstream.Msg
+	received time.Time
+
+	mu      sync.Mutex
+	touched time.Time // last delivery or InProgress
+	settled bool
+	gaveUp  bool // held longer than MaxHold: no longer kept in progress
+}
+
+// settle runs f (Ack, Nak, Term...) on the message; from then on the
+// keeper leaves it alone, whatever f returned (a failed ack means the job
+// comes back after AckWait).
+func (t *tracked) settle(f func(jetstream.Msg) error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.settled = true
+	return f(t.msg)
 }
 
 // Jobs opens the job consumers of one CA, creating or updating them.
@@ -75,7 +107,7 @@ func (q *Queue) Jobs(ctx context.Context, ca string, opts ConsumeOptions) (*JobC
 	if err != nil {
 		return nil, err
 	}
-	c := &JobConsumer{q: q, ca: ca, opts: opts, notify: make(chan struct{}, 64)}
+	c := &JobConsumer{q: q, ca: ca, opts: opts, notify: make(chan struct{}, 64), live: make(map[*tracked]struct{})}
 	for i, class := range classes {
 		c.cons[i], err = q.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       jobConsumerName(ca, class),
@@ -103,7 +135,96 @@ func (q *Queue) Jobs(ctx context.Context, ca string, opts ConsumeOptions) (*JobC
 	}
 	q.consumers[c] = struct{}{}
 	q.mu.Unlock()
+	c.keeper.Add(1)
+	go c.keep()
 	return c, nil
+}
+
+// keep sends InProgress for the jobs received and not settled, each at
+// least every quarter of AckWait, until the Queue is closed, or the
+// consumer is closed and every delivery it handed out is settled (a
+// worker stopping finishes the jobs in hand).
+func (c *JobConsumer) keep() {
+	defer c.keeper.Done()
+	every := c.opts.AckWait / 4
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	var live []*tracked
+	for {
+		select {
+		case <-t.C:
+		case <-c.q.closed:
+			return
+		}
+		c.mu.Lock()
+		live = live[:0]
+		for m := range c.live {
+			live = append(live, m)
+		}
+		done := c.ctx.Err() != nil && len(live) == 0
+		c.mu.Unlock()
+		if done {
+			return
+		}
+		now := time.Now()
+		for _, m := range live {
+			c.touch(m, now, every)
+		}
+	}
+}
+
+// touch reports progress on m when it was last touched every ago or
+// more. A delivery past MaxHold is given up on: it comes back after
+// AckWait; a held job past it is given back at once.
+func (c *JobConsumer) touch(m *tracked, now time.Time, every time.Duration) {
+	if !m.mu.TryLock() {
+		return // being settled
+	}
+	defer m.mu.Unlock()
+	if m.settled || m.gaveUp || now.Sub(m.touched) < every {
+		return
+	}
+	if now.Sub(m.received) >= c.opts.MaxHold {
+		m.gaveUp = true
+		c.q.log.Warn("queue: a job was held too long; it goes back to the queue", "ca", c.ca,
+			"subject", m.msg.Subject(), "held", now.Sub(m.received).Round(time.Second))
+		return
+	}
+	if err := m.msg.InProgress(); err != nil {
+		c.q.log.Debug("queue: reporting progress", "ca", c.ca, "err", err)
+		return
+	}
+	m.touched = now
+}
+
+// track starts keeping a received message in progress.
+func (c *JobConsumer) track(m jetstream.Msg) *tracked {
+	now := time.Now()
+	t := &tracked{msg: m, received: now, touched: now}
+	c.received.Add(1)
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+		c.redelivered.Add(1)
+	}
+	c.mu.Lock()
+	c.live[t] = struct{}{}
+	c.mu.Unlock()
+	return t
+}
+
+// settle settles t with f and stops keeping it in progress.
+func (c *JobConsumer) settle(t *tracked, f func(jetstream.Msg) error) error {
+	err := t.settle(f)
+	c.mu.Lock()
+	delete(c.live, t)
+	c.mu.Unlock()
+	return err
+}
+
+// Received counts the job messages this consumer received, and of them
+// those that were delivered before (to this or another worker: after a
+// crash, a Nak, an AckWait that ran out).
+func (c *JobConsumer) Received() (total, redelivered uint64) {
+	return c.received.Load(), c.redelivered.Load()
 }
 
 // Delivery is one delivery of a job to a worker.
@@ -115,30 +236,45 @@ type Delivery struct {
 	// NumDelivered == MaxDeliver is the last one.
 	MaxDeliver int
 
-	msg jetstream.Msg
-	q   *Queue
+	t *tracked
+	c *JobConsumer
+	q *Queue
 }
 
 // Ack removes the job from the queue. Call it only after PublishResult
 // returned nil for the job.
-func (d *Delivery) Ack() error { return d.msg.Ack() }
+func (d *Delivery) Ack() error { return d.c.settle(d.t, jetstream.Msg.Ack) }
 
 // Nak asks for redelivery after delay (at once when delay ≤ 0). The
 // delivery still counts towards MaxDeliver.
 func (d *Delivery) Nak(delay time.Duration) error {
-	if delay <= 0 {
-		return d.msg.Nak()
-	}
-	return d.msg.NakWithDelay(delay)
+	return d.c.settle(d.t, func(m jetstream.Msg) error {
+		if delay <= 0 {
+			return m.Nak()
+		}
+		return m.NakWithDelay(delay)
+	})
 }
 
-// InProgress resets the job's AckWait timer.
-func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+// InProgress resets the job's AckWait timer. The consumer does so by
+// itself while the delivery is not settled; this is for a caller that
+// wants to say so at once.
+func (d *Delivery) InProgress() error {
+	d.t.mu.Lock()
+	defer d.t.mu.Unlock()
+	if d.t.settled {
+		return nil
+	}
+	d.t.touched = time.Now()
+	return d.t.msg.InProgress()
+}
 
 // Term drops the job without redelivery and without a result. Prefer a
 // Result with Permanent set followed by Ack, so that whoever waits
 // learns why.
-func (d *Delivery) Term() error { return d.msg.TermWithReason("terminated by worker") }
+func (d *Delivery) Term() error {
+	return d.c.settle(d.t, func(m jetstream.Msg) error { return m.TermWithReason("terminated by worker") })
+}
 
 // LastAttempt reports whether this is the last delivery before the job
 // goes to the dead letters.
@@ -155,7 +291,9 @@ func (d *Delivery) Retry(ctx context.Context, cause error, delay time.Duration) 
 	if cause != nil {
 		msg = cause.Error()
 	}
-	return d.q.deadLetter(ctx, d.msg, &d.Job, true, d.NumDelivered, msg)
+	return d.c.settle(d.t, func(m jetstream.Msg) error {
+		return d.q.deadLetter(ctx, m, &d.Job, true, d.NumDelivered, msg)
+	})
 }
 
 // Next returns the next job, interactive before batch, waiting until one
@@ -198,8 +336,8 @@ func (c *JobConsumer) Next(ctx context.Context) (*Delivery, error) {
 		}
 		d, err := c.admit(ctx, m)
 		if err != nil {
-			c.q.log.Warn("queue: settling a job", "ca", c.ca, "subject", m.Subject(), "err", err)
-			m.NakWithDelay(time.Second)
+			c.q.log.Warn("queue: settling a job", "ca", c.ca, "subject", m.msg.Subject(), "err", err)
+			c.settle(m, func(m jetstream.Msg) error { return m.NakWithDelay(time.Second) })
 			continue
 		}
 		if d != nil {
@@ -222,7 +360,7 @@ func (c *JobConsumer) sleep(ctx context.Context, d time.Duration) error {
 }
 
 // take returns a waiting job in priority order, or nil when none waits.
-func (c *JobConsumer) take() (jetstream.Msg, error) {
+func (c *JobConsumer) take() (*tracked, error) {
 	for i := range classes {
 		if m := c.popHeld(i); m != nil {
 			return m, nil
@@ -255,42 +393,44 @@ func (c *JobConsumer) interactiveDue() bool {
 	return time.Since(c.interactiveEmpty) >= interactiveRecheck
 }
 
-// popHeld returns the oldest job held for class i. A job held for more
-// than half its AckWait (no caller came for it) is naked instead, so that
-// it is not worked on while the server redelivers it elsewhere.
-func (c *JobConsumer) popHeld(i int) jetstream.Msg {
+// popHeld returns the oldest job held for class i. A job held past
+// MaxHold (no caller came for it: the workers hang) is naked instead, for
+// another worker to take.
+func (c *JobConsumer) popHeld(i int) *tracked {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var stale []*tracked
+	var out *tracked
 	for len(c.held[i]) > 0 {
 		h := c.held[i][0]
 		c.held[i] = c.held[i][1:]
-		if time.Since(h.at) < c.opts.AckWait/2 {
-			return h.msg
+		if time.Since(h.received) < c.opts.MaxHold {
+			out = h
+			break
 		}
-		h.msg.Nak()
+		stale = append(stale, h)
 	}
-	return nil
+	c.mu.Unlock()
+	for _, h := range stale {
+		c.settle(h, jetstream.Msg.Nak)
+	}
+	return out
 }
 
-// fetchBatch is how many jobs one fetch asks for. The first goes to the
-// caller and the rest are held for the next callers: a fetch per job
-// would cost a request and a subscription each.
-const fetchBatch = 16
-
-// fetchNoWait asks the server for up to fetchBatch jobs of class i that
-// are available now, returns the first and holds the others.
-func (c *JobConsumer) fetchNoWait(i int) (jetstream.Msg, error) {
-	b, err := c.cons[i].FetchNoWait(min(fetchBatch, c.opts.MaxAckPending))
+// fetchNoWait asks the server for up to FetchBatch jobs of class i that
+// are available now, returns the first and holds the others: a fetch per
+// job would cost a request and a subscription each.
+func (c *JobConsumer) fetchNoWait(i int) (*tracked, error) {
+	b, err := c.cons[i].FetchNoWait(min(c.opts.FetchBatch, c.opts.MaxAckPending))
 	if err != nil {
 		return nil, err
 	}
-	var first jetstream.Msg
+	var first *tracked
 	for m := range b.Messages() {
 		if first == nil {
-			first = m
+			first = c.track(m)
 			continue
 		}
-		c.hold(i, m)
+		c.hold(i, c.track(m))
 	}
 	if first != nil {
 		return first, nil
@@ -303,14 +443,14 @@ func (c *JobConsumer) fetchNoWait(i int) (jetstream.Msg, error) {
 
 // hold keeps a received job of class i for the next caller, and wakes a
 // waiting one. After Close, the job is given back.
-func (c *JobConsumer) hold(i int, m jetstream.Msg) {
+func (c *JobConsumer) hold(i int, m *tracked) {
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
-		m.Nak()
+		c.settle(m, jetstream.Msg.Nak)
 		return
 	}
-	c.held[i] = append(c.held[i], heldMsg{m, time.Now()})
+	c.held[i] = append(c.held[i], m)
 	c.mu.Unlock()
 	select {
 	case c.notify <- struct{}{}:
@@ -379,7 +519,7 @@ func (c *JobConsumer) poll(i int) {
 		}
 		cancel()
 		if m != nil {
-			c.hold(i, m)
+			c.hold(i, c.track(m))
 			continue
 		}
 		if err != nil && !isEmpty(err) && !errors.Is(err, context.Canceled) && c.ctx.Err() == nil {
@@ -392,33 +532,48 @@ func (c *JobConsumer) poll(i int) {
 
 // admit settles a received job that needs no worker, or returns it as a
 // Delivery.
-func (c *JobConsumer) admit(ctx context.Context, m jetstream.Msg) (*Delivery, error) {
+func (c *JobConsumer) admit(ctx context.Context, t *tracked) (*Delivery, error) {
+	m := t.msg
 	md, err := m.Metadata()
 	if err != nil {
 		return nil, err
 	}
+	dead := func(job *Job, trusted bool, cause string) error {
+		return c.settle(t, func(m jetstream.Msg) error {
+			return c.q.deadLetter(ctx, m, job, trusted, md.NumDelivered, cause)
+		})
+	}
 	job, err := DecodeJob(m.Data())
 	if err != nil {
-		return nil, c.q.deadLetter(ctx, m, nil, false, md.NumDelivered, err.Error())
+		return nil, dead(nil, false, err.Error())
 	}
 	if ca, kind, class, _ := parseJobSubject(m.Subject()); job.CA != ca || job.Kind != kind || job.Class != class {
-		return nil, c.q.deadLetter(ctx, m, &job, false, md.NumDelivered,
+		return nil, dead(&job, false,
 			fmt.Sprintf("job %s (CA %s, %s, %s) published on subject %s", job.ID, job.CA, job.Kind, job.Class, m.Subject()))
 	}
 	if md.NumDelivered > uint64(c.opts.MaxDeliver) {
-		return nil, c.q.deadLetter(ctx, m, &job, true, md.NumDelivered,
+		return nil, dead(&job, true,
 			fmt.Sprintf("no result after %d deliveries (worker crashed or let AckWait run out)", md.NumDelivered-1))
 	}
-	if md.NumDelivered > 1 {
-		// A redelivery: if a worker stored the result and then died
-		// before its ack, the job is done.
+	if md.NumDelivered > 1 || c.mayBeDone(job) {
+		// A redelivery, or a copy of a job published again: if a worker
+		// stored the result (and then died before its ack, or signed the
+		// other copy), the job is done.
 		if _, err := c.q.LookupResult(ctx, job.CA, job.ID); err == nil {
-			return nil, m.Ack()
+			return nil, c.settle(t, jetstream.Msg.Ack)
 		} else if !errors.Is(err, ErrNoResult) {
 			return nil, err
 		}
 	}
-	return &Delivery{Job: job, NumDelivered: md.NumDelivered, MaxDeliver: c.opts.MaxDeliver, msg: m, q: c.q}, nil
+	return &Delivery{Job: job, NumDelivered: md.NumDelivered, MaxDeliver: c.opts.MaxDeliver, t: t, c: c, q: c.q}, nil
+}
+
+// mayBeDone reports a first delivery that may still have a result
+// already: a job published again (by the sweeper, or for a client's
+// retry) whose first copy may have been signed, or one so old that the
+// stream's duplicate window no longer stops a second copy of it.
+func (c *JobConsumer) mayBeDone(job Job) bool {
+	return job.Republished || time.Since(job.Submitted) > c.q.opts.DuplicateWindow/2
 }
 
 // Close stops the consumer's long-polls and naks the jobs it holds; the
@@ -428,13 +583,15 @@ func (c *JobConsumer) Close() {
 	c.cancel()
 	c.polls.Wait()
 	c.mu.Lock()
+	var held []*tracked
 	for i := range c.held {
-		for _, h := range c.held[i] {
-			h.msg.Nak()
-		}
+		held = append(held, c.held[i]...)
 		c.held[i] = nil
 	}
 	c.mu.Unlock()
+	for _, h := range held {
+		c.settle(h, jetstream.Msg.Nak)
+	}
 	c.q.mu.Lock()
 	delete(c.q.consumers, c)
 	c.q.mu.Unlock()

@@ -42,6 +42,10 @@ type Job struct {
 	Submitted time.Time `json:"submitted"`
 	RequestID string    `json:"request_id,omitempty"` // carried from the front-end for logs
 	Payload   Payload   `json:"payload"`
+	// Republished marks a job published again (by the sweeper, or for a
+	// client's retry) after its first copy may have left the stream: a
+	// worker checks for a stored result before it signs this copy.
+	Republished bool `json:"republished,omitempty"`
 }
 
 // Payload is a job's or result's kind-specific content (package jobspec),

@@ -11,8 +11,10 @@ const (
 	DefaultMaxMsgSize      = 1 << 20
 	DefaultDuplicateWindow = 10 * time.Minute
 	DefaultMaxAckPending   = 256
-	DefaultAckWait         = 30 * time.Second
+	DefaultAckWait         = 5 * time.Second
 	DefaultMaxDeliver      = 5
+	DefaultMaxHold         = 10 * time.Minute
+	DefaultFetchBatch      = 16
 	DefaultPollWait        = 5 * time.Second
 	DefaultRequestTimeout  = 5 * time.Second
 )
@@ -139,8 +141,21 @@ type ConsumeOptions struct {
 	// acked, across all workers (default 256).
 	MaxAckPending int
 	// AckWait is how long a delivery may go without Ack, Nak or
-	// InProgress before it is redelivered (default 30 s).
+	// InProgress before it is redelivered (default 5 s). The consumer
+	// sends InProgress for every job it holds or has handed out, so AckWait
+	// only bounds how long the jobs of a worker that died (or stopped)
+	// wait before another takes them; it is not a limit on signing time.
 	AckWait time.Duration
+	// MaxHold bounds how long one delivery is kept in progress (default
+	// 10 minutes): a job held longer, by a signer that hangs, goes back to
+	// the queue after AckWait, and a held job not handed out by then is
+	// naked.
+	MaxHold time.Duration
+	// FetchBatch is how many jobs one fetch asks for (default 16): the
+	// first goes to the caller, the others are held for the next callers.
+	// A throttled worker asks for fewer, so that it does not keep jobs
+	// that another worker could sign sooner.
+	FetchBatch int
 	// MaxDeliver is how many times a job is delivered before it goes to
 	// the dead letters (default 5).
 	MaxDeliver int
@@ -162,8 +177,15 @@ func (o ConsumeOptions) withDefaults() (ConsumeOptions, error) {
 	if o.PollWait == 0 {
 		o.PollWait = DefaultPollWait
 	}
-	if o.MaxAckPending < 1 || o.AckWait < time.Second || o.MaxDeliver < 1 || o.PollWait < 100*time.Millisecond {
-		return o, errors.New("queue: consume options out of range (MaxAckPending ≥ 1, AckWait ≥ 1s, MaxDeliver ≥ 1, PollWait ≥ 100ms)")
+	if o.MaxHold == 0 {
+		o.MaxHold = DefaultMaxHold
+	}
+	if o.FetchBatch == 0 {
+		o.FetchBatch = DefaultFetchBatch
+	}
+	if o.MaxAckPending < 1 || o.AckWait < time.Second || o.AckWait > time.Hour || o.MaxDeliver < 1 ||
+		o.PollWait < 100*time.Millisecond || o.MaxHold < o.AckWait || o.FetchBatch < 1 || o.FetchBatch > 256 {
+		return o, errors.New("queue: consume options out of range (MaxAckPending ≥ 1, 1s ≤ AckWait ≤ 1h, MaxDeliver ≥ 1, PollWait ≥ 100ms, MaxHold ≥ AckWait, 1 ≤ FetchBatch ≤ 256)")
 	}
 	return o, nil
 }
