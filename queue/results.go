@@ -13,6 +13,37 @@ import (
 // after the handler failed on it.
 const resultRetryDelay = time.Second
 
+// resultsAckWait is the recorder consumer's AckWait: after a crash of the
+// recorder's process, the results it had received come back this soon to
+// its successor. A batch being recorded is kept in progress meanwhile.
+const resultsAckWait = DefaultAckWait
+
+// keepInProgress sends InProgress for msgs every interval until the
+// returned function is called; that function returns once no more
+// InProgress can be sent, so that none follows the ack or nak.
+func keepInProgress(msgs []jetstream.Msg, every time.Duration) func() {
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				for _, m := range msgs {
+					m.InProgress()
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-stopped
+	}
+}
+
 // Results feeds the stored results of one CA (of all CAs when ca is "")
 // to handler, one at a time, through a durable consumer: this is the
 // recorder, the single writer of results to the store. A result is acked
@@ -106,7 +137,10 @@ func (q *Queue) ResultBatches(ctx context.Context, ca string, maxBatch int, hand
 		if len(results) == 0 {
 			continue
 		}
-		if err := handler(results); err != nil {
+		keeping := keepInProgress(kept, resultsAckWait/4)
+		err := handler(results)
+		keeping()
+		if err != nil {
 			q.log.Warn("queue: recording results failed; will retry", "n", len(results), "err", err)
 			for _, m := range kept {
 				m.NakWithDelay(resultRetryDelay)
@@ -128,7 +162,7 @@ func (q *Queue) subscribeResults(ctx context.Context, ca string, maxBatch int) (
 		FilterSubject: resultFilter(ca),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       DefaultAckWait,
+		AckWait:       resultsAckWait,
 		MaxDeliver:    -1,
 		MaxAckPending: max(2*maxBatch, 64),
 	})
