@@ -36,7 +36,9 @@ type Options struct {
 	// with 16, 79%, and 32 added nothing.
 	PerSession int
 	// Rate caps signatures per second across the pool, so that batch work
-	// never asks more of the HSM than it can do; 0 means no limit.
+	// never asks more of the HSM than it can do; 0 means no limit. A
+	// throttled pool takes a job only when the one before it got its
+	// turn to sign, so that it holds no more jobs than it can start.
 	Rate float64
 	// Keys unlocks the CA's keys.
 	Keys    ca.KeyOptions
@@ -66,6 +68,13 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 		}
 		return err
 	}
+	var th *throttle
+	if o.Rate > 0 {
+		th = &throttle{lim: rate.NewLimiter(rate.Limit(o.Rate), 1), turn: make(chan struct{}, 1)}
+		if o.Consume.FetchBatch == 0 {
+			o.Consume.FetchBatch = throttledFetch(o.Rate, o.Consume.AckWait)
+		}
+	}
 	cons, err := q.Jobs(ctx, o.QueueName, o.Consume)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -74,10 +83,6 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 		return ready(err)
 	}
 	defer cons.Close()
-	var limiter *rate.Limiter
-	if o.Rate > 0 {
-		limiter = rate.NewLimiter(rate.Limit(o.Rate), 1)
-	}
 	// Open every session before taking work, so that a wrong PIN or a
 	// missing key fails the start, not the first jobs.
 	sessions := make([]*session, o.Sessions)
@@ -112,7 +117,7 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w := &worker{id: i*o.perSession() + j, ca: c, q: q, cons: cons, limiter: limiter, o: o, s: g.current(), g: g}
+				w := &worker{id: i*o.perSession() + j, ca: c, q: q, cons: cons, th: th, o: o, s: g.current(), g: g}
 				if err := w.loop(ctx); err != nil {
 					errs <- err
 				}
@@ -122,6 +127,25 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// throttle is a pool's rate limit. The goroutine whose turn it is takes
+// the next job and waits for the limiter; the others wait for the turn
+// without a job, so that the pool never holds jobs only to make them wait
+// (they would be taken from workers that could sign them sooner).
+type throttle struct {
+	lim  *rate.Limiter
+	turn chan struct{} // holds a token while a goroutine has the turn
+}
+
+// throttledFetch is how many jobs a throttled pool fetches at a time:
+// what the limiter admits in a quarter of AckWait, at least one.
+func throttledFetch(perSecond float64, ackWait time.Duration) int {
+	if ackWait == 0 {
+		ackWait = queue.DefaultAckWait
+	}
+	n := int(perSecond * ackWait.Seconds() / 4)
+	return max(1, min(n, queue.DefaultFetchBatch))
 }
 
 func (o Options) perSession() int {
@@ -352,7 +376,8 @@ type worker struct {
 	ca      *ca.CA
 	q       *queue.Queue
 	cons    *queue.JobConsumer
-	limiter *rate.Limiter
+	th      *throttle // nil: no rate limit
+	hasTurn bool
 	o       Options
 	s       *session
 	g       *group        // nil for a Local worker, which owns its session
@@ -361,8 +386,17 @@ type worker struct {
 
 func (w *worker) loop(ctx context.Context) error {
 	for {
+		if w.th != nil {
+			select {
+			case w.th.turn <- struct{}{}:
+				w.hasTurn = true
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		d, err := w.cons.Next(ctx)
 		if err != nil {
+			w.passTurn()
 			if ctx.Err() != nil || errors.Is(err, queue.ErrClosed) {
 				return nil
 			}
@@ -371,6 +405,15 @@ func (w *worker) loop(ctx context.Context) error {
 		// A job in hand is finished even when ctx ends meanwhile: SIGTERM
 		// stops the taking of work, not the work taken.
 		w.handle(context.WithoutCancel(ctx), d)
+		w.passTurn() // a job refused or settled before it reached the limiter
+	}
+}
+
+// passTurn lets the next goroutine of a throttled pool take a job.
+func (w *worker) passTurn() {
+	if w.hasTurn {
+		w.hasTurn = false
+		<-w.th.turn
 	}
 }
 
@@ -471,13 +514,16 @@ func (w *worker) sign(ctx context.Context, job queue.Job) ([]byte, error) {
 	return nil, permanent{fmt.Errorf("this worker does not sign %q jobs", job.Kind)}
 }
 
+// wait waits for the limiter before a signature, then passes the turn:
+// the job in hand waits for its signer session from here on.
 func (w *worker) wait(ctx context.Context) error {
-	if w.limiter == nil {
+	if w.th == nil {
 		return nil
 	}
 	start := time.Now()
 	defer func() { w.waited += time.Since(start) }()
-	return w.limiter.Wait(ctx)
+	defer w.passTurn()
+	return w.th.lim.Wait(ctx)
 }
 
 func (w *worker) issue(ctx context.Context, job queue.Job) ([]byte, error) {
