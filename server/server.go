@@ -36,6 +36,9 @@ type Config struct {
 	// worker (signing is left to `qpki worker` processes).
 	Workers int     `yaml:"workers"`
 	Rate    float64 `yaml:"rate"`
+	// AckWait is how long a job delivered to a worker that died waits
+	// before another worker takes it (queue.DefaultAckWait when 0).
+	AckWait time.Duration `yaml:"ack_wait"`
 
 	// Store is where the CA's records live: StoreBolt (the default) or
 	// StoreJetStream, shared with other front-ends on the NATS cluster.
@@ -88,6 +91,9 @@ func (c *Config) defaults() {
 	}
 	if c.HSMConfig != "" {
 		c.Keys.HSMConfig = c.HSMConfig
+	}
+	if c.Consume.AckWait == 0 {
+		c.Consume.AckWait = c.AckWait
 	}
 }
 

@@ -17,6 +17,14 @@ import (
 	"github.com/qpki/qpki/worker"
 )
 
+// addAckWaitFlag adds --ack-wait, which serve and worker share: the job
+// consumers are shared by every worker of a CA, and the last one to start
+// sets them.
+func addAckWaitFlag(cmd *cobra.Command, cfg *server.Config) {
+	cmd.Flags().DurationVar(&cfg.AckWait, "ack-wait", queue.DefaultAckWait,
+		"how soon a job held by a worker that died goes to another worker (workers report progress while they sign; give every worker of a CA the same value)")
+}
+
 // natsFlags reach an external NATS server or cluster.
 func addNATSFlags(cmd *cobra.Command, cfg *server.Config) {
 	fl := cmd.Flags()
@@ -119,6 +127,7 @@ the records and one hash chain (` + "`qpki audit export --nats-url`" + `).`,
 	fl.StringArrayVar(&cfg.TrustedProxies, "trusted-proxies", nil, "load balancer network (CIDR or address) whose Forwarded/X-Forwarded-For or PROXY protocol header gives the client address (repeatable)")
 	fl.IntVar(&cfg.Workers, "workers", 2, "signer sessions in this process (0: leave signing to `qpki worker`)")
 	fl.Float64Var(&cfg.Rate, "rate", 0, "maximum signatures per second (0: no limit)")
+	addAckWaitFlag(cmd, &cfg)
 	fl.StringVar(&cfg.HSMConfig, "hsm-config", "", "HSM config overriding the one in the CA dir")
 	fl.StringVar(&cfg.TLSCert, "tls-cert", "", "HTTPS certificate (default: issued by the served CA)")
 	fl.StringVar(&cfg.TLSKey, "tls-key", "", "HTTPS key")
@@ -190,6 +199,7 @@ embedded server of the serve process whose --data-dir is given.`,
 				observer = m
 			}
 			err = worker.Run(ctx, c, q, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Log: log, Observer: observer,
+				Consume: queue.ConsumeOptions{AckWait: cfg.AckWait},
 				Keys: ca.KeyOptions{Passphrase: passphrase(passEnv, false), HSMConfig: cfg.HSMConfig}, QueueName: server.QueueName(c)})
 			if err == nil {
 				log.Info("worker stopped")
@@ -202,6 +212,7 @@ embedded server of the serve process whose --data-dir is given.`,
 	fl.StringVar(&cfg.DataDir, "data-dir", "./data", "data dir of the local serve whose embedded NATS to join")
 	fl.IntVar(&cfg.Workers, "workers", 1, "signer sessions")
 	fl.Float64Var(&cfg.Rate, "rate", 0, "maximum signatures per second (0: no limit)")
+	addAckWaitFlag(cmd, &cfg)
 	fl.StringVar(&cfg.HSMConfig, "hsm-config", "", "HSM config overriding the one in the CA dir")
 	fl.StringVar(&passEnv, "passphrase-env", "QPKI_CA_PASSPHRASE", "environment variable with the CA key passphrase")
 	fl.StringVar(&logFormat, "log-format", "text", "text or json")
