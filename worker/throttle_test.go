@@ -58,7 +58,7 @@ func TestThrottledJobsAreDeliveredOnce(t *testing.T) {
 	ids := make([]string, n)
 	for i := range ids {
 		host := fmt.Sprintf("throttled-%d.example.com", i)
-		if ids[i], err = svc.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csrFor(t, host), Key: host, Class: queue.ClassBatch}); err != nil {
+		if ids[i], err = svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, host), Key: host, Class: queue.ClassBatch}); err != nil {
 			t.Fatal(err)
 		}
 	}
