@@ -38,6 +38,8 @@ type Request struct {
 	PublicKey []byte
 	// CRL options, for KindCRL.
 	CRL ca.CRLOptions
+	// OCSP is what to sign, for KindOCSP (decided by the ocsp front-end).
+	OCSP *jobspec.OCSP
 	// Key is the caller's idempotency key (an ACME order id, an EST
 	// request hash, a batch line id): the same key gives the same job and,
 	// in the end, the same certificate.
@@ -71,6 +73,9 @@ type Service struct {
 	Queue Publisher
 	// Observer, when set, is told of each new job (metrics).
 	Observer Observer
+	// OCSPURL, when set, fills the ocsp_url variable that an issue
+	// request's profile declares and the caller left unset (withOCSPURL).
+	OCSPURL string
 
 	store     store.Store
 	jobs      store.JobStore
@@ -152,6 +157,7 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 		if !r.Principal.Frontend.Valid() {
 			return "", ErrNoPrincipal
 		}
+		r.Vars = s.withOCSPURL(r)
 		p, err := s.checkIssue(r)
 		if err != nil {
 			return "", err
@@ -176,6 +182,16 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 			return id, s.republish(ctx, old, r, nil)
 		}
 		req, err := s.CA.CRLRequest(r.CRL)
+		if err != nil {
+			return "", err
+		}
+		rec.RequestHash = requestHash(r.Kind, req.Version, nil, nil, nil)
+		payload = req
+	case jobspec.KindOCSP:
+		if old, err := s.jobs.Job(id); err == nil {
+			return id, s.republish(ctx, old, r, nil)
+		}
+		req, err := s.checkOCSP(r)
 		if err != nil {
 			return "", err
 		}

@@ -105,6 +105,10 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 		if err := s.recordCOSE(j, r); err != nil {
 			return err
 		}
+	case jobspec.KindOCSP:
+		if err := s.recordOCSP(j, r); err != nil {
+			return err
+		}
 	default:
 		return s.fail(j, r, fmt.Errorf("unknown job kind %q", j.Kind))
 	}

@@ -37,7 +37,7 @@ type Job struct {
 	V         int       `json:"v"`
 	ID        string    `json:"id"` // also the Nats-Msg-Id: de-duplicates re-publishing
 	CA        string    `json:"ca"`
-	Kind      string    `json:"kind"`  // KindIssue, KindCRL or KindCOSE
+	Kind      string    `json:"kind"`  // KindIssue, KindCRL, KindCOSE or KindOCSP
 	Class     string    `json:"class"` // ClassInteractive or ClassBatch
 	Submitted time.Time `json:"submitted"`
 	RequestID string    `json:"request_id,omitempty"` // carried from the front-end for logs

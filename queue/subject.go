@@ -25,6 +25,7 @@ const (
 	KindIssue = "issue" // issue a certificate
 	KindCRL   = "crl"   // sign a CRL
 	KindCOSE  = "cose"  // sign a COSE message or CWT
+	KindOCSP  = "ocsp"  // sign OCSP responses
 )
 
 // Job classes. Interactive jobs (ACME, EST, CLI) are handed to workers
@@ -77,7 +78,7 @@ func CheckJobID(id string) error {
 
 // ValidKind reports whether kind is a known job kind.
 func ValidKind(kind string) bool {
-	return kind == KindIssue || kind == KindCRL || kind == KindCOSE
+	return kind == KindIssue || kind == KindCRL || kind == KindCOSE || kind == KindOCSP
 }
 
 // ValidClass reports whether class is a known job class.

@@ -117,16 +117,17 @@ func (core *Core) crlHandler(w http.ResponseWriter, r *http.Request) {
 	w.Write(data)
 }
 
-// startCRLListener serves the CRL alone over plain HTTP.
-func (s *Server) startCRLListener(addr string) error {
+// startHTTPListener serves the CRL and the front-ends that answer over
+// plain HTTP (OCSP) on --http-listen (alias --crl-listen).
+func (s *Server) startHTTPListener(addr string, fronts []Frontend) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+CRLPath, s.Core.crlHandler)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("--crl-listen: %w", err)
+		return fmt.Errorf("--http-listen: %w", err)
 	}
 	s.CRLAddr = ln.Addr().String()
-	s.crlHTTP = &http.Server{Handler: s.proxies.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
+	s.crlHTTP = &http.Server{Handler: s.proxies.Handler(wrap(mux, fronts)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go s.crlHTTP.Serve(ln)
 	return nil
 }

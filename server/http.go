@@ -26,11 +26,28 @@ type Frontend interface {
 	Mount(mux *http.ServeMux, svc *enroll.Service) error
 }
 
+// Wrapper is a front-end that sees requests before the ServeMux, on the
+// HTTPS and the plain-HTTP listener (OCSP: its GET paths hold base64,
+// which ServeMux would clean).
+type Wrapper interface {
+	Wrap(next http.Handler) http.Handler
+}
+
+// wrap puts the front-ends that are Wrappers in front of h.
+func wrap(h http.Handler, fronts []Frontend) http.Handler {
+	for _, f := range fronts {
+		if w, ok := f.(Wrapper); ok {
+			h = w.Wrap(h)
+		}
+	}
+	return h
+}
+
 // Server is a running `qpki serve`.
 type Server struct {
 	Core    *Core
 	Addr    string // the HTTPS listener's address, once HTTPSReady is closed
-	CRLAddr string // the plain HTTP CRL listener's address, if any
+	CRLAddr string // the plain-HTTP listener's address, if any (CRL, OCSP)
 	OpsAddr string // the ops listener's address, if any
 	fronts  []Frontend
 	httpsUp chan struct{}
@@ -81,8 +98,8 @@ func Start(ctx context.Context, cfg Config, fronts ...Frontend) (*Server, error)
 	if cfg.PublishCRL {
 		core.startCRLPublisher(core.ctx, time.Duration(max(cfg.CRLDays, 1))*24*time.Hour, cfg.CRLOnRevoke)
 	}
-	if cfg.CRLListen != "" {
-		if err := s.startCRLListener(cfg.CRLListen); err != nil {
+	if cfg.HTTPListen != "" {
+		if err := s.startHTTPListener(cfg.HTTPListen, fronts); err != nil {
 			s.local.Close()
 			s.closeOps()
 			core.Stop()
@@ -137,7 +154,7 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Addr = ln.Addr().String()
-	s.https = &http.Server{Handler: s.proxies.Handler(s.observe(mux)), ErrorLog: httpErrorLog(s.Core.cfg.Log),
+	s.https = &http.Server{Handler: s.proxies.Handler(s.observe(wrap(mux, fronts))), ErrorLog: httpErrorLog(s.Core.cfg.Log),
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
 			// Client certificates are asked for, never required: EST checks

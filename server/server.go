@@ -60,9 +60,11 @@ type Config struct {
 	PublishCRL  bool `yaml:"publish_crl"`
 	CRLDays     int  `yaml:"crl_days"`
 	CRLOnRevoke bool `yaml:"crl_on_revoke"`
-	// CRLListen also serves the CRL over plain HTTP, where
-	// crlDistributionPoints URLs usually point.
-	CRLListen string `yaml:"crl_listen"`
+	// HTTPListen is the plain-HTTP listener, where crlDistributionPoints
+	// and AIA OCSP URLs usually point: the CRL and the front-ends that
+	// serve over plain HTTP (OCSP). CRLListen is its older name.
+	HTTPListen string `yaml:"http_listen"`
+	CRLListen  string `yaml:"crl_listen"`
 
 	// Keys unlocks the CA's keys (passphrase from the environment).
 	Keys ca.KeyOptions `yaml:"-"`
@@ -94,6 +96,9 @@ func (c *Config) defaults() {
 	}
 	if c.Consume.AckWait == 0 {
 		c.Consume.AckWait = c.AckWait
+	}
+	if c.HTTPListen == "" {
+		c.HTTPListen = c.CRLListen
 	}
 }
 

@@ -382,6 +382,8 @@ type worker struct {
 	s       *session
 	g       *group        // nil for a Local worker, which owns its session
 	waited  time.Duration // for the limiter, in the current job
+	// delegated is the CA's delegated OCSP responder, once opened.
+	delegated *delegated
 }
 
 func (w *worker) loop(ctx context.Context) error {
@@ -510,6 +512,8 @@ func (w *worker) sign(ctx context.Context, job queue.Job) ([]byte, error) {
 		return w.crl(ctx, job)
 	case jobspec.KindCOSE:
 		return w.cose(ctx, job)
+	case jobspec.KindOCSP:
+		return w.ocsp(ctx, job)
 	}
 	return nil, permanent{fmt.Errorf("this worker does not sign %q jobs", job.Kind)}
 }

@@ -19,6 +19,7 @@
 //	QPKI_<ca>_JOBS    job id → store.Job
 //	QPKI_<ca>_META    counters (crl_number)
 //	QPKI_<ca>_ACME    ACME objects and their indexes, by key prefix
+//	QPKI_<ca>_OCSP    <hash>.<serial> → store.OCSPResponse (pre-signed)
 //
 // Reads go to each bucket's stream leader (direct gets, which a lagging
 // follower may answer, are turned off), so a process reads what any other
@@ -63,6 +64,7 @@ const (
 	bucketJobs    = "JOBS"
 	bucketMeta    = "META"
 	bucketACME    = "ACME"
+	bucketOCSP    = "OCSP"
 )
 
 var caName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -18,6 +18,7 @@ import (
 type Store struct {
 	ops
 	certs, serials, jobs, meta jetstream.KeyValue
+	ocsp                       jetstream.KeyValue // pre-signed OCSP responses (ocsp.go)
 }
 
 var (
@@ -36,7 +37,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	for _, b := range []struct {
 		kv     *jetstream.KeyValue
 		suffix string
-	}{{&s.certs, bucketCerts}, {&s.serials, bucketSerials}, {&s.jobs, bucketJobs}, {&s.meta, bucketMeta}} {
+	}{{&s.certs, bucketCerts}, {&s.serials, bucketSerials}, {&s.jobs, bucketJobs}, {&s.meta, bucketMeta}, {&s.ocsp, bucketOCSP}} {
 		kv, err := openBucket(ctx, js, BucketName(o.CA, b.suffix), o.Replicas)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,180 @@
+package ocsp
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/qpki/qpki/pkg/ocspx"
+	"github.com/qpki/qpki/pkg/store"
+)
+
+// Run keeps every CA's responses signed ahead of time and its delegated
+// responder renewed, until ctx is done.
+func (r *Responder) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, a := range r.auths {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			r.presignLoop(ctx, a)
+		}()
+		go func() {
+			defer wg.Done()
+			r.renewLoop(ctx, a)
+		}()
+	}
+	wg.Wait()
+}
+
+// scanEvery is how often the presigner looks for responses due: well
+// within the half validity at which they are re-signed.
+func (r *Responder) scanEvery() time.Duration {
+	return min(r.o.Validity/16, 10*time.Minute)
+}
+
+func (r *Responder) presignLoop(ctx context.Context, a *authority) {
+	t := time.NewTicker(r.scanEvery())
+	defer t.Stop()
+	r.scanLogged(ctx, a)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case serial := <-a.revoked:
+			r.resignRevoked(ctx, a, serial)
+		case <-t.C:
+			a.refreshSigner()
+			r.scanLogged(ctx, a)
+		}
+	}
+}
+
+// resignRevoked signs a revoked certificate's responses at once, under
+// every hash a response of it is kept for.
+func (r *Responder) resignRevoked(ctx context.Context, a *authority, serial string) {
+	n, err := store.ParseSerial(serial)
+	if err != nil {
+		return
+	}
+	c, err := a.store.Cert(n)
+	if err != nil {
+		return
+	}
+	for _, h := range ocspx.Hashes {
+		k := cacheKey{a.idx, string(h), c.Serial}
+		_, stored := a.ocsp.OCSP(n, string(h))
+		if stored != nil && h != ocspx.SHA1 {
+			r.cache.drop(k)
+			continue
+		}
+		if m, _, _ := a.state(); m == OnDemand && stored != nil {
+			r.cache.drop(k) // signed again on its next request
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := r.signCerts(wctx, a, c.CAVersion, string(h), []*store.Cert{c}, true)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			r.o.Log.Error("OCSP: re-signing after a revocation failed", "ca", a.Name, "serial", serial, "error", err)
+		}
+	}
+}
+
+func (r *Responder) scanLogged(ctx context.Context, a *authority) {
+	start := time.Now()
+	n, err := r.scan(ctx, a)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		r.o.Log.Error("OCSP pre-signing failed", "ca", a.Name, "error", err)
+	case n > 0:
+		r.o.Log.Info("OCSP responses pre-signed", "ca", a.Name, "responses", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// due reports whether a certificate needs a (new) pre-signed response.
+func (r *Responder) due(rec *store.OCSPResponse, c *store.Cert, now time.Time) bool {
+	if rec == nil {
+		return true
+	}
+	return rec.Status != entryOf(c).Status || !now.Before(rec.ThisUpdate.Add(r.o.Validity/2))
+}
+
+// scan signs, in chunks of batch jobs, the SHA-1 responses (what RFC 5019
+// clients ask for) of every unexpired certificate that has none, whose
+// status changed, or whose response is at half its validity; other
+// hashes' responses are signed on request and re-signed when due then.
+// It returns the number of responses signed.
+func (r *Responder) scan(ctx context.Context, a *authority) (int, error) {
+	mode, _, chunk := a.state()
+	if mode != Presign {
+		return 0, nil
+	}
+	now := time.Now()
+	byVersion := map[string][]*store.Cert{}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		firstEr error
+		signed  int
+	)
+	sem := make(chan struct{}, r.o.InFlight)
+	send := func(version string, certs []*store.Cert) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := r.signCerts(ctx, a, version, string(ocspx.SHA1), certs, false)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstEr == nil {
+				firstEr = err
+			}
+			if err == nil {
+				signed += len(certs)
+			}
+		}()
+	}
+	err := a.ocsp.EachCert(func(c *store.Cert) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if now.After(c.NotAfter) {
+			return nil // expired: answered on request, if ever asked
+		}
+		n, err := store.ParseSerial(c.Serial)
+		if err != nil {
+			return nil
+		}
+		rec, err := a.ocsp.OCSP(n, string(ocspx.SHA1))
+		if err != nil {
+			rec = nil
+		}
+		if !r.due(rec, c, now) {
+			return nil
+		}
+		// The DER is not needed to sign the status: drop it early.
+		lite := &store.Cert{Serial: c.Serial, CAVersion: c.CAVersion, Revocation: c.Revocation}
+		byVersion[c.CAVersion] = append(byVersion[c.CAVersion], lite)
+		if len(byVersion[c.CAVersion]) >= chunk {
+			send(c.CAVersion, byVersion[c.CAVersion])
+			byVersion[c.CAVersion] = nil
+		}
+		return nil
+	})
+	for v, certs := range byVersion {
+		if len(certs) > 0 {
+			send(v, certs)
+		}
+	}
+	wg.Wait()
+	if err != nil {
+		return signed, err
+	}
+	return signed, firstEr
+}
