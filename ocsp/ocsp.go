@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -170,6 +172,8 @@ type authority struct {
 	revoked   chan string // serials to re-sign now
 	mu        sync.Mutex
 	delegated bool // a delegated responder signs (ocsp/responder.json)
+	checked   time.Time
+	stamp     time.Time // of ocsp/responder.json when last read
 }
 
 type issuerRef struct {
@@ -264,8 +268,24 @@ func (a *authority) signingAlgorithm() algo.Algorithm {
 	return alg
 }
 
+// state is who signs, checked again (a stat of the responder's metadata)
+// at most once a second, so that a responder that `qpki ocsp responder
+// issue` installs signs from the next response on.
 func (a *authority) state() (Mode, bool, int) {
 	a.mu.Lock()
+	if time.Since(a.checked) > time.Second {
+		a.checked = time.Now()
+		var stamp time.Time
+		if fi, err := os.Stat(filepath.Join(a.CA.Dir, ca.OCSPDir, "responder.json")); err == nil {
+			stamp = fi.ModTime()
+		}
+		if !stamp.Equal(a.stamp) {
+			a.stamp = stamp
+			a.mu.Unlock()
+			a.refreshSigner()
+			a.mu.Lock()
+		}
+	}
 	defer a.mu.Unlock()
 	return a.mode, a.delegated, a.chunk
 }
