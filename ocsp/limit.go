@@ -2,12 +2,14 @@ package ocsp
 
 import (
 	"context"
-	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/qpki/qpki/acme/ratelimit"
 )
 
 // limiter bounds, per client address, the signatures its requests cause.
@@ -33,9 +35,9 @@ const maxClients = 100_000
 
 // allow reports whether the client of r may cause one more signature.
 func (l *limiter) allow(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+	host := r.RemoteAddr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		host = ratelimit.IPKey(ap.Addr()) // an IPv6 client's /64
 	}
 	now := time.Now()
 	l.mu.Lock()

@@ -1,0 +1,155 @@
+package enroll_test
+
+import (
+	"context"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/jobspec"
+	"github.com/qpki/qpki/pkg/ocspx"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/queue"
+)
+
+func ocspJob(t *testing.T, p *pipeline, serials ...string) *jobspec.OCSP {
+	t.Helper()
+	spec := &jobspec.OCSP{Version: p.ca.Meta.Active, Hash: "sha1", ThisUpdate: time.Now().UTC().Truncate(time.Second), Validity: 96 * time.Hour}
+	for _, s := range serials {
+		n, _ := store.ParseSerial(s)
+		st, _ := p.ca.Store()
+		c, err := st.Cert(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := jobspec.OCSPEntry{Serial: c.Serial, Status: jobspec.OCSPGood}
+		if c.Revocation != nil {
+			e = jobspec.OCSPEntry{Serial: c.Serial, Status: jobspec.OCSPRevoked, RevokedAt: c.Revocation.Time, Reason: c.Revocation.Reason}
+		}
+		spec.Entries = append(spec.Entries, e)
+	}
+	return spec
+}
+
+func storedOCSP(t *testing.T, p *pipeline, serial string) (*store.OCSPResponse, error) {
+	st, _ := p.ca.Store()
+	n, _ := store.ParseSerial(serial)
+	return st.(store.OCSPStore).OCSP(n, "sha1")
+}
+
+// An OCSP job is signed by a worker and its responses kept in the store,
+// one per certificate, each saying that certificate's status.
+func TestOCSPThroughQueue(t *testing.T) {
+	p := startPipeline(t, 1, 0)
+	ctx := context.Background()
+	var serials []string
+	for i, name := range []string{"a.example.com", "b.example.com"} {
+		id, _ := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, name), Key: name})
+		res := waitFor(t, p.svc, id)
+		serials = append(serials, res.Cert.Serial)
+		if i == 1 {
+			if _, err := p.ca.Revoke(res.Cert.Serial, 4, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	spec := ocspJob(t, p, serials...)
+	id, err := p.svc.Submit(ctx, enroll.Request{Kind: jobspec.KindOCSP, Class: queue.ClassBatch, Key: "ocsp-1", OCSP: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := waitFor(t, p.svc, id); res.State != store.JobDone {
+		t.Fatalf("OCSP job: %+v", res)
+	}
+	issuer := mustCACert(t, p.ca)
+	for i, s := range serials {
+		rec, err := storedOCSP(t, p, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := ocspx.ParseResponse(rec.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Verify(issuer); err != nil {
+			t.Fatal(err)
+		}
+		want := ocspx.Good
+		if i == 1 {
+			want = ocspx.Revoked
+		}
+		if len(r.Responses) != 1 || r.Responses[0].Status != want || r.Responses[0].ID.Serial.Text(16) != s {
+			t.Errorf("serial %s: response %+v", s, r.Responses)
+		}
+	}
+}
+
+// TestForgedOCSPResultRefused: the recorder keeps an OCSP result only
+// when every response verifies under the CA and says what the job asked.
+// A result that calls a revoked certificate good — signed with the CA
+// key, as a compromised worker could — or signed by another key fails
+// the job and leaves nothing in the store to serve.
+func TestForgedOCSPResultRefused(t *testing.T) {
+	var forge func(r queue.Result) queue.Result
+	p := startPipelineRecording(t, 1, 0, func(svc *enroll.Service, rs []queue.Result) error {
+		for i := range rs {
+			if rs[i].Kind == queue.KindOCSP && forge != nil {
+				rs[i] = forge(rs[i])
+			}
+		}
+		for _, err := range svc.RecordBatch(rs) {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	id, _ := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, "f.example.com"), Key: "f"})
+	serial := waitFor(t, p.svc, id).Cert.Serial
+	if _, err := p.ca.Revoke(serial, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	iss, closer, err := p.ca.Issuer("", ca.KeyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	otherKey, _ := algo.GenerateKey(algo.ECDSAP384, rand.Reader)
+	other, _ := algo.NewSigner(otherKey, algo.ECDSAP384)
+	issuer := mustCACert(t, p.ca)
+	for n, c := range map[string]struct {
+		signer algo.Signer
+		lie    bool
+	}{"says good, CA key": {iss.Signer, true}, "other key": {other, false}} {
+		spec := ocspJob(t, p, serial)
+		forge = func(r queue.Result) queue.Result {
+			lie := *spec
+			lie.Entries = []jobspec.OCSPEntry{spec.Entries[0]}
+			if c.lie {
+				lie.Entries[0] = jobspec.OCSPEntry{Serial: serial, Status: jobspec.OCSPGood}
+			}
+			out, err := ca.SignOCSP(&lie, issuer, c.signer, false, nil)
+			if err != nil {
+				t.Error(err)
+				return r
+			}
+			r.Payload, _ = jobspec.Encode(jobspec.OCSPResult{Responses: out})
+			return r
+		}
+		spec.ThisUpdate = spec.ThisUpdate.Add(time.Duration(len(n)) * time.Second) // a job of its own
+		id, err := p.svc.Submit(ctx, enroll.Request{Kind: jobspec.KindOCSP, Key: "forged-" + n, OCSP: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := waitFor(t, p.svc, id); res.State != store.JobFailed {
+			t.Errorf("%s: forged OCSP result recorded (%+v)", n, res)
+		}
+		if _, err := storedOCSP(t, p, serial); err == nil {
+			t.Errorf("%s: the store keeps the forged response", n)
+		}
+	}
+}
