@@ -128,6 +128,6 @@ func (s *Server) startHTTPListener(addr string, fronts []Frontend) error {
 	}
 	s.CRLAddr = ln.Addr().String()
 	s.crlHTTP = &http.Server{Handler: s.proxies.Handler(wrap(mux, fronts)), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	go s.crlHTTP.Serve(ln)
+	go s.crlHTTP.Serve(s.proxies.Listener(ln)) // a PROXY header from a trusted balancer, as on HTTPS
 	return nil
 }

@@ -158,3 +158,34 @@ func TestTrustedProxies(t *testing.T) {
 		t.Error("a PROXY header from a peer outside --trusted-proxies was accepted")
 	}
 }
+
+// TestTrustedProxiesPlainHTTP: the plain-HTTP listener (CRLs, OCSP) takes
+// a trusted balancer's PROXY v2 header too, and refuses an untrusted one.
+func TestTrustedProxiesPlainHTTP(t *testing.T) {
+	pp := proxyV2Header(netip.MustParseAddrPort("203.0.113.77:41000"), netip.MustParseAddrPort("127.0.0.1:80"))
+	get := func(o *observed) (int, error) {
+		c, err := net.Dial("tcp", o.s.CRLAddr)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write(append(pp, "GET "+server.CRLPath+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"...))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	behind := startObservedWith(t, func(c *server.Config) {
+		c.HTTPListen, c.TrustedProxies = "127.0.0.1:0", []string{"127.0.0.0/8"}
+	})
+	if code, err := get(behind); err != nil || code == http.StatusBadRequest {
+		t.Errorf("PROXY v2 from a trusted proxy on the plain-HTTP listener: %d %v", code, err)
+	}
+	direct := startObservedWith(t, func(c *server.Config) { c.HTTPListen = "127.0.0.1:0" })
+	if code, err := get(direct); err == nil && code != http.StatusBadRequest {
+		t.Errorf("PROXY v2 from an untrusted peer on the plain-HTTP listener answered %d", code)
+	}
+}
