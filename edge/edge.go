@@ -9,11 +9,15 @@
 // balancer. With trusted proxies configured (--trusted-proxies CIDR), a
 // request whose TCP peer is one of them takes its client address from
 // the PROXY protocol header (v1 or v2) the balancer sent before TLS, or,
-// without one, from the Forwarded (RFC 7239) or X-Forwarded-For header:
-// the rightmost hop that is not itself a trusted proxy, since every hop
-// to the left of it was written by the client or by proxies nobody
-// vouches for. From any other peer those headers are ignored and a PROXY
-// header is refused (the connection fails).
+// without one, from the X-Forwarded-For header or, when there is none,
+// the Forwarded header (RFC 7239): the rightmost hop that is not itself a
+// trusted proxy, since every hop to the left of it was written by the
+// client or by proxies nobody vouches for. X-Forwarded-For comes first
+// because nearly every balancer appends to it (and passes a client's
+// Forwarded header through untouched, where the client may write
+// anything); a balancer that writes only Forwarded must drop a client's
+// X-Forwarded-For. From any other peer those headers are ignored and a
+// PROXY header is refused (the connection fails).
 //
 // The PROXY protocol is read by github.com/pires/go-proxyproto: it parses
 // v1 and v2, bounds the header's size and the time to read it, and
@@ -159,28 +163,28 @@ func (p *Proxies) ClientAddr(r *http.Request) netip.AddrPort {
 	return cur
 }
 
-// forwardedFor lists the hops of the Forwarded header's for= parameters,
-// or, without a Forwarded header, of X-Forwarded-For; leftmost first.
+// forwardedFor lists the hops of X-Forwarded-For or, without one, of the
+// Forwarded header's for= parameters; leftmost first.
 func forwardedFor(h http.Header) []string {
 	var hops []string
-	if fw := h.Values("Forwarded"); len(fw) > 0 {
-		for _, line := range fw {
-			for _, elem := range strings.Split(line, ",") {
-				v := ""
-				for _, pair := range strings.Split(elem, ";") {
-					k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
-					if ok && strings.EqualFold(k, "for") {
-						v = strings.Trim(val, `"`)
-					}
-				}
-				hops = append(hops, v) // an element without for= is an unknown hop
+	if xff := h.Values("X-Forwarded-For"); len(xff) > 0 {
+		for _, line := range xff {
+			for _, v := range strings.Split(line, ",") {
+				hops = append(hops, strings.TrimSpace(v))
 			}
 		}
 		return hops
 	}
-	for _, line := range h.Values("X-Forwarded-For") {
-		for _, v := range strings.Split(line, ",") {
-			hops = append(hops, strings.TrimSpace(v))
+	for _, line := range h.Values("Forwarded") {
+		for _, elem := range strings.Split(line, ",") {
+			v := ""
+			for _, pair := range strings.Split(elem, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if ok && strings.EqualFold(k, "for") {
+					v = strings.Trim(val, `"`)
+				}
+			}
+			hops = append(hops, v) // an element without for= is an unknown hop
 		}
 	}
 	return hops
