@@ -201,7 +201,7 @@ embedded server of the serve process whose --data-dir is given.`,
 			}
 			err = worker.Run(ctx, c, q, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Log: log, Observer: observer,
 				Consume: queue.ConsumeOptions{AckWait: cfg.AckWait},
-				Keys: ca.KeyOptions{Passphrase: passphrase(passEnv, false), HSMConfig: cfg.HSMConfig}, QueueName: server.QueueName(c)})
+				Keys:    ca.KeyOptions{Passphrase: passphrase(passEnv, false), HSMConfig: cfg.HSMConfig}, QueueName: server.QueueName(c)})
 			if err == nil {
 				log.Info("worker stopped")
 			}
