@@ -69,6 +69,10 @@ func (e *NameError) Error() string {
 	switch {
 	case e.Kind == "":
 		return e.Reason
+	case e.Kind == "subject" && e.Reason != "":
+		return fmt.Sprintf("subject %s: %s", e.Name, e.Reason)
+	case e.Kind == "subject":
+		return fmt.Sprintf("subject %s is not granted to this caller", e.Name)
 	case e.Reason != "":
 		return fmt.Sprintf("%s name %q: %s", e.Kind, e.Name, e.Reason)
 	}
@@ -267,13 +271,14 @@ func uriMatch(pat, u string) bool {
 	return u == pat
 }
 
-// checkSubject: the CN is one of the certificate's names, or listed;
-// every other attribute is listed with its value.
+// checkSubject: the CN is one of the certificate's names, a name the
+// policy grants (a device that names its host only in the CN), or
+// listed; every other attribute is listed with its value.
 func (p *NamePolicy) checkSubject(t *x509.Certificate) error {
 	names := sanValues(t)
 	for _, atv := range subjectAttrs(t.Subject) {
 		v := fmt.Sprint(atv.Value)
-		if atv.Type.Equal(oidCN) && slices.Contains(names, v) {
+		if atv.Type.Equal(oidCN) && (slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, v) }) || p.grantsCN(v)) {
 			continue
 		}
 		if !p.subjectAllows(atv.Type, v) {
@@ -281,6 +286,18 @@ func (p *NamePolicy) checkSubject(t *x509.Certificate) error {
 		}
 	}
 	return nil
+}
+
+// grantsCN reports whether a CN value is a DNS name, IP address or
+// e-mail address the policy grants.
+func (p *NamePolicy) grantsCN(v string) bool {
+	if a, err := netip.ParseAddr(v); err == nil {
+		return slices.ContainsFunc(p.IP, func(s string) bool { pf, err := parsePrefix(s); return err == nil && pf.Contains(a.Unmap()) })
+	}
+	if strings.Contains(v, "@") {
+		return slices.ContainsFunc(p.Email, func(pat string) bool { return emailMatch(pat, v) })
+	}
+	return slices.ContainsFunc(p.DNS, func(pat string) bool { return p.exact && strings.EqualFold(pat, v) || !p.exact && dnsMatch(pat, v) })
 }
 
 func (p *NamePolicy) subjectAllows(oid asn1.ObjectIdentifier, v string) bool {

@@ -61,14 +61,15 @@ func Operator(f Frontend, user string) Principal {
 }
 
 // ID names who authenticated, as Origin.Principal records it:
-// "user:NAME", "cert:SHA256-of-the-client-certificate", or "".
+// "user:NAME" (a password, even next to a client certificate),
+// "cert:SHA256-of-the-client-certificate", or "".
 func (p Principal) ID() string {
 	switch {
+	case p.User != "":
+		return "user:" + p.User
 	case p.ClientCert != nil:
 		sum := sha256.Sum256(p.ClientCert.Raw)
 		return "cert:" + hex.EncodeToString(sum[:])
-	case p.User != "":
-		return "user:" + p.User
 	}
 	return ""
 }

@@ -2,7 +2,6 @@ package est
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -43,15 +41,24 @@ func forbidden(format string, args ...any) error {
 
 // principal is who made a request.
 type principal struct {
-	user string            // HTTP Basic user, or ""
-	cert *x509.Certificate // verified client certificate, or nil
+	user   string             // HTTP Basic user, or ""
+	cert   *x509.Certificate  // verified client certificate, or nil
+	grants *enroll.NamePolicy // the user's own names
 }
 
-// enroll is the principal as enroll sees it, under a label.
-// TODO(est-policy): the label's and the user's name policy.
-func (p *principal) enroll(label string) enroll.Principal {
-	return enroll.Principal{Frontend: enroll.FrontendEST, Label: label, User: p.user, ClientCert: p.cert, Names: enroll.AnyName()}
+// enroll is the principal as enroll sees it: under label l, the label's
+// name policy joined with the user's grants.
+func (p *principal) enroll(label string, l *Label) enroll.Principal {
+	return enroll.Principal{Frontend: enroll.FrontendEST, Label: label, User: p.user, ClientCert: p.cert, Names: l.Names.Join(p.grants)}
 }
+
+// id names the principal for keys and rate limits.
+func (p *principal) id() string {
+	return enroll.Principal{User: p.user, ClientCert: p.cert}.ID()
+}
+
+// errBusy refuses a password check when MaxPasswordChecks already run.
+var errBusy = errors.New("too many password checks at once")
 
 // basicAuth checks HTTP Basic credentials against est-users.json.
 //
@@ -61,7 +68,9 @@ func (p *principal) enroll(label string) enroll.Principal {
 //     a per-process key) of the name, the password and the stored hash,
 //     so a device's next requests skip the hash, and a password change or
 //     removal takes effect at once; failures are never cached;
-//   - at most GOMAXPROCS checks run at a time.
+//   - at most Options.MaxPasswordChecks checks run at a time; a request
+//     over that is refused at once (errBusy, 503), not queued, so a flood
+//     of guesses cannot hold the memory or the goroutines.
 type basicAuth struct {
 	db   UserStore
 	ttl  time.Duration
@@ -75,9 +84,9 @@ type basicAuth struct {
 	dummy string
 }
 
-func newBasicAuth(users UserStore, ttl time.Duration, max int) (*basicAuth, error) {
+func newBasicAuth(users UserStore, ttl time.Duration, max, checks int) (*basicAuth, error) {
 	b := &basicAuth{db: users, ttl: ttl, max: max,
-		sem: make(chan struct{}, runtime.GOMAXPROCS(0)), seen: map[[32]byte]time.Time{}}
+		sem: make(chan struct{}, checks), seen: map[[32]byte]time.Time{}}
 	if _, err := rand.Read(b.key[:]); err != nil {
 		return nil, err
 	}
@@ -99,44 +108,48 @@ func (b *basicAuth) mac(name, password, hash string) [32]byte {
 	return out
 }
 
-// check verifies a user's password.
-func (b *basicAuth) check(ctx context.Context, name, password string) error {
-	hash, ok, err := b.db.Lookup(name)
+// check verifies a user's password and returns the user.
+func (b *basicAuth) check(name, password string) (User, error) {
+	u, ok, err := b.db.Lookup(name)
 	if err != nil {
-		return fmt.Errorf("reading the EST users: %w", err)
+		return User{}, fmt.Errorf("reading the EST users: %w", err)
 	}
 	if !ok {
-		b.verify(ctx, b.dummy, password)
-		return unauthorized("wrong user name or password")
+		if _, err := b.verify(b.dummy, password); errors.Is(err, errBusy) {
+			return User{}, err
+		}
+		return User{}, unauthorized("wrong user name or password")
 	}
-	key := b.mac(name, password, hash)
+	key := b.mac(name, password, u.Hash)
 	now := time.Now()
 	if b.ttl > 0 {
 		b.mu.Lock()
 		exp, hit := b.seen[key]
 		b.mu.Unlock()
 		if hit && now.Before(exp) {
-			return nil
+			return u, nil
 		}
 	}
-	good, err := b.verify(ctx, hash, password)
+	good, err := b.verify(u.Hash, password)
 	if err != nil {
-		return err
+		return User{}, err
 	}
 	if !good {
-		return unauthorized("wrong user name or password")
+		return User{}, unauthorized("wrong user name or password")
 	}
 	if b.ttl > 0 {
 		b.remember(key, now.Add(b.ttl), now)
 	}
-	return nil
+	return u, nil
 }
 
-func (b *basicAuth) verify(ctx context.Context, hash, password string) (bool, error) {
+// verify runs one argon2id check, or refuses with errBusy when the
+// bound is reached.
+func (b *basicAuth) verify(hash, password string) (bool, error) {
 	select {
 	case b.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
+	default:
+		return false, errBusy
 	}
 	defer func() { <-b.sem }()
 	return VerifyPassword(hash, []byte(password))
@@ -173,6 +186,9 @@ func (c *certCache) verifyClientCert(r *http.Request, anchors []*x509.Certificat
 	if len(anchors) == 0 {
 		return nil, forbidden("client certificates are not accepted here (no trust anchors configured)")
 	}
+	if err := clientAuthEKU(leaf); err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	key := c.key(leaf, anchors)
 	if c.seen(key, now) {
@@ -187,6 +203,16 @@ func (c *certCache) verifyClientCert(r *http.Request, anchors []*x509.Certificat
 	}
 	c.remember(key, exp, now)
 	return leaf, nil
+}
+
+// clientAuthEKU: a certificate authenticates a TLS client only when its
+// extended key usage says so (clientAuth, or anyExtendedKeyUsage); a
+// serverAuth-only certificate (an ACME one) does not.
+func clientAuthEKU(c *x509.Certificate) error {
+	if slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		return nil
+	}
+	return forbidden("the client certificate (serial %s) has no clientAuth extended key usage: it cannot authenticate a TLS client", c.SerialNumber.Text(16))
 }
 
 // certCacheTTL is how long a client certificate that chained to a
@@ -252,39 +278,89 @@ func caAnchors(c *ca.CA) (roots, intermediates []*x509.Certificate, err error) {
 }
 
 // verifyRenewal checks the certificate being renewed: the CA issued it
-// under the profile the renewal asks for, it has not expired, its record
-// is in the store and it is not revoked.
-func verifyRenewal(r *http.Request, c *ca.CA, st store.Store, profile string) (*x509.Certificate, error) {
+// under the profile the renewal asks for, it authenticates TLS clients,
+// it has not expired, its record is in the store and it is not revoked.
+// It returns the certificate and its record.
+func verifyRenewal(r *http.Request, c *ca.CA, st store.Store, profile string) (*x509.Certificate, *store.Cert, error) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return nil, unauthorized("simplereenroll needs the certificate being renewed as the TLS client certificate")
+		return nil, nil, unauthorized("simplereenroll needs the certificate being renewed as the TLS client certificate")
 	}
 	leaf := r.TLS.PeerCertificates[0]
+	if err := clientAuthEKU(leaf); err != nil {
+		return nil, nil, err
+	}
 	roots, inter, err := caAnchors(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	inter = append(inter, r.TLS.PeerCertificates[1:]...)
 	if _, err := x509x.Verify(leaf, inter, roots, time.Now()); err != nil {
-		return nil, forbidden("the client certificate was not issued by this CA or is no longer valid: %v", err)
+		return nil, nil, forbidden("the client certificate was not issued by this CA or is no longer valid: %v", err)
 	}
 	rec, err := st.Cert(leaf.SerialNumber)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, forbidden("the client certificate is not in this CA's records")
+		return nil, nil, forbidden("the client certificate is not in this CA's records")
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !bytes.Equal(rec.DER, leaf.Raw) {
-		return nil, forbidden("the client certificate does not match this CA's record of serial %s", rec.Serial)
+		return nil, nil, forbidden("the client certificate does not match this CA's record of serial %s", rec.Serial)
 	}
 	if rec.Revocation != nil {
-		return nil, forbidden("the client certificate (serial %s) is revoked", rec.Serial)
+		return nil, nil, forbidden("the client certificate (serial %s) is revoked", rec.Serial)
 	}
 	if rec.Profile != profile {
 		// A renewal keeps what the certificate is for.
-		return nil, forbidden("the client certificate was issued under profile %s; renew it where %s is served", rec.Profile, rec.Profile)
+		return nil, nil, forbidden("the client certificate was issued under profile %s; renew it where %s is served", rec.Profile, rec.Profile)
 	}
-	return leaf, nil
+	return leaf, rec, nil
+}
+
+// renewer is who may renew a certificate under a label: the principal
+// that obtained it through EST on that label, as the label's current
+// rules still admit it. A certificate from another front-end (ACME) or
+// label is never renewed here; one recorded before qpki kept origins
+// only where the label sets renew_unrecorded.
+func (f *Frontend) renewer(label string, l *Label, cert *x509.Certificate, rec *store.Cert) (*principal, error) {
+	o := rec.Origin
+	switch {
+	case o == nil:
+		if !l.RenewUnrecorded {
+			return nil, forbidden("certificate %s was issued before qpki recorded who obtained each certificate: %s.renew_unrecorded is not set, so it cannot be renewed here", rec.Serial, l.where)
+		}
+		if !slices.Contains(l.Auth, AuthCert) {
+			return nil, forbidden("this label does not accept client certificates (auth), so an unrecorded certificate cannot be renewed here")
+		}
+		return &principal{cert: cert}, nil
+	case o.Frontend != string(enroll.FrontendEST):
+		return nil, forbidden("certificate %s was issued through %s, not EST: renew it there", rec.Serial, o.Frontend)
+	case o.Label != label:
+		return nil, forbidden("certificate %s was issued under another EST label: renew it there", rec.Serial)
+	}
+	user, isUser := strings.CutPrefix(o.Principal, "user:")
+	if !isUser {
+		if !slices.Contains(l.Auth, AuthCert) {
+			return nil, forbidden("this label no longer accepts client certificates (auth)")
+		}
+		return &principal{cert: cert}, nil
+	}
+	// Obtained with a password: the user must still exist and be
+	// admitted by the label, and its grants are the current ones.
+	if !slices.Contains(l.Auth, AuthBasic) || f.basic == nil {
+		return nil, forbidden("this label no longer accepts HTTP Basic users (auth), through whom certificate %s was obtained", rec.Serial)
+	}
+	if len(l.Users) > 0 && !slices.Contains(l.Users, user) {
+		return nil, forbidden("user %q may no longer enroll under this label", user)
+	}
+	u, ok, err := f.basic.db.Lookup(user)
+	if err != nil {
+		return nil, fmt.Errorf("reading the EST users: %w", err)
+	}
+	if !ok {
+		return nil, forbidden("user %q, through whom certificate %s was obtained, no longer exists", user, rec.Serial)
+	}
+	return &principal{user: user, cert: cert, grants: u.Names}, nil
 }
 
 // sameIdentity checks RFC 7030 §4.2.2: a re-enrollment CSR's subject and

@@ -9,11 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/qpki/qpki/acme/ratelimit"
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
 )
 
@@ -26,7 +29,7 @@ const (
 
 // Defaults for Options.
 const (
-	DefaultProfile      = "ec/tls-server"
+	DefaultProfile      = "est/device"
 	DefaultWait         = 10 * time.Second
 	DefaultRetryAfter   = 10 * time.Second
 	DefaultAuthCacheTTL = 5 * time.Minute
@@ -35,8 +38,14 @@ const (
 
 // Options configure the EST front-end.
 type Options struct {
-	// Profile serves the endpoints without a label (default ec/tls-server).
+	// Profile serves the endpoints without a label (default est/device),
+	// unless Default names another.
 	Profile string
+	// Default is the label of the unlabelled endpoints (the default:
+	// entry of --est-config): its name policy, authentication rules and
+	// profile. Without one, those endpoints have no name policy and
+	// issue nothing.
+	Default *Label
 	// ClientCAs are the trust anchors for client certificates on
 	// simpleenroll and serverkeygen (e.g. a manufacturer's device CA).
 	ClientCAs []*x509.Certificate
@@ -63,6 +72,16 @@ type Options struct {
 	// (default 10000); PendingKeyTTL is how long one waits (default 1 h).
 	PendingKeys   int
 	PendingKeyTTL time.Duration
+	// RateIP limits the requests of one client address, RatePrincipal the
+	// enrollments (simpleenroll, simplereenroll, serverkeygen) of one
+	// authenticated principal; RateExempt lists addresses, networks and
+	// principals ("user:NAME") no limit applies to.
+	RateIP, RatePrincipal ratelimit.Limit
+	RateExempt            []string
+	// MaxPasswordChecks bounds the argon2id checks that run at once
+	// (default GOMAXPROCS); a request over it is refused at once with
+	// 503, not queued.
+	MaxPasswordChecks int
 }
 
 // Label is what a /.well-known/est/<label>/ path serves.
@@ -77,12 +96,22 @@ type Label struct {
 	Users []string `yaml:"users"`
 	// ChannelBinding overrides --est-channel-binding when set.
 	ChannelBinding *bool `yaml:"channel_binding"`
+	// Names is the label's name policy (see enroll.NamePolicy): the names
+	// any caller of the label may have, joined with each HTTP Basic
+	// user's own grants. A label without one refuses simpleenroll and
+	// serverkeygen; "names: {}" grants only what users were granted.
+	Names *enroll.NamePolicy `yaml:"names"`
+	// RenewUnrecorded lets simplereenroll renew certificates recorded
+	// before qpki kept who obtained each one (no origin in the store).
+	RenewUnrecorded bool `yaml:"renew_unrecorded"`
 
 	clientCAs []*x509.Certificate
+	where     string // "default" or "labels.NAME"
 }
 
 // fileConfig is the --est-config YAML document.
 type fileConfig struct {
+	Default    *Label            `yaml:"default"`
 	Labels     map[string]*Label `yaml:"labels"`
 	Wait       string            `yaml:"wait"`
 	RetryAfter string            `yaml:"retry_after"`
@@ -115,6 +144,9 @@ func LoadConfig(path string, o *Options) error {
 			l.ClientCA = filepath.Join(filepath.Dir(path), l.ClientCA)
 		}
 	}
+	if l := fc.Default; l != nil && l.ClientCA != "" && !filepath.IsAbs(l.ClientCA) {
+		l.ClientCA = filepath.Join(filepath.Dir(path), l.ClientCA)
+	}
 	if fc.Wait != "" {
 		if o.Wait, err = time.ParseDuration(fc.Wait); err != nil || o.Wait < 0 {
 			return fmt.Errorf("%s: wait %q: want a duration like 10s", path, fc.Wait)
@@ -125,7 +157,7 @@ func LoadConfig(path string, o *Options) error {
 			return fmt.Errorf("%s: retry_after %q: want a duration of at least 1s", path, fc.RetryAfter)
 		}
 	}
-	o.Labels = fc.Labels
+	o.Labels, o.Default = fc.Labels, fc.Default
 	return nil
 }
 
@@ -149,8 +181,20 @@ func (o *Options) check() error {
 	if o.PendingKeyTTL == 0 {
 		o.PendingKeyTTL = time.Hour
 	}
-	if o.AuthCacheTTL < 0 || o.AuthCacheMax < 0 || o.Wait < 0 || o.RetryAfter < 0 {
+	if o.MaxPasswordChecks == 0 {
+		o.MaxPasswordChecks = runtime.GOMAXPROCS(0)
+	}
+	if o.AuthCacheTTL < 0 || o.AuthCacheMax < 0 || o.Wait < 0 || o.RetryAfter < 0 || o.MaxPasswordChecks < 0 {
 		return errors.New("est: negative durations or sizes")
+	}
+	if o.Default == nil {
+		o.Default = &Label{}
+	}
+	if o.Default.Profile == "" {
+		o.Default.Profile = o.Profile
+	}
+	if err := o.Default.check("default"); err != nil {
+		return err
 	}
 	for name, l := range o.Labels {
 		if !labelName.MatchString(name) || slices.Contains(reservedLabels, name) {
@@ -159,23 +203,42 @@ func (o *Options) check() error {
 		if l.Profile == "" {
 			return fmt.Errorf("est: label %q has no profile", name)
 		}
-		if len(l.Auth) == 0 {
-			l.Auth = []string{AuthCert, AuthBasic}
-		}
-		for _, a := range l.Auth {
-			if a != AuthCert && a != AuthBasic {
-				return fmt.Errorf("est: label %q: unknown auth %q (want %s or %s)", name, a, AuthCert, AuthBasic)
-			}
-		}
-		if l.ClientCA != "" {
-			certs, err := LoadCertificates(l.ClientCA)
-			if err != nil {
-				return fmt.Errorf("est: label %q: %v", name, err)
-			}
-			l.clientCAs = certs
+		if err := l.check("labels." + name); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// check fills a label's defaults and loads its trust anchors; where is
+// its place in --est-config, for messages.
+func (l *Label) check(where string) error {
+	if len(l.Auth) == 0 {
+		l.Auth = []string{AuthCert, AuthBasic}
+	}
+	for _, a := range l.Auth {
+		if a != AuthCert && a != AuthBasic {
+			return fmt.Errorf("est: %s: unknown auth %q (want %s or %s)", where, a, AuthCert, AuthBasic)
+		}
+	}
+	if err := l.Names.Validate(); err != nil {
+		return fmt.Errorf("est: %s.names: %v", where, err)
+	}
+	if l.ClientCA != "" {
+		certs, err := LoadCertificates(l.ClientCA)
+		if err != nil {
+			return fmt.Errorf("est: %s: %v", where, err)
+		}
+		l.clientCAs = certs
+	}
+	l.where = where
+	return nil
+}
+
+// noNames is the refusal of a label without a name policy, naming the
+// setting that grants names.
+func (l *Label) noNames() string {
+	return fmt.Sprintf("this EST endpoint issues no names: %s.names is not set in --est-config (the names it may issue: dns, ip, email, uri, subject, or client_cert: idevid)", l.where)
 }
 
 // LoadCertificates reads a PEM (or DER) file of certificates.

@@ -11,10 +11,13 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/qpki/qpki/enroll"
 )
 
 var (
@@ -26,10 +29,11 @@ var (
 func sharedLabels(o *Options) {
 	on := true
 	o.Labels = map[string]*Label{
-		"bound":  {Profile: "ec/tls-server", ChannelBinding: &on},
-		"basic":  {Profile: "ec/tls-server", Auth: []string{AuthBasic}, Users: []string{"bob"}},
-		"client": {Profile: "ec/tls-client", Auth: []string{AuthCert}},
-		"rsa":    {Profile: "rsa/tls-client"},
+		"bound":  {Profile: "ec/tls-server", ChannelBinding: &on, Names: exampleNames()},
+		"basic":  {Profile: "ec/tls-server", Auth: []string{AuthBasic}, Users: []string{"bob"}, Names: exampleNames()},
+		"client": {Profile: "ec/tls-client", Auth: []string{AuthCert}, Names: exampleNames()},
+		// The RFC 7030 example's CN, granted as a subject value.
+		"rsa": {Profile: "rsa/tls-client", Names: exampleNames().Join(&enroll.NamePolicy{Subject: map[string][]string{"CN": {"demostep4 1368141352"}}})},
 	}
 }
 
@@ -38,7 +42,7 @@ func sharedLabels(o *Options) {
 func sharedEnv(t *testing.T) *env {
 	sharedOnce.Do(func() {
 		shared = newEnv(&sharedTB{}, envConfig{workers: 2, opts: sharedLabels})
-		if _, err := SetUser(shared.dataDir, "bob", []byte("bob's password")); err != nil {
+		if _, err := SetUser(shared.dataDir, "bob", []byte("bob's password"), nil); err != nil {
 			panic(err)
 		}
 	})
@@ -134,8 +138,12 @@ func TestSimpleEnrollClientCert(t *testing.T) {
 	}
 	inter := x509.NewCertPool()
 	inter.AppendCertsFromPEM(mustRead(t, e.chainPEM))
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: e.roots, Intermediates: inter}); err != nil {
+	// The default EST profile makes client certificates (est/device).
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: e.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatal(err)
+	}
+	if slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		t.Fatalf("the default EST profile issued serverAuth: %v", cert.ExtKeyUsage)
 	}
 	// The same CSR again is the same job: the same certificate.
 	again := certsResponse(t, e.do(c, "POST", "simpleenroll", b64(csr), "", ""))
@@ -179,51 +187,50 @@ func TestSimpleEnrollBasic(t *testing.T) {
 // accepts a wrong password.
 func TestBasicAuthCache(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := SetUser(dir, "dev", []byte("pw-1")); err != nil {
+	if _, err := SetUser(dir, "dev", []byte("pw-1"), nil); err != nil {
 		t.Fatal(err)
 	}
-	b, err := newBasicAuth(UsersDir(dir), time.Minute, 100)
+	b, err := newBasicAuth(UsersDir(dir), time.Minute, 100, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := t.Context()
 	start := time.Now()
-	if err := b.check(ctx, "dev", "pw-1"); err != nil {
+	if _, err := b.check("dev", "pw-1"); err != nil {
 		t.Fatal(err)
 	}
 	slow := time.Since(start)
 	start = time.Now()
 	for range 100 {
-		if err := b.check(ctx, "dev", "pw-1"); err != nil {
+		if _, err := b.check("dev", "pw-1"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if fast := time.Since(start) / 100; fast*20 > slow {
 		t.Errorf("a cached check took %v, the first %v", fast, slow)
 	}
-	if err := b.check(ctx, "dev", "pw-2"); err == nil {
+	if _, err := b.check("dev", "pw-2"); err == nil {
 		t.Fatal("wrong password accepted")
 	}
-	if err := b.check(ctx, "nobody", "pw-1"); err == nil {
+	if _, err := b.check("nobody", "pw-1"); err == nil {
 		t.Fatal("unknown user accepted")
 	}
 	// A new password takes effect at once, cache or not.
 	time.Sleep(10 * time.Millisecond)
-	if _, err := SetUser(dir, "dev", []byte("pw-2")); err != nil {
+	if _, err := SetUser(dir, "dev", []byte("pw-2"), nil); err != nil {
 		t.Fatal(err)
 	}
 	b.db.(*fileUsers).db.checked = time.Time{}
-	if err := b.check(ctx, "dev", "pw-1"); err == nil {
+	if _, err := b.check("dev", "pw-1"); err == nil {
 		t.Fatal("the old password still works from the cache")
 	}
-	if err := b.check(ctx, "dev", "pw-2"); err != nil {
+	if _, err := b.check("dev", "pw-2"); err != nil {
 		t.Fatal(err)
 	}
 	if err := RemoveUser(dir, "dev"); err != nil {
 		t.Fatal(err)
 	}
 	b.db.(*fileUsers).db.checked = time.Time{}
-	if err := b.check(ctx, "dev", "pw-2"); err == nil {
+	if _, err := b.check("dev", "pw-2"); err == nil {
 		t.Fatal("a removed user still works from the cache")
 	}
 }
@@ -231,17 +238,17 @@ func TestBasicAuthCache(t *testing.T) {
 func TestUsersFile(t *testing.T) {
 	dir := t.TempDir()
 	for _, bad := range []string{"", "a:b", "with space", strings.Repeat("x", 65)} {
-		if _, err := SetUser(dir, bad, []byte("x")); err == nil {
+		if _, err := SetUser(dir, bad, []byte("x"), nil); err == nil {
 			t.Errorf("name %q accepted", bad)
 		}
 	}
-	if created, err := SetUser(dir, "u1", []byte("p")); err != nil || !created {
+	if created, err := SetUser(dir, "u1", []byte("p"), nil); err != nil || !created {
 		t.Fatal(created, err)
 	}
-	if created, err := SetUser(dir, "u1", []byte("q")); err != nil || created {
+	if created, err := SetUser(dir, "u1", []byte("q"), nil); err != nil || created {
 		t.Fatal(created, err)
 	}
-	SetUser(dir, "u0", []byte("p"))
+	SetUser(dir, "u0", []byte("p"), nil)
 	users, err := ListUsers(dir)
 	if err != nil || len(users) != 2 || users[0].Name != "u0" || !strings.HasPrefix(users[1].Hash, "$argon2id$v=19$m=65536,t=3,p=4$") {
 		t.Fatalf("%+v %v", users, err)
@@ -295,7 +302,8 @@ func TestRefusals(t *testing.T) {
 		{"empty body", e.client(&dev), "POST", "simpleenroll", []byte{}, "", "", 400, "empty"},
 		{"bad signature", e.client(&dev), "POST", "simpleenroll", b64(badSig), "", "", 400, "signature"},
 		{"oversized body", e.client(&dev), "POST", "simpleenroll", big, "", "", 413, "larger than"},
-		{"name the profile refuses", e.client(&dev), "POST", "simpleenroll", b64(mustCSR(t, "not a dns name!")), "", "", 400, "not a dns name"},
+		{"name the profile refuses", e.client(nil), "POST", "basic/simpleenroll", b64(mustCSR(t, "not a dns name!")), "bob", "bob's password", 400, "not a dns name"},
+		{"name not granted", e.client(&dev), "POST", "simpleenroll", b64(mustCSR(t, "www.victim.com")), "", "", 403, `subject CN=www.victim.com is not granted`},
 		{"fullcmc", e.client(&dev), "POST", "fullcmc", b64(csr), "", "", 501, "not implemented"},
 		{"unknown label", e.client(&dev), "POST", "nosuch/simpleenroll", b64(csr), "", "", 404, "unknown EST label"},
 		{"GET simpleenroll", e.client(&dev), "GET", "simpleenroll", nil, "", "", 405, ""},

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/server"
@@ -76,10 +77,13 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	e.rootPEM = writePEM(t, filepath.Join(dir, "root.pem"), rootCert)
 	e.chainPEM = writePEM(t, filepath.Join(dir, "issuing.pem"), issCert)
 	e.device = newIssuer(t, "Device Manufacturer CA")
-	if _, err := SetUser(e.dataDir, testUser, []byte(testPass)); err != nil {
+	if _, err := SetUser(e.dataDir, testUser, []byte(testPass), nil); err != nil {
 		t.Fatal(err)
 	}
-	o := Options{ClientCAs: []*x509.Certificate{e.device.cert}, DataDir: e.dataDir, AuthCacheTTL: DefaultAuthCacheTTL, Wait: 20 * time.Second}
+	// The test names are granted explicitly: the unlabelled endpoints
+	// (default:) may issue names under example.com, nothing else.
+	o := Options{ClientCAs: []*x509.Certificate{e.device.cert}, DataDir: e.dataDir, AuthCacheTTL: DefaultAuthCacheTTL, Wait: 20 * time.Second,
+		Default: &Label{Names: exampleNames()}}
 	if cfg.opts != nil {
 		cfg.opts(&o)
 	}
@@ -101,6 +105,9 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	e.srv, e.url = srv, "https://"+srv.Addr+PathPrefix
 	return e
 }
+
+// exampleNames grants the names the tests use: any under example.com.
+func exampleNames() *enroll.NamePolicy { return &enroll.NamePolicy{DNS: []string{".example.com"}} }
 
 // listenerCert makes a listener certificate signed by the root pool's own
 // test CA, for servers without workers.

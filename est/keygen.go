@@ -98,7 +98,7 @@ func (p *pendingKeys) clear() {
 // it to) and the certificate (certs-only).
 func (f *Frontend) serverKeygen(w http.ResponseWriter, r *http.Request) {
 	label, l, ok := f.label(w, r)
-	if !ok {
+	if !ok || !f.ready(w, l) {
 		return
 	}
 	der, ok := readCSR(w, r)
@@ -114,7 +114,7 @@ func (f *Frontend) serverKeygen(w http.ResponseWriter, r *http.Request) {
 		f.refuse(w, l, err)
 		return
 	}
-	if !f.checkBinding(w, r, l, csr) {
+	if !f.limits.allowPrincipal(w, who) || !f.checkBinding(w, r, l, csr) {
 		return
 	}
 	attrs, err := csrAttributes(csr.RawTBSCertificateRequest)
@@ -143,15 +143,15 @@ func (f *Frontend) serverKeygen(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "DecryptKeyIdentifier names a symmetric key, and this server holds none: use AsymmetricDecryptKeyIdentifier, or neither for the key in clear over TLS")
 		return
 	}
-	key := idempotencyKey("keygen", label, der)
+	key := idempotencyKey("keygen", label, who.id(), der)
 	pk, err := f.pending.get(key)
 	if err != nil {
 		w.Header().Set("Retry-After", fmt.Sprint(max(1, int(f.o.RetryAfter.Seconds()))))
 		httpError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
-	id, err := f.svc.SubmitKeygen(r.Context(), enroll.KeygenRequest{Profile: l.Profile, Vars: l.Vars, CSR: der,
-		Key: key, Class: queue.ClassInteractive, Recipient: pk.priv.PublicKey().Bytes(), Principal: who.enroll(label)})
+	id, err := f.svc.SubmitKeygen(r.Context(), enroll.KeygenRequest{Profile: l.Profile, Vars: l.vars(who), CSR: der,
+		Key: key, Class: queue.ClassInteractive, Recipient: pk.priv.PublicKey().Bytes(), Principal: who.enroll(label, l)})
 	if err != nil {
 		f.submitError(w, err)
 		return

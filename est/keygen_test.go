@@ -135,12 +135,13 @@ func TestServerKeygenEncrypted(t *testing.T) {
 		// The TLS client certificate's EC key, by RFC 5280 key identifier.
 		{"ecdh to the client certificate", csrWithKey(t, mustECKey(), pkix.Name{CommonName: "kge1.example.com"}, []string{"kge1.example.com"},
 			attribute{oidAsymmDecryptKeyID, []asn1.RawValue{mustRaw(keyIDs(dev.Leaf.RawSubjectPublicKeyInfo)[0])}}), devKey},
-		// The CSR's own RSA key, by RFC 7093 key identifier; ec/tls-server
-		// takes no RSA key, so the generated key is the profile's P-256.
+		// The CSR's own RSA key, by RFC 7093 key identifier; the client
+		// label's ec/tls-client takes no RSA key, so the generated key is
+		// the profile's P-256.
 		{"rsa-oaep to the CSR key", csrWithKey(t, rsaKey, pkix.Name{CommonName: "kge2.example.com"}, []string{"kge2.example.com"},
 			attribute{oidAsymmDecryptKeyID, []asn1.RawValue{mustRaw(keyIDs(rsaSPKI)[1])}}), rsaKey},
 	} {
-		parts := splitKeygen(t, e.do(c, "POST", "serverkeygen", b64(tc.csr), "", ""))
+		parts := splitKeygen(t, e.do(c, "POST", "client/serverkeygen", b64(tc.csr), "", ""))
 		if parts.keyType != mediaKeyCMS {
 			t.Fatalf("%s: key part %q", tc.name, parts.keyType)
 		}

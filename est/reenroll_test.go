@@ -45,7 +45,7 @@ func TestSimpleReenroll(t *testing.T) {
 	}
 	// A renewal keeps the profile: a TLS server certificate is not renewed
 	// into a client certificate.
-	if r := e.do(c, "POST", "client/simplereenroll", b64(renew), "", ""); r.code != http.StatusForbidden || !strings.Contains(r.text(), "issued under profile ec/tls-server") {
+	if r := e.do(c, "POST", "client/simplereenroll", b64(renew), "", ""); r.code != http.StatusForbidden || !strings.Contains(r.text(), "issued under profile "+DefaultProfile) {
 		t.Errorf("reenroll under another profile: %d %s", r.code, r.text())
 	}
 	// Once revoked, the old certificate renews nothing.

@@ -134,15 +134,15 @@ func TestRFC7030EnrollExample(t *testing.T) {
 		t.Errorf("response certificate %v %v", certs[0].SerialNumber, certs[0].Issuer)
 	}
 
-	// Sent to qpki as the RFC's client sent it: the default profile
-	// (ECDSA) refuses its RSA key with a reason and issues nothing; a
-	// label with an RSA client profile issues its certificate.
+	// Sent to qpki as the RFC's client sent it: the default endpoint's
+	// name policy does not grant its CN, so it refuses with a reason and
+	// issues nothing; a label that grants it issues its certificate.
 	e := sharedEnv(t)
 	dev := e.deviceCert("rfc-client")
 	before := e.certCount()
 	body := readExample(t, "rfc7030-a3-simpleenroll-request.b64")
 	r := e.do(e.client(&dev), "POST", "simpleenroll", body, "", "")
-	if r.code != http.StatusBadRequest || !strings.Contains(r.text(), "key algorithm rsa-2048 is not allowed") {
+	if r.code != http.StatusForbidden || !strings.Contains(r.text(), "subject CN=demostep4 1368141352 is not granted") {
 		t.Errorf("RFC request: %d %s", r.code, r.text())
 	}
 	if e.certCount() != before {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -36,6 +37,7 @@ type Frontend struct {
 	certs   *certCache
 	pending *pendingKeys
 	def     *Label
+	limits  *limits
 }
 
 // New checks the options and returns a front-end to mount.
@@ -46,14 +48,14 @@ func New(o Options, log *slog.Logger) (*Frontend, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &Frontend{o: o, log: log, certs: newCertCache(), pending: newPendingKeys(o.PendingKeys, o.PendingKeyTTL)}
-	f.def = &Label{Profile: o.Profile, Auth: []string{AuthCert, AuthBasic}, clientCAs: o.ClientCAs}
+	f := &Frontend{o: o, log: log, certs: newCertCache(), pending: newPendingKeys(o.PendingKeys, o.PendingKeyTTL),
+		def: o.Default, limits: newLimits(o)}
 	users := o.Users
 	if users == nil && o.DataDir != "" {
 		users = UsersDir(o.DataDir)
 	}
 	if users != nil {
-		b, err := newBasicAuth(users, o.AuthCacheTTL, o.AuthCacheMax)
+		b, err := newBasicAuth(users, o.AuthCacheTTL, o.AuthCacheMax, o.MaxPasswordChecks)
 		if err != nil {
 			return nil, err
 		}
@@ -102,8 +104,12 @@ func (f *Frontend) labels() map[string]*Label {
 	return out
 }
 
-// label resolves the request's label, answering 404 for an unknown one.
+// label resolves the request's label, answering 404 for an unknown one,
+// and applies the per-address rate limit.
 func (f *Frontend) label(w http.ResponseWriter, r *http.Request) (string, *Label, bool) {
+	if !f.limits.allowAddr(w, r) {
+		return "", nil, false
+	}
 	name := r.PathValue("label")
 	if name == "" {
 		return "", f.def, true
@@ -233,13 +239,14 @@ func (f *Frontend) authenticate(r *http.Request, l *Label) (*principal, error) {
 		if !slices.Contains(l.Auth, AuthBasic) || f.basic == nil {
 			return nil, forbidden("HTTP Basic authentication is not accepted here")
 		}
-		if err := f.basic.check(r.Context(), user, pass); err != nil {
+		u, err := f.basic.check(user, pass)
+		if err != nil {
 			return nil, err
 		}
 		if len(l.Users) > 0 && !slices.Contains(l.Users, user) {
 			return nil, forbidden("user %q may not enroll under this label", user)
 		}
-		return &principal{user: user}, nil
+		return &principal{user: user, grants: u.Names}, nil
 	}
 	if certErr != nil {
 		return nil, certErr
@@ -250,6 +257,10 @@ func (f *Frontend) authenticate(r *http.Request, l *Label) (*principal, error) {
 // refuse answers an authentication or authorization failure.
 func (f *Frontend) refuse(w http.ResponseWriter, l *Label, err error) {
 	var ae *authError
+	if errors.Is(err, errBusy) {
+		f.busy(w, "too many password checks are running: retry later")
+		return
+	}
 	if errors.As(err, &ae) {
 		if ae.code == http.StatusUnauthorized && slices.Contains(l.Auth, AuthBasic) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="qpki EST", charset="UTF-8"`)
@@ -260,17 +271,54 @@ func (f *Frontend) refuse(w http.ResponseWriter, l *Label, err error) {
 	f.internal(w, "authentication", err)
 }
 
-// idempotencyKey maps a request to its job: the same CSR under the same
-// label is the same job, so a client that got 202 finds its certificate.
-func idempotencyKey(op, label string, der []byte) string {
-	sum := sha256.Sum256(der)
-	return "est:" + op + ":" + label + ":" + hex.EncodeToString(sum[:])
+// idempotencyKey maps a request to its job: the same CSR from the same
+// principal under the same label is the same job, so a client that got
+// 202 finds its certificate, and another principal sending that CSR gets
+// a job (and, for serverkeygen, a key) of its own.
+func idempotencyKey(op, label, who string, der []byte) string {
+	h := sha256.New()
+	for _, s := range []string{op, label, who} {
+		fmt.Fprintf(h, "%d:%s", len(s), s)
+	}
+	h.Write(der)
+	return "est:" + op + ":" + label + ":" + hex.EncodeToString(h.Sum(nil))
 }
+
+// ready refuses an enrollment on a label without a name policy, before
+// anything else is read.
+func (f *Frontend) ready(w http.ResponseWriter, l *Label) bool {
+	if l.Names == nil {
+		httpError(w, http.StatusForbidden, "%s", l.noNames())
+		return false
+	}
+	return true
+}
+
+// vars are the label's variables, with the IDevID's CN and serialNumber
+// copied when the label's names come from the client certificate.
+func (l *Label) vars(who *principal) map[string]any {
+	if l.Names == nil || l.Names.ClientCert != enroll.ClientCertIDevID || who.cert == nil {
+		return l.Vars
+	}
+	out := maps.Clone(l.Vars)
+	if out == nil {
+		out = map[string]any{}
+	}
+	out["cn"] = who.cert.Subject.CommonName
+	if sn := who.cert.Subject.SerialNumber; sn != "" {
+		out[varSerialNumber] = sn
+	}
+	return out
+}
+
+// varSerialNumber is the est/ profiles' variable for the subject's
+// serialNumber.
+const varSerialNumber = "serial_number"
 
 // enroll serves simpleenroll and simplereenroll (RFC 7030 §4.2).
 func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 	label, l, ok := f.label(w, r)
-	if !ok {
+	if !ok || !f.ready(w, l) {
 		return
 	}
 	der, ok := readCSR(w, r)
@@ -288,15 +336,17 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 	}
 	var who *principal
 	if renew {
-		cert, err := verifyRenewal(r, f.svc.CA, f.st, l.Profile)
+		cert, rec, err := verifyRenewal(r, f.svc.CA, f.st, l.Profile)
 		if err == nil {
 			err = sameIdentity(cert, csr)
+		}
+		if err == nil {
+			who, err = f.renewer(label, l, cert, rec)
 		}
 		if err != nil {
 			f.refuse(w, l, err)
 			return
 		}
-		who = &principal{cert: cert}
 	} else {
 		var err error
 		if who, err = f.authenticate(r, l); err != nil {
@@ -304,11 +354,15 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 			return
 		}
 	}
-	if !f.checkBinding(w, r, l, csr) {
+	if !f.limits.allowPrincipal(w, who) || !f.checkBinding(w, r, l, csr) {
 		return
 	}
-	id, err := f.svc.Submit(r.Context(), enroll.Request{Profile: l.Profile, Vars: l.Vars, CSR: der,
-		Key: idempotencyKey("enroll", label, der), Class: queue.ClassInteractive, Principal: who.enroll(label)})
+	op := "enroll"
+	if renew {
+		op = "reenroll"
+	}
+	id, err := f.svc.Submit(r.Context(), enroll.Request{Profile: l.Profile, Vars: l.vars(who), CSR: der,
+		Key: idempotencyKey(op, label, who.id(), der), Class: queue.ClassInteractive, Principal: who.enroll(label, l)})
 	if err != nil {
 		f.submitError(w, err)
 		return
@@ -346,16 +400,18 @@ func (f *Frontend) checkBinding(w http.ResponseWriter, r *http.Request, l *Label
 	return true
 }
 
-// submitError answers a refused submission: the policy's reason (400),
-// a reused idempotency key (409), or an unavailable queue (503).
+// submitError answers a refused submission: names the caller was not
+// granted (403), the policy's reason (400), a reused idempotency key
+// (409), or an unavailable queue (503).
 func (f *Frontend) submitError(w http.ResponseWriter, err error) {
 	switch {
+	case errors.Is(err, enroll.ErrNotGranted):
+		httpError(w, http.StatusForbidden, "the name policy of this EST endpoint refuses the request: %v", err)
 	case errors.Is(err, store.ErrKeyReused):
 		httpError(w, http.StatusConflict, "this CSR was already submitted under another profile or variables: %v", err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), strings.HasPrefix(err.Error(), "queue:"):
 		f.log.Warn("est: submission failed", "error", err)
-		w.Header().Set("Retry-After", fmt.Sprint(max(1, int(f.o.RetryAfter.Seconds()))))
-		httpError(w, http.StatusServiceUnavailable, "the signing queue is unavailable; retry later")
+		f.busy(w, "the signing queue is unavailable; retry later")
 	default:
 		httpError(w, http.StatusBadRequest, "%v", err)
 	}
@@ -382,6 +438,12 @@ func (f *Frontend) wait(w http.ResponseWriter, r *http.Request, id string) (*enr
 		return nil, false
 	}
 	return res, true
+}
+
+// busy answers 503 with Retry-After.
+func (f *Frontend) busy(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", fmt.Sprint(max(1, int(f.o.RetryAfter.Seconds()))))
+	httpError(w, http.StatusServiceUnavailable, "%s", msg)
 }
 
 // internal answers 500 and logs the cause, which the client does not see.

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/atomicfile"
 )
 
@@ -45,6 +46,9 @@ type User struct {
 	// $argon2id$v=19$m=65536,t=3,p=4$<salt>$<tag>.
 	Hash    string    `json:"hash"`
 	Created time.Time `json:"created"`
+	// Names are the names this user may be issued, on top of the label's
+	// (qpki est user add --allow-dns ...).
+	Names *enroll.NamePolicy `json:"names,omitempty"`
 }
 
 type usersDoc struct {
@@ -145,26 +149,33 @@ func writeUsers(path string, doc *usersDoc) error {
 	return atomicfile.Write(path, append(data, '\n'), 0o600)
 }
 
-// SetUser adds a user or replaces its password, and reports whether the
-// user is new. The file is replaced atomically, so a running server
-// reads either the old or the new one.
-func SetUser(dataDir, name string, password []byte) (created bool, err error) {
-	return SetUserIn(UsersDir(dataDir), name, password)
+// SetUser adds a user or replaces its password and name grants (nil:
+// none of its own), and reports whether the user is new. The file is
+// replaced atomically, so a running server reads either the old or the
+// new one.
+func SetUser(dataDir, name string, password []byte, names *enroll.NamePolicy) (created bool, err error) {
+	return SetUserIn(UsersDir(dataDir), name, password, names)
 }
 
 // SetUserIn is SetUser for any user store.
-func SetUserIn(st UserStore, name string, password []byte) (created bool, err error) {
+func SetUserIn(st UserStore, name string, password []byte, names *enroll.NamePolicy) (created bool, err error) {
 	if err := CheckUserName(name); err != nil {
 		return false, err
 	}
 	if len(password) == 0 {
 		return false, errors.New("empty password")
 	}
+	if err := names.Validate(); err != nil {
+		return false, err
+	}
+	if names.Empty() {
+		names = nil
+	}
 	hash, err := HashPassword(password)
 	if err != nil {
 		return false, err
 	}
-	return st.Put(name, hash)
+	return st.Put(User{Name: name, Hash: hash, Names: names})
 }
 
 // RemoveUser deletes a user.
@@ -180,11 +191,11 @@ type userDB struct {
 	mu      sync.Mutex
 	checked time.Time
 	stamp   string
-	users   map[string]string // name → hash
+	users   map[string]User
 	err     error
 }
 
-func (db *userDB) lookup(name string) (hash string, ok bool, err error) {
+func (db *userDB) lookup(name string) (u User, ok bool, err error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if now := time.Now(); now.Sub(db.checked) >= time.Second || db.users == nil && db.err == nil {
@@ -192,10 +203,10 @@ func (db *userDB) lookup(name string) (hash string, ok bool, err error) {
 		db.reload()
 	}
 	if db.err != nil {
-		return "", false, db.err
+		return User{}, false, db.err
 	}
-	hash, ok = db.users[name]
-	return hash, ok, nil
+	u, ok = db.users[name]
+	return u, ok, nil
 }
 
 func (db *userDB) reload() {
@@ -214,9 +225,9 @@ func (db *userDB) reload() {
 		}
 		return
 	}
-	users := make(map[string]string, len(doc.Users))
+	users := make(map[string]User, len(doc.Users))
 	for _, u := range doc.Users {
-		users[u.Name] = u.Hash
+		users[u.Name] = u
 	}
 	db.users, db.stamp, db.err = users, stamp, nil
 }

@@ -16,11 +16,11 @@ import (
 // (UsersDir, the default) or a bucket that several front-ends share
 // (SharedUsers).
 type UserStore interface {
-	// Lookup returns a user's password hash.
-	Lookup(name string) (hash string, ok bool, err error)
-	// Put adds a user or replaces its hash, and reports whether the
-	// user is new.
-	Put(name, hash string) (created bool, err error)
+	// Lookup returns a user: its password hash and name grants.
+	Lookup(name string) (u User, ok bool, err error)
+	// Put adds a user or replaces its hash and grants (keeping its
+	// creation time), and reports whether the user is new.
+	Put(u User) (created bool, err error)
 	// Remove deletes a user.
 	Remove(name string) error
 	// List returns the users, by name.
@@ -33,18 +33,19 @@ func UsersDir(dataDir string) UserStore { return &fileUsers{db: &userDB{path: Us
 
 type fileUsers struct{ db *userDB }
 
-func (f *fileUsers) Lookup(name string) (string, bool, error) { return f.db.lookup(name) }
+func (f *fileUsers) Lookup(name string) (User, bool, error) { return f.db.lookup(name) }
 
-func (f *fileUsers) Put(name, hash string) (bool, error) {
+func (f *fileUsers) Put(u User) (bool, error) {
 	doc, err := readUsers(f.db.path)
 	if err != nil {
 		return false, err
 	}
-	i := slices.IndexFunc(doc.Users, func(u User) bool { return u.Name == name })
+	i := slices.IndexFunc(doc.Users, func(o User) bool { return o.Name == u.Name })
 	if i < 0 {
-		doc.Users = append(doc.Users, User{Name: name, Hash: hash, Created: time.Now().UTC().Truncate(time.Second)})
+		u.Created = time.Now().UTC().Truncate(time.Second)
+		doc.Users = append(doc.Users, u)
 	} else {
-		doc.Users[i].Hash = hash
+		doc.Users[i].Hash, doc.Users[i].Names = u.Hash, u.Names
 	}
 	return i < 0, writeUsers(f.db.path, doc)
 }
@@ -78,23 +79,24 @@ func SharedUsers(r *jskv.Records) UserStore { return sharedUsers{r} }
 
 type sharedUsers struct{ r *jskv.Records }
 
-func (s sharedUsers) Lookup(name string) (string, bool, error) {
+func (s sharedUsers) Lookup(name string) (User, bool, error) {
 	if CheckUserName(name) != nil {
-		return "", false, nil
+		return User{}, false, nil
 	}
 	var u User
 	_, err := s.r.Get(name, &u)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", false, nil
+		return User{}, false, nil
 	}
 	if err != nil {
-		return "", false, err
+		return User{}, false, err
 	}
-	return u.Hash, true, nil
+	return u, true, nil
 }
 
-func (s sharedUsers) Put(name, hash string) (bool, error) {
-	u := User{Name: name, Hash: hash, Created: time.Now().UTC().Truncate(time.Second)}
+func (s sharedUsers) Put(u User) (bool, error) {
+	name := u.Name
+	u.Created = time.Now().UTC().Truncate(time.Second)
 	for {
 		err := s.r.Create(name, &u)
 		if !errors.Is(err, store.ErrAlreadyExists) {
@@ -108,7 +110,7 @@ func (s sharedUsers) Put(name, hash string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		old.Hash = hash
+		old.Hash, old.Names = u.Hash, u.Names
 		err = s.r.Update(name, &old, rev)
 		if !errors.Is(err, store.ErrConflict) {
 			return false, err

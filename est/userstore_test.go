@@ -2,9 +2,11 @@ package est
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/internal/natstest"
 	"github.com/qpki/qpki/pkg/store/jskv"
 )
@@ -27,35 +29,35 @@ func TestSharedUsers(t *testing.T) {
 	url := natstest.StartCluster(t, 1).URL()
 	admin := sharedUsersAt(t, url, "issuing")
 	fe := sharedUsersAt(t, url, "issuing")
-	ctx := context.Background()
-	b, err := newBasicAuth(fe, time.Minute, 100)
+	b, err := newBasicAuth(fe, time.Minute, 100, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.check(ctx, "dev", "pw-1"); err == nil {
+	if _, err := b.check("dev", "pw-1"); err == nil {
 		t.Fatal("unknown user accepted")
 	}
-	created, err := SetUserIn(admin, "dev", []byte("pw-1"))
+	created, err := SetUserIn(admin, "dev", []byte("pw-1"), nil)
 	if err != nil || !created {
 		t.Fatalf("add: %v %v", created, err)
 	}
-	if err := b.check(ctx, "dev", "pw-1"); err != nil {
+	if _, err := b.check("dev", "pw-1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.check(ctx, "dev", "wrong"); err == nil {
+	if _, err := b.check("dev", "wrong"); err == nil {
 		t.Fatal("wrong password accepted")
 	}
-	created, err = SetUserIn(admin, "dev", []byte("pw-2"))
+	created, err = SetUserIn(admin, "dev", []byte("pw-2"), &enroll.NamePolicy{DNS: []string{"dev.example.com"}})
 	if err != nil || created {
 		t.Fatalf("change: %v %v", created, err)
 	}
-	if err := b.check(ctx, "dev", "pw-1"); err == nil {
+	if _, err := b.check("dev", "pw-1"); err == nil {
 		t.Fatal("the old password still works")
 	}
-	if err := b.check(ctx, "dev", "pw-2"); err != nil {
-		t.Fatal(err)
+	// The grants travel with the user, to every front-end.
+	if u, err := b.check("dev", "pw-2"); err != nil || u.Names == nil || !slices.Equal(u.Names.DNS, []string{"dev.example.com"}) {
+		t.Fatalf("user %+v: %v", u, err)
 	}
-	if _, err := SetUserIn(admin, "a:b", []byte("x")); err == nil {
+	if _, err := SetUserIn(admin, "a:b", []byte("x"), nil); err == nil {
 		t.Fatal("a name with ':' accepted")
 	}
 	users, err := fe.List()
@@ -68,7 +70,7 @@ func TestSharedUsers(t *testing.T) {
 	if err := admin.Remove("dev"); err == nil {
 		t.Fatal("removing a missing user succeeded")
 	}
-	if err := b.check(ctx, "dev", "pw-2"); err == nil {
+	if _, err := b.check("dev", "pw-2"); err == nil {
 		t.Fatal("a removed user still authenticates")
 	}
 }

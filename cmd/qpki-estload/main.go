@@ -39,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	qenroll "github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/est"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/profile"
@@ -314,11 +315,13 @@ func startServer(c config) (*target, func(), error) {
 	data := filepath.Join(dir, "data")
 	if c.auth == "basic" {
 		t.user, t.pass = "load", "load-password"
-		if _, err := est.SetUser(data, t.user, []byte(t.pass)); err != nil {
+		if _, err := est.SetUser(data, t.user, []byte(t.pass), nil); err != nil {
 			return fail(err)
 		}
 	}
-	fe, err := est.New(est.Options{ClientCAs: []*x509.Certificate{devCA}, DataDir: data, AuthCacheTTL: c.cacheTTL, Wait: time.Minute}, nil)
+	// The load's names are granted as an operator would: under example.com.
+	fe, err := est.New(est.Options{ClientCAs: []*x509.Certificate{devCA}, DataDir: data, AuthCacheTTL: c.cacheTTL, Wait: time.Minute,
+		Default: &est.Label{Names: &qenroll.NamePolicy{DNS: []string{".example.com"}}}}, nil)
 	if err != nil {
 		return fail(err)
 	}

@@ -80,11 +80,16 @@ func TestServeEST(t *testing.T) {
 	root, issuing, data := filepath.Join(dir, "root"), filepath.Join(dir, "issuing"), filepath.Join(dir, "data")
 	ok(t, dir, "ca", "init", "--profile", "ec/root-ca", "--var", "cn=Serve EST Root", "--ca-dir", root)
 	ok(t, dir, "ca", "init", "--profile", "ec/issuing-ca", "--parent", root, "--var", "cn=Serve EST Issuing", "--ca-dir", issuing)
-	if r := runStdin(t, "pw\n", "est", "user", "add", "dev", "--data-dir", data); r.code != 0 {
+	// The user is granted its names; the label only what users were
+	// granted ("names: {}"); the unlabelled endpoints (no default:) none.
+	if r := runStdin(t, "pw\n", "est", "user", "add", "dev", "--data-dir", data, "--allow-dns", "*.devices.example.com"); r.code != 0 {
 		t.Fatal(r)
 	}
+	if out := ok(t, "", "est", "user", "list", "--data-dir", data); !strings.Contains(out, "dns:*.devices.example.com") {
+		t.Fatalf("list: %s", out)
+	}
 	cfg := filepath.Join(dir, "est.yaml")
-	os.WriteFile(cfg, []byte("labels:\n  clients:\n    profile: ec/tls-client\n    auth: [basic]\nwait: 20s\nretry_after: 5s\n"), 0o644)
+	os.WriteFile(cfg, []byte("labels:\n  clients:\n    profile: ec/tls-client\n    auth: [basic]\n    names: {}\nwait: 20s\nretry_after: 5s\n"), 0o644)
 	cmd := exec.Command(qpkiBin, "serve", "--ca-dir", issuing, "--data-dir", data, "--listen", "127.0.0.1:0", "--workers", "1",
 		"--est-config", cfg, "--est-profile", "ec/tls-server", "--est-auth-cache-ttl", "1m", "--est-auth-cache-size", "100")
 	stdout, _ := cmd.StdoutPipe()
@@ -116,22 +121,32 @@ func TestServeEST(t *testing.T) {
 		t.Fatal("no root certificate in ca.crt")
 	}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-1"}}, key)
-	req, _ := http.NewRequest("POST", "https://"+host+"/.well-known/est/clients/simpleenroll", strings.NewReader(base64.StdEncoding.EncodeToString(csr)))
-	req.SetBasicAuth("dev", "pw")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	enroll := func(path, cn string) (int, []byte) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+		req, _ := http.NewRequest("POST", "https://"+host+"/.well-known/est/"+path, strings.NewReader(base64.StdEncoding.EncodeToString(csr)))
+		req.SetBasicAuth("dev", "pw")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, body
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("simpleenroll: %d %s", resp.StatusCode, body)
+	code, body := enroll("clients/simpleenroll", "dev-1.devices.example.com")
+	if code != 200 {
+		t.Fatalf("simpleenroll: %d %s", code, body)
 	}
 	der, _ := base64.StdEncoding.DecodeString(strings.ReplaceAll(string(body), "\n", ""))
 	certs, err := est.ParseCertsOnly(der)
-	if err != nil || certs[0].Subject.CommonName != "dev-1" || certs[0].ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
+	if err != nil || certs[0].Subject.CommonName != "dev-1.devices.example.com" || certs[0].ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
 		t.Fatalf("issued %v %v", certs, err)
+	}
+	if code, body := enroll("clients/simpleenroll", "www.victim.com"); code != 403 || !strings.Contains(string(body), "www.victim.com is not granted") {
+		t.Errorf("a name not granted: %d %s", code, body)
+	}
+	if code, body := enroll("simpleenroll", "dev-2.devices.example.com"); code != 403 || !strings.Contains(string(body), "default.names is not set") {
+		t.Errorf("the unlabelled endpoint without a name policy: %d %s", code, body)
 	}
 }

@@ -21,20 +21,22 @@ var builtinWant = map[string]struct {
 	eku      []x509.ExtKeyUsage
 	vars     map[string]string
 }{
-	"ec/root-ca":     {"ecdsa-p384", true, -1, 20 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Root", "o": "Example", "c": "FR"}},
-	"ec/issuing-ca":  {"ecdsa-p384", true, 0, 10 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Issuing", "crl_url": "http://pki.example.com/root.crl", "permitted_dns": "example.com"}},
-	"ec/tls-server":  {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "www.example.com", "dns_names": "example.com", "ip_addresses": "192.0.2.1", "ocsp_url": "http://ocsp.example.com"}},
-	"ec/tls-client":  {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "alice", "emails": "alice@example.com", "uris": "spiffe://example.com/alice"}},
-	"ec/signing":     {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing"}},
-	"rsa/root-ca":    {"rsa-4096", true, -1, 20 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Root"}},
-	"rsa/issuing-ca": {"rsa-3072", true, 0, 10 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Issuing"}},
-	"rsa/tls-server": {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "www.example.com"}},
-	"rsa/tls-client": {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "bob"}},
-	"rsa/signing":    {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing"}},
-	"any/tls-server": {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "www.example.com"}},
-	"any/tls-client": {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "carol"}},
-	"ed/root-ca":     {"ed25519", true, -1, 20 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Root"}},
-	"ed/signing":     {"ed25519", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing", "emails": "rel@example.com"}},
+	"ec/root-ca":        {"ecdsa-p384", true, -1, 20 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Root", "o": "Example", "c": "FR"}},
+	"ec/issuing-ca":     {"ecdsa-p384", true, 0, 10 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Issuing", "crl_url": "http://pki.example.com/root.crl", "permitted_dns": "example.com"}},
+	"ec/tls-server":     {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "www.example.com", "dns_names": "example.com", "ip_addresses": "192.0.2.1", "ocsp_url": "http://ocsp.example.com"}},
+	"ec/tls-client":     {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "alice", "emails": "alice@example.com", "uris": "spiffe://example.com/alice"}},
+	"ec/signing":        {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing"}},
+	"rsa/root-ca":       {"rsa-4096", true, -1, 20 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Root"}},
+	"rsa/issuing-ca":    {"rsa-3072", true, 0, 10 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Issuing"}},
+	"rsa/tls-server":    {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "www.example.com"}},
+	"rsa/tls-client":    {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "bob"}},
+	"rsa/signing":       {"rsa-3072", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing"}},
+	"any/tls-server":    {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "www.example.com"}},
+	"any/tls-client":    {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "carol"}},
+	"est/device":        {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "router-7", "serial_number": "SN0042", "dns_names": "r7.devices.example.com"}},
+	"est/device-server": {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "gw.example.com", "dns_names": "gw.example.com"}},
+	"ed/root-ca":        {"ed25519", true, -1, 20 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Root"}},
+	"ed/signing":        {"ed25519", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing", "emails": "rel@example.com"}},
 }
 
 func TestBuiltinsParseAndLintClean(t *testing.T) {
