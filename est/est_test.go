@@ -32,6 +32,11 @@ func sharedLabels(o *Options) {
 		"bound":  {Profile: "ec/tls-server", ChannelBinding: &on, Names: exampleNames()},
 		"basic":  {Profile: "ec/tls-server", Auth: []string{AuthBasic}, Users: []string{"bob"}, Names: exampleNames()},
 		"client": {Profile: "ec/tls-client", Auth: []string{AuthCert}, Names: exampleNames()},
+		// Labels of the name-policy and renewal tests (policy_test.go).
+		"nonames":  {Profile: DefaultProfile},
+		"devices2": {Profile: DefaultProfile, Names: exampleNames()},
+		"legacy":   {Profile: DefaultProfile, Names: exampleNames(), RenewUnrecorded: true},
+		"ldevid":   {Profile: DefaultProfile, Names: &enroll.NamePolicy{ClientCert: enroll.ClientCertIDevID}},
 		// The RFC 7030 example's CN, granted as a subject value.
 		"rsa": {Profile: "rsa/tls-client", Names: exampleNames().Join(&enroll.NamePolicy{Subject: map[string][]string{"CN": {"demostep4 1368141352"}}})},
 	}
@@ -43,6 +48,9 @@ func sharedEnv(t *testing.T) *env {
 	sharedOnce.Do(func() {
 		shared = newEnv(&sharedTB{}, envConfig{workers: 2, opts: sharedLabels})
 		if _, err := SetUser(shared.dataDir, "bob", []byte("bob's password"), nil); err != nil {
+			panic(err)
+		}
+		if _, err := SetUser(shared.dataDir, "dave", []byte("dave's password"), &enroll.NamePolicy{DNS: []string{"*.dave.example.org"}}); err != nil {
 			panic(err)
 		}
 	})
