@@ -39,8 +39,9 @@ func newLimits(o Options) *limits {
 	return l
 }
 
-// clientKey is the rate-limit key of a request's client address; an IPv6
-// client counts by its /64, which one subscriber usually holds whole.
+// clientKey is the rate-limit key of a request's client address (which
+// the edge set from a trusted proxy's headers): ratelimit.IPKey, so an
+// IPv6 client counts by its /64.
 func clientKey(r *http.Request) (netip.Addr, string) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -50,12 +51,7 @@ func clientKey(r *http.Request) (netip.Addr, string) {
 	if err != nil {
 		return netip.Addr{}, host
 	}
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return a, p.String()
-	}
-	return a, a.String()
+	return a.Unmap(), ratelimit.IPKey(a)
 }
 
 func (l *limits) allowAddr(w http.ResponseWriter, r *http.Request) bool {
