@@ -98,7 +98,7 @@ func (p *pendingKeys) clear() {
 // it to) and the certificate (certs-only).
 func (f *Frontend) serverKeygen(w http.ResponseWriter, r *http.Request) {
 	label, l, ok := f.label(w, r)
-	if !ok || !f.ready(w, l) {
+	if !ok {
 		return
 	}
 	der, ok := readCSR(w, r)
@@ -114,7 +114,7 @@ func (f *Frontend) serverKeygen(w http.ResponseWriter, r *http.Request) {
 		f.refuse(w, l, err)
 		return
 	}
-	if !f.limits.allowPrincipal(w, who) || !f.checkBinding(w, r, l, csr) {
+	if !f.ready(w, l) || !f.limits.allowPrincipal(w, who) || !f.checkBinding(w, r, l, csr) {
 		return
 	}
 	attrs, err := csrAttributes(csr.RawTBSCertificateRequest)

@@ -284,8 +284,8 @@ func idempotencyKey(op, label, who string, der []byte) string {
 	return "est:" + op + ":" + label + ":" + hex.EncodeToString(h.Sum(nil))
 }
 
-// ready refuses an enrollment on a label without a name policy, before
-// anything else is read.
+// ready refuses an enrollment on a label without a name policy, once
+// the caller is authenticated (401 comes first).
 func (f *Frontend) ready(w http.ResponseWriter, l *Label) bool {
 	if l.Names == nil {
 		httpError(w, http.StatusForbidden, "%s", l.noNames())
@@ -318,7 +318,7 @@ const varSerialNumber = "serial_number"
 // enroll serves simpleenroll and simplereenroll (RFC 7030 §4.2).
 func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 	label, l, ok := f.label(w, r)
-	if !ok || !f.ready(w, l) {
+	if !ok {
 		return
 	}
 	der, ok := readCSR(w, r)
@@ -354,7 +354,7 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 			return
 		}
 	}
-	if !f.limits.allowPrincipal(w, who) || !f.checkBinding(w, r, l, csr) {
+	if !f.ready(w, l) || !f.limits.allowPrincipal(w, who) || !f.checkBinding(w, r, l, csr) {
 		return
 	}
 	op := "enroll"

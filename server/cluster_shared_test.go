@@ -86,8 +86,11 @@ func checkSharedFrontendState(t *testing.T, e *env, natsURL, caDir string, logs 
 		t.Fatalf("acme eab list --store jetstream does not show the bound account: %s", out)
 	}
 
-	// EST: a user added through the CLI on the cluster logs in at both.
-	add := exec.Command(qpkiBin, "est", "user", "add", "fleet", "--store", "jetstream", "--nats-url", natsURL, "--ca-dir", caDir)
+	// EST: a user added through the CLI on the cluster, with its names,
+	// logs in and enrolls at both (the unlabelled endpoints grant only
+	// users' names: --est-config, estConfig).
+	add := exec.Command(qpkiBin, "est", "user", "add", "fleet", "--store", "jetstream", "--nats-url", natsURL, "--ca-dir", caDir,
+		"--allow-dns", "dev1.example.com")
 	add.Stdin = strings.NewReader("s3cret-pw\n")
 	if out, err := add.CombinedOutput(); err != nil {
 		t.Fatalf("est user add --store jetstream: %v\n%s", err, out)
@@ -105,6 +108,16 @@ func checkSharedFrontendState(t *testing.T, e *env, natsURL, caDir string, logs 
 			t.Fatalf("serve%d: the CLI's EST user got %d", i+1, s)
 		}
 	}
+}
+
+// estConfig writes an --est-config whose unlabelled endpoints grant only
+// what each user was granted.
+func estConfig(t *testing.T, dir string) string {
+	path := filepath.Join(dir, "est.yaml")
+	if err := os.WriteFile(path, []byte("default:\n  names: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 var httpsLine = regexp.MustCompile(`HTTPS +https://([^/\s]+)/`)

@@ -55,7 +55,7 @@ func TestClusterTwoFrontendsShareJetStreamStore(t *testing.T) {
 	// streams, buckets and durable recorder consumer at the same instant.
 	for i, f := range fronts {
 		e.start(fmt.Sprintf("serve%d", i+1), "serve", "--store", "jetstream", "--nats-url", f.url, "--ca-dir", f.caDir,
-			"--data-dir", f.data, "--listen", "127.0.0.1:0", "--workers", "0")
+			"--data-dir", f.data, "--listen", "127.0.0.1:0", "--workers", "0", "--est-config", estConfig(t, e.dir))
 	}
 	for _, f := range fronts {
 		waitServe(t, e, f.caDir)
