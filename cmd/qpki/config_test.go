@@ -23,6 +23,8 @@ acme_validation_allow: [10.20.0.0/16, "fd00::/8"]
 est-channel-binding: true
 log_format: json
 listen: 0.0.0.0:9443
+ops_listen: 10.0.0.5:9464
+trusted_proxies: [10.0.0.0/24, "2001:db8::/32"]
 `), 0o644)
 	cmd := newServeCmd()
 	if err := cmd.ParseFlags([]string{"--listen", "127.0.0.1:8443", "--config", path}); err != nil {
@@ -35,7 +37,8 @@ listen: 0.0.0.0:9443
 		"ca-dir": "/var/lib/qpki/ca", "workers": "0", "rate": "250", "crl-publish": "false",
 		"acme-http-port": "5002", "acme-rate-exempt": "[10.0.0.0/8,192.0.2.7]", "est-channel-binding": "true",
 		"acme-validation-allow": "[10.20.0.0/16,fd00::/8]",
-		"log-format":            "json", "listen": "127.0.0.1:8443", // the command line wins
+		"ops-listen":            "10.0.0.5:9464", "trusted-proxies": "[10.0.0.0/24,2001:db8::/32]",
+		"log-format": "json", "listen": "127.0.0.1:8443", // the command line wins
 	} {
 		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
 			t.Errorf("--%s = %q, want %q", flag, got, want)
