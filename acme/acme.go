@@ -91,6 +91,11 @@ type Config struct {
 	ChallengeWait time.Duration
 	FinalizeWait  time.Duration
 
+	// MaxIdentifiers bounds one order's identifiers, MaxPendingAuthzs an
+	// account's pending authorizations (0: 100 each).
+	MaxIdentifiers   int
+	MaxPendingAuthzs int
+
 	OrderLifetime        time.Duration
 	PendingAuthzLifetime time.Duration
 	ValidAuthzLifetime   time.Duration
@@ -176,7 +181,8 @@ func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	vcfg.Allow, _ = egress.ParsePrefixes(cfg.ValidationAllow) // checked by New
 	r, err := ra.New(ra.Config{Profiles: cfg.Profiles, OrderLifetime: cfg.OrderLifetime,
 		PendingAuthzLifetime: cfg.PendingAuthzLifetime, ValidAuthzLifetime: cfg.ValidAuthzLifetime,
-		ChallengeWait: cfg.ChallengeWait, FinalizeWait: cfg.FinalizeWait, CAARecheckAge: cfg.CAARecheckAge, Log: cfg.Log}, f.st, svc, va.New(vcfg))
+		ChallengeWait: cfg.ChallengeWait, FinalizeWait: cfg.FinalizeWait, CAARecheckAge: cfg.CAARecheckAge,
+		MaxIdentifiers: cfg.MaxIdentifiers, MaxPendingAuthzs: cfg.MaxPendingAuthzs, Log: cfg.Log}, f.st, svc, va.New(vcfg))
 	if err != nil {
 		return err
 	}

@@ -126,6 +126,9 @@ func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRe
 			o.Expires = a.Expires
 		}
 	}
+	if prob := ra.checkPending(acct, len(fresh), now); prob != nil {
+		return nil, prob
+	}
 	if err := ra.st.CreateOrder(o, fresh); err != nil {
 		if errors.Is(err, store.ErrAlreadyReplaced) {
 			return nil, probs.AlreadyReplaced("the certificate %s is already being replaced by another order", clip(req.Replaces))
@@ -133,6 +136,24 @@ func (ra *RA) NewOrder(ctx context.Context, acct *store.ACMEAccount, req OrderRe
 		return nil, probs.ServerInternal("recording the order: %v", err)
 	}
 	return &OrderState{Order: o, Status: o.CurrentStatus(authzs, now), Authzs: authzs}, nil
+}
+
+// checkPending refuses an order whose new authorizations would take the
+// account beyond MaxPendingAuthzs pending ones: each costs a validation,
+// and an account that never completes them only loads the VA.
+func (ra *RA) checkPending(acct *store.ACMEAccount, fresh int, now time.Time) *probs.Problem {
+	if fresh == 0 {
+		return nil
+	}
+	limit := ra.cfg.MaxPendingAuthzs
+	n, err := ra.st.PendingAuthzs(acct.ID, now, limit)
+	if err != nil {
+		return probs.ServerInternal("counting pending authorizations: %v", err)
+	}
+	if n+fresh > limit {
+		return probs.RateLimited("the account has %d pending authorizations and the order needs %d more; at most %d may be pending: complete or deactivate some first", n, fresh, limit)
+	}
+	return nil
 }
 
 // reusable: a valid authorization with a day left, or a pending one.

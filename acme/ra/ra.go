@@ -36,8 +36,12 @@ type Config struct {
 	// finalize before CAA is checked again (8 hours: the Baseline
 	// Requirements' window).
 	CAARecheckAge time.Duration
-	// MaxIdentifiers bounds the identifiers of one order.
+	// MaxIdentifiers bounds the identifiers of one order
+	// (rejectedIdentifier beyond).
 	MaxIdentifiers int
+	// MaxPendingAuthzs bounds an account's pending authorizations
+	// (rateLimited beyond, as Boulder's limit of the same name).
+	MaxPendingAuthzs int
 	// MaxValidations bounds validations in flight.
 	MaxValidations int
 	Log            *slog.Logger
@@ -57,6 +61,9 @@ func (c *Config) defaults() {
 	set(&c.CAARecheckAge, 8*time.Hour)
 	if c.MaxIdentifiers <= 0 {
 		c.MaxIdentifiers = 100
+	}
+	if c.MaxPendingAuthzs <= 0 {
+		c.MaxPendingAuthzs = 100
 	}
 	if c.MaxValidations <= 0 {
 		c.MaxValidations = 256

@@ -42,6 +42,8 @@ func init() {
 			fl.StringVar(&ipLimit, "acme-rate-ip", "100/s:200", "requests per client IP: RATE[/s|/m|/h][:BURST], 0 for none")
 			fl.StringVar(&orderLimit, "acme-rate-orders", "100/m:300", "new orders per account: RATE[/s|/m|/h][:BURST], 0 for none")
 			fl.StringSliceVar(&c.Exempt, "acme-rate-exempt", nil, "IP addresses, networks (CIDR) and account ids no rate limit applies to")
+			fl.IntVar(&c.MaxIdentifiers, "acme-max-identifiers", 100, "identifiers one order may have (rejectedIdentifier beyond)")
+			fl.IntVar(&c.MaxPendingAuthzs, "acme-max-pending-authzs", 100, "pending authorizations one account may have (rateLimited beyond)")
 			fl.DurationVar(&c.ChallengeWait, "acme-challenge-wait", 5*time.Second, "how long a challenge request waits for its validation before answering processing")
 			fl.DurationVar(&c.FinalizeWait, "acme-finalize-wait", 5*time.Second, "how long a finalize request waits for the certificate before answering processing")
 			fl.DurationVar(&c.ValidAuthzLifetime, "acme-authz-lifetime", 30*24*time.Hour, "how long a valid authorization is reused across the account's orders")

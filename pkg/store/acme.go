@@ -192,6 +192,9 @@ type ACMEStore interface {
 	// LatestAuthz returns the account's most recent authorization for an
 	// identifier (wildcard or not), whatever its status.
 	LatestAuthz(accountID string, id ACMEIdentifier, wildcard bool) (*ACMEAuthz, error)
+	// PendingAuthzs counts the account's pending authorizations that have
+	// not expired at now, up to limit (the newOrder limit).
+	PendingAuthzs(accountID string, now time.Time, limit int) (int, error)
 
 	// RestoreNonces returns the nonces saved at the last clean shutdown,
 	// or none after a crash (when some of them may have been used

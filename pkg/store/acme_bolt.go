@@ -26,11 +26,12 @@ var (
 	bucketACMEExpiry      = []byte("acme_expiry")    // deletion time|kind|id → nil
 	bucketACMENonces      = []byte("acme_nonces")    // nonce → expiry
 	bucketACMEMeta        = []byte("acme_meta")
+	bucketACMEPending     = []byte("acme_pending") // account|authz id → expiry of a pending authz
 	keyNoncesClean        = []byte("nonces_clean")
 
 	acmeBuckets = [][]byte{bucketACMEAccounts, bucketACMEAccountKeys, bucketACMEOrders, bucketACMEAcctOrders,
 		bucketACMEAuthzs, bucketACMEAuthzIndex, bucketACMEReplaced, bucketACMEExpiry,
-		bucketACMENonces, bucketACMEMeta}
+		bucketACMENonces, bucketACMEMeta, bucketACMEPending}
 )
 
 // Kinds of object in the expiry index.
@@ -63,10 +64,14 @@ func OpenACME(path string) (*ACMEBolt, error) {
 	// delay keeps a lone request fast.
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
+		indexPending := tx.Bucket(bucketACMEPending) == nil && tx.Bucket(bucketACMEAuthzs) != nil
 		for _, b := range acmeBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if indexPending {
+			return buildPendingIndex(tx) // a store of an earlier version
 		}
 		return nil
 	})
@@ -120,6 +125,46 @@ func authzIndexKey(accountID string, id ACMEIdentifier, wildcard bool) []byte {
 		w = "*"
 	}
 	return []byte(accountID + "\x00" + id.Type + "\x00" + id.Value + "\x00" + w)
+}
+
+func pendingKey(a *ACMEAuthz) []byte { return []byte(a.AccountID + "\x00" + a.ID) }
+
+// indexPending keeps the pending index of an authorization that was old
+// (nil when new) and is now a.
+func indexPending(tx *bolt.Tx, old, a *ACMEAuthz) error {
+	b := tx.Bucket(bucketACMEPending)
+	if a.Status == ACMEPending {
+		return b.Put(pendingKey(a), binary.BigEndian.AppendUint64(nil, uint64(max(a.Expires.UnixNano(), 0))))
+	}
+	if old != nil && old.Status == ACMEPending {
+		return b.Delete(pendingKey(old))
+	}
+	return nil
+}
+
+func buildPendingIndex(tx *bolt.Tx) error {
+	return tx.Bucket(bucketACMEAuthzs).ForEach(func(k, v []byte) error {
+		a := new(ACMEAuthz)
+		if err := json.Unmarshal(v, a); err != nil {
+			return nil // left to DeleteExpired
+		}
+		return indexPending(tx, nil, a)
+	})
+}
+
+func (s *ACMEBolt) PendingAuthzs(accountID string, now time.Time, limit int) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		prefix := []byte(accountID + "\x00")
+		c := tx.Bucket(bucketACMEPending).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < limit; k, v = c.Next() {
+			if len(v) == 8 && now.Before(time.Unix(0, int64(binary.BigEndian.Uint64(v)))) {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
 }
 
 func acctOrderKey(accountID string, created time.Time, orderID string) []byte {
@@ -254,6 +299,9 @@ func (s *ACMEBolt) CreateOrder(o *ACMEOrder, newAuthzs []*ACMEAuthz) error {
 				return err
 			}
 			if err := reindex(tx, expireAuthz, a.ID, time.Time{}, a.retainUntil()); err != nil {
+				return err
+			}
+			if err := indexPending(tx, nil, a); err != nil {
 				return err
 			}
 		}
@@ -400,12 +448,15 @@ func (s *ACMEBolt) UpdateAuthz(id string, fn func(*ACMEAuthz) error) (*ACMEAuthz
 		if err := get(tx, bucketACMEAuthzs, id, a); err != nil {
 			return err
 		}
-		oldRetain := a.retainUntil()
+		old := *a
 		if err := fn(a); err != nil {
 			return err
 		}
 		a.ID = id
-		if err := reindex(tx, expireAuthz, id, oldRetain, a.retainUntil()); err != nil {
+		if err := reindex(tx, expireAuthz, id, old.retainUntil(), a.retainUntil()); err != nil {
+			return err
+		}
+		if err := indexPending(tx, &old, a); err != nil {
 			return err
 		}
 		out = a
@@ -561,6 +612,9 @@ func deleteAuthz(tx *bolt.Tx, id string) error {
 		return err
 	}
 	if err := deleteIfOwner(tx.Bucket(bucketACMEAuthzIndex), authzIndexKey(a.AccountID, a.Identifier, a.Wildcard), id); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketACMEPending).Delete(pendingKey(a)); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketACMEAuthzs).Delete([]byte(id))

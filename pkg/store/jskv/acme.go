@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 //	acctorder.<account>.<created>.<id>  an account's orders, in creation order
 //	authz.<id>                          authorization
 //	authzidx.<account>.<type>.<value>.<w|p>  latest authorization id
+//	pending.<account>.<id>              expiry (Unix ns) of a pending authorization
 //	replaced.<ARI cert id>              id of the order replacing it
 //	nonces.<instance>                   nonces saved at a clean shutdown
 //
@@ -69,6 +71,36 @@ func acctOrdersPrefix(acct string) string {
 
 func acctOrderKey(o *store.ACMEOrder) string {
 	return acctOrdersPrefix(o.AccountID) + fmt.Sprintf("%020d", max(o.Created.UnixNano(), 0)) + "." + token(o.ID)
+}
+
+func pendingPrefix(acct string) string  { return key("pending", acct) + "." }
+func pendingKey(a *store.ACMEAuthz) string { return pendingPrefix(a.AccountID) + token(a.ID) }
+
+// indexPending keeps the pending index of an authorization that was old
+// (nil when new) and is now a.
+func (s *ACME) indexPending(ctx context.Context, old, a *store.ACMEAuthz) error {
+	if a.Status == store.ACMEPending {
+		_, err := s.kv.Put(ctx, pendingKey(a), []byte(strconv.FormatInt(a.Expires.UnixNano(), 10)))
+		return err
+	}
+	if old != nil && old.Status == store.ACMEPending {
+		return s.kv.Delete(ctx, pendingKey(old))
+	}
+	return nil
+}
+
+func (s *ACME) PendingAuthzs(accountID string, now time.Time, limit int) (int, error) {
+	n := 0
+	err := s.do(func(ctx context.Context) error {
+		n = 0
+		return scan(ctx, s.kv, pendingPrefix(accountID)+">", func(_ string, v []byte, _ uint64) error {
+			if exp, err := strconv.ParseInt(string(v), 10, 64); err == nil && now.UnixNano() < exp && n < limit {
+				n++
+			}
+			return nil
+		})
+	})
+	return n, err
 }
 
 func authzIndexKey(acct string, id store.ACMEIdentifier, wildcard bool) string {
@@ -289,6 +321,9 @@ func (s *ACME) CreateOrder(o *store.ACMEOrder, newAuthzs []*store.ACMEAuthz) err
 			if _, err := s.kv.Put(ctx, authzIndexKey(a.AccountID, a.Identifier, a.Wildcard), []byte(a.ID)); err != nil {
 				return err
 			}
+			if err := s.indexPending(ctx, nil, a); err != nil {
+				return err
+			}
 		}
 		if _, err := s.kv.Put(ctx, acctOrderKey(o), []byte{1}); err != nil {
 			return err
@@ -483,14 +518,19 @@ func (s *ACME) UpdateAuthz(id string, fn func(*store.ACMEAuthz) error) (*store.A
 	var out *store.ACMEAuthz
 	err := s.do(func(ctx context.Context) error {
 		var err error
+		var old store.ACMEAuthz
 		out, err = updateJSON(ctx, s.kv, authzKey(id), func(a *store.ACMEAuthz) error {
+			old = *a
 			if err := fn(a); err != nil {
 				return err
 			}
 			a.ID = id
 			return nil
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		return s.indexPending(ctx, &old, out)
 	})
 	return out, err
 }
@@ -642,6 +682,9 @@ func (s *ACME) DeleteExpired(now time.Time, limit int) (int, error) {
 			}
 			a := e.authz
 			if err := deleteIfOwner(ctx, s.kv, authzIndexKey(a.AccountID, a.Identifier, a.Wildcard), a.ID); err != nil {
+				return err
+			}
+			if err := s.kv.Delete(ctx, pendingKey(a)); err != nil {
 				return err
 			}
 			return s.kv.Delete(ctx, authzKey(a.ID))

@@ -87,6 +87,16 @@ func testACMEOrders(t *testing.T, s store.ACMEStore) {
 	if got, err := s.LatestAuthz("a", id, false); err != nil || got.ID != "z1" {
 		t.Fatalf("LatestAuthz: %v %v", got, err)
 	}
+	pending := func(acct string, at time.Time, limit, want int) {
+		t.Helper()
+		if n, err := s.PendingAuthzs(acct, at, limit); err != nil || n != want {
+			t.Fatalf("PendingAuthzs(%s, +%v, %d) = %d %v, want %d", acct, at.Sub(now), limit, n, err, want)
+		}
+	}
+	pending("a", now, 100, 2)
+	pending("a", now, 1, 1)
+	pending("a", now.Add(2*time.Hour), 100, 0) // expired
+	pending("b", now, 100, 0)
 	if got, err := s.LatestAuthz("a", ip, false); err != nil || got.ID != "z/ip" {
 		t.Fatalf("LatestAuthz(ip): %v %v", got, err)
 	}
@@ -109,6 +119,11 @@ func testACMEOrders(t *testing.T, s store.ACMEStore) {
 	if !authzs[0].CAAChecked.Equal(checked) {
 		t.Fatalf("CAA check time %v, want %v", authzs[0].CAAChecked, checked)
 	}
+	pending("a", now, 100, 1) // z1 is no longer pending
+	s.UpdateAuthz("z/ip", func(a *store.ACMEAuthz) error { a.CAAChecked = now; return nil })
+	pending("a", now, 100, 1) // still pending
+	s.UpdateAuthz("z/ip", func(a *store.ACMEAuthz) error { a.Status = store.ACMEDeactivated; return nil })
+	pending("a", now, 100, 0)
 	if st := o.CurrentStatus(authzs, now); st != store.ACMEReady {
 		t.Fatalf("status %s, want ready", st)
 	}
