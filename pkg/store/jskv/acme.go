@@ -73,7 +73,7 @@ func acctOrderKey(o *store.ACMEOrder) string {
 	return acctOrdersPrefix(o.AccountID) + fmt.Sprintf("%020d", max(o.Created.UnixNano(), 0)) + "." + token(o.ID)
 }
 
-func pendingPrefix(acct string) string  { return key("pending", acct) + "." }
+func pendingPrefix(acct string) string     { return key("pending", acct) + "." }
 func pendingKey(a *store.ACMEAuthz) string { return pendingPrefix(a.AccountID) + token(a.ID) }
 
 // indexPending keeps the pending index of an authorization that was old
