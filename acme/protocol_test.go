@@ -293,7 +293,8 @@ func TestRevokeByAuthorizations(t *testing.T) {
 // TestAccountOrders: the orders list holds the account's live orders,
 // not its invalid ones, 100 a page with a Link rel="next".
 func TestAccountOrders(t *testing.T) {
-	e := newEnv(t, nil)
+	// 105 orders of new names: above the default pending limit.
+	e := newEnv(t, func(c *acme.Config) { c.MaxPendingAuthzs = 200 })
 	answers := &sync.Map{}
 	e.serveHTTP01(answers)
 	c := e.raw(t)
