@@ -3,6 +3,23 @@
 // serial number, recorded, and published to the signing queue. Every
 // front-end (ACME, EST, the CLI, batch) goes through it, so they all obey
 // the same rules.
+//
+// Who may have which names. Every Request carries a Principal: the
+// front-end's kind (Frontend: acme, est, scep, cmp, cli, batch, serve),
+// the label or ACME account it asked under, and who authenticated (a
+// user name or a client certificate). Its Names, a NamePolicy, are
+// checked like the profile's policy, on the certificate the profile would
+// make: a name they do not grant is refused with a NameError
+// (errors.Is(err, ErrNotGranted)), which each front-end answers in its
+// own form (EST 403, ACME rejectedIdentifier); a request without a
+// principal is refused (ErrNoPrincipal). ACME's names are the order's
+// authorized identifiers (ExactNames); EST, SCEP and CMP labels and users
+// carry NamePolicy grants (the schema is documented on NamePolicy); the
+// local operator (CLI, batch) may have any name the profile allows
+// (Operator). The principal is recorded with the job and, through the
+// store, with the certificate (store.Origin), so a renewal can be
+// allowed only through the front-end, label and principal that obtained
+// it.
 package enroll
 
 import (

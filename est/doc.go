@@ -2,8 +2,8 @@
 // 7030, with the RFC 8951 clarifications). It speaks EST on the server's
 // HTTPS listener and turns requests into enroll jobs; it holds no CA key.
 //
-// Endpoints, under /.well-known/est/ (the default profile) and
-// /.well-known/est/<label>/ (a label from --est-config):
+// Endpoints, under /.well-known/est/ (the default: entry of
+// --est-config) and /.well-known/est/<label>/ (a label from it):
 //
 //	GET  cacerts          the CA certificates, certs-only PKCS#7
 //	GET  csrattrs         what the profile wants in a CSR
@@ -21,9 +21,22 @@
 // certificate that chains to the label's trust anchors (--est-client-ca,
 // e.g. a manufacturer's device CA) or HTTP Basic with a user of
 // <data-dir>/est-users.json (argon2id hashes, managed with `qpki est
-// user`). simplereenroll takes the certificate being renewed: issued by
-// this CA, in its store, unrevoked, unexpired, with the CSR's subject and
-// subjectAltName. Channel binding, when required, is the TLS channel
+// user`). A TLS client certificate counts only with clientAuth (or
+// anyExtendedKeyUsage). simplereenroll takes the certificate being
+// renewed: issued by this CA, in its store, unrevoked, unexpired, with the
+// CSR's subject and subjectAltName, and issued through EST on the same
+// label (the store's Origin) to a principal the label still admits; one
+// recorded without an origin only where renew_unrecorded is set.
+//
+// Names: each label, and the unlabelled endpoints through default:,
+// carries a name policy (names:, the schema of enroll.NamePolicy), joined
+// with each Basic user's own grants (`qpki est user add --allow-dns ...`);
+// enroll refuses any other name (403 here). A label without one refuses
+// simpleenroll and serverkeygen with 403 naming the setting. With
+// names: {client_cert: idevid} the IDevID's CN and serialNumber are copied
+// into the certificate (variables cn and serial_number), nothing else.
+// The default profile is est/device (clientAuth); est/device-server adds
+// serverAuth for the labels that grant host names. Channel binding, when required, is the TLS channel
 // binding (tls-unique for TLS 1.2, the RFC 9266 tls-exporter value for TLS
 // 1.3), base64, in the CSR's challengePassword.
 //
@@ -32,13 +45,21 @@
 // of the user name, the password and the stored hash, keyed with a random
 // per-process key; the cache never holds a password. Failures are not
 // cached, changing or removing a user takes effect at once, and at most
-// GOMAXPROCS argon2id checks run at a time.
+// MaxPasswordChecks (--est-auth-max-checks, default GOMAXPROCS) argon2id
+// checks run at a time: one more is refused at once with 503 and
+// Retry-After. Requests are rate-limited per client address (IPv6 by
+// /64) and enrollments per principal (--est-rate-ip, --est-rate-principal;
+// 429 with Retry-After).
 //
 // The --est-config file maps labels to profiles and rules:
 //
+//	default:                       # /.well-known/est/
+//	  names: {dns: [".devices.example.com"]}
 //	labels:
 //	  routers:                     # /.well-known/est/routers/
-//	    profile: ec/tls-server
+//	    profile: est/device-server
+//	    names: {dns: ["*.routers.example.com"], ip: [10.20.0.0/16]}
+//	    renew_unrecorded: false     # renew certificates without an origin
 //	    vars: {o: Example Corp}     # fixed profile variables
 //	    auth: [cert, basic]         # what simpleenroll and serverkeygen take
 //	    client_ca: device-ca.pem    # trust anchors instead of --est-client-ca
@@ -51,7 +72,8 @@
 // renews: it is served only by a label with that profile.
 //
 // When the signer is busy a request waits up to Options.Wait, then gets
-// 202 with Retry-After; the same CSR sent again is the same job (the
-// idempotency key is the label and the CSR's hash) and gets the
-// certificate.
+// 202 with Retry-After; the same CSR sent again by the same principal is
+// the same job (the idempotency key is the operation, the label, the
+// principal and the CSR's hash) and gets the certificate; a server-
+// generated key so belongs to the principal that asked for it.
 package est

@@ -452,16 +452,24 @@ func (f *Frontend) internal(w http.ResponseWriter, what string, err error) {
 	httpError(w, http.StatusInternalServerError, "internal error")
 }
 
-// Endpoints lists the EST base paths, for serve's start-up banner.
+// Endpoints lists the EST base paths, for serve's start-up banner; an
+// endpoint without a name policy says so, since it issues nothing.
 func (f *Frontend) Endpoints() []string {
-	out := []string{PathPrefix + "  (EST, profile " + f.def.Profile + ")"}
+	banner := func(path string, l *Label) string {
+		s := path + "  (EST, profile " + l.Profile
+		if l.Names == nil {
+			s += "; no name policy: " + l.where + ".names unset, issues nothing"
+		}
+		return s + ")"
+	}
+	out := []string{banner(PathPrefix, f.def)}
 	names := make([]string, 0, len(f.o.Labels))
 	for n := range f.o.Labels {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		out = append(out, PathPrefix+n+"/  (EST, profile "+f.o.Labels[n].Profile+")")
+		out = append(out, banner(PathPrefix+n+"/", f.o.Labels[n]))
 	}
 	return out
 }
