@@ -29,7 +29,7 @@ files or in an HSM, with classical, post-quantum and hybrid algorithms.`,
 	}
 	root.SetFlagErrorFunc(refusePINFlag)
 	root.AddCommand(newKeyCmd(), newCSRCmd(), newCACmd(), newCertCmd(), newCRLCmd(), newProfileCmd(),
-		newServeCmd(), newWorkerCmd(), newBatchCmd(), newQueueCmd(), newCOSECmd(), newAuditCmd(), newBackupCmd(), newRestoreCmd())
+		newServeCmd(), newWorkerCmd(), newBatchCmd(), newQueueCmd(), newCOSECmd(), newCMSCmd(), newAuditCmd(), newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newHSMCmd(), newCredentialCmd())
 	root.AddCommand(newESTCmd())
 	root.AddCommand(newACMECmd())
