@@ -3,12 +3,14 @@ package est
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/qpki/qpki/acme/ratelimit"
 	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/server"
 	"github.com/qpki/qpki/worker"
 )
 
@@ -105,5 +107,41 @@ func TestRateLimits(t *testing.T) {
 		if r.code != want {
 			t.Fatalf("request %d from the address: %d %s", i+4, r.code, r.text())
 		}
+	}
+}
+
+// Behind a trusted proxy EST limits each client (its X-Forwarded-For
+// address), and an IPv6 client by its /64, whichever of its addresses it
+// uses.
+func TestRateLimitsBehindProxy(t *testing.T) {
+	e := newEnv(t, envConfig{workers: 0, tlsCert: true,
+		server: func(c *server.Config) { c.TrustedProxies = []string{"127.0.0.0/8"} },
+		opts:   func(o *Options) { o.RateIP = ratelimit.Limit{Rate: 0.001, Burst: 2} }})
+	c := e.client(nil)
+	get := func(client string) int {
+		req, _ := http.NewRequest("GET", e.url+"cacerts", nil)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 4 {
+		for _, client := range []string{fmt.Sprintf("2001:db8:0:%x::1", i), fmt.Sprintf("198.51.100.%d", i+1)} {
+			if code := get(client); code != http.StatusOK {
+				t.Fatalf("first request of %s: %d", client, code)
+			}
+		}
+	}
+	limited := 0
+	for i := 1; i <= 6; i++ {
+		if get(fmt.Sprintf("2001:db8:ffff:1::%x", i)) == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited != 4 {
+		t.Errorf("%d of 6 requests from one /64 limited, want 4 (a burst of 2)", limited)
 	}
 }

@@ -55,6 +55,7 @@ type envConfig struct {
 	workers int
 	opts    func(*Options)
 	tlsCert bool // a listener certificate from the test, not the pipeline
+	server  func(*server.Config)
 }
 
 func newEnv(t testing.TB, cfg envConfig) *env {
@@ -95,6 +96,9 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	scfg := server.Config{CADir: filepath.Join(dir, "issuing"), DataDir: e.dataDir, Listen: "127.0.0.1:0", Workers: cfg.workers}
 	if cfg.tlsCert {
 		scfg.TLSCert, scfg.TLSKey = e.listenerCert()
+	}
+	if cfg.server != nil {
+		cfg.server(&scfg)
 	}
 	srv, err := server.Start(context.Background(), scfg, fe)
 	if err != nil {
