@@ -231,3 +231,48 @@ func (e *env) tlsAs(cert *x509.Certificate, key *ecdsa.PrivateKey) *http.Client 
 	iss, _ := LoadCertificates(e.chainPEM)
 	return e.client(&tls.Certificate{Certificate: [][]byte{cert.Raw, iss[0].Raw}, PrivateKey: key})
 }
+
+// A renewal is checked against the label's and the user's current rules:
+// a certificate obtained with a password renews while its user's grants
+// still cover its names, and not once the user is gone.
+func TestReenrollRechecksUser(t *testing.T) {
+	e := sharedEnv(t)
+	reload := func() {
+		db := e.fe.basic.db.(*fileUsers).db
+		db.mu.Lock()
+		db.checked = time.Time{} // read the file again now, not within the second
+		db.mu.Unlock()
+	}
+	grant := func(names *enroll.NamePolicy) {
+		t.Helper()
+		if _, err := SetUser(e.dataDir, "erin", []byte("erin's password"), names); err != nil {
+			t.Fatal(err)
+		}
+		reload()
+	}
+	grant(&enroll.NamePolicy{DNS: []string{"erin.example.net"}})
+	csr, key := newCSR(t, "erin.example.net")
+	cert := certsResponse(t, e.do(e.client(nil), "POST", "simpleenroll", b64(csr), "erin", "erin's password"))[0]
+	renew := func() response {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		return e.do(e.tlsAs(cert, key), "POST", "simplereenroll", b64(csrWithKey(t, k, pkix.Name{CommonName: "erin.example.net"}, []string{"erin.example.net"})), "", "")
+	}
+	if got := certsResponse(t, renew())[0]; got.DNSNames[0] != "erin.example.net" {
+		t.Fatal(got.DNSNames)
+	}
+	before := e.certCount()
+	grant(&enroll.NamePolicy{DNS: []string{"other.example.net"}})
+	if r := renew(); r.code != http.StatusForbidden || !strings.Contains(r.text(), "not granted") {
+		t.Errorf("renewal after the grant changed: %d %s", r.code, r.text())
+	}
+	if err := RemoveUser(e.dataDir, "erin"); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	if r := renew(); r.code != http.StatusForbidden || !strings.Contains(r.text(), "no longer exists") {
+		t.Errorf("renewal after the user was removed: %d %s", r.code, r.text())
+	}
+	if e.certCount() != before {
+		t.Fatal("a refused renewal issued a certificate")
+	}
+}
