@@ -111,6 +111,10 @@ func TestCertbot(t *testing.T) {
 	if !contains(first.DNSNames, name) || !contains(first.DNSNames, "www."+name) {
 		t.Errorf("certificate names %v", first.DNSNames)
 	}
+	// The store records who obtained it: ACME, and the account.
+	if o := e.record(t, first).Origin; o == nil || o.Frontend != "acme" || o.Account == "" || o.Label != "" {
+		t.Errorf("certificate origin %+v, want the ACME account", o)
+	}
 
 	// Renew: a new certificate, same names.
 	run(t, env, certbot, append([]string{"renew", "--force-renewal", "--no-random-sleep-on-renew", "--non-interactive"}, dirs...)...)
