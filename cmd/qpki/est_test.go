@@ -69,6 +69,17 @@ func TestESTUsers(t *testing.T) {
 	if r := runStdin(t, "x\n", "est", "user", "add", "bad:name", "--data-dir", data); r.code == 0 {
 		t.Fatalf("bad name accepted: %+v", r)
 	}
+	// Grants are checked when given and stored with the user.
+	if r := runStdin(t, "x\n", "est", "user", "add", "fleet-3", "--data-dir", data, "--allow-dns", "a.*.example.com"); r.code == 0 || !strings.Contains(r.stderr, "a.*.example.com") {
+		t.Fatalf("a bad DNS pattern: %+v", r)
+	}
+	if r := runStdin(t, "x\n", "est", "user", "add", "fleet-3", "--data-dir", data, "--allow-dns", "*.gw.example.com",
+		"--allow-ip", "10.30.0.0/16", "--allow-subject", "O=Example Corp"); r.code != 0 {
+		t.Fatalf("add with grants: %+v", r)
+	}
+	if out := ok(t, "", "est", "user", "list", "--data-dir", data); !strings.Contains(out, "dns:*.gw.example.com ip:10.30.0.0/16 subject:O=Example Corp") {
+		t.Fatalf("list: %s", out)
+	}
 	ok(t, "", "est", "user", "remove", "fleet-1", "--data-dir", data)
 	fails(t, "", `no EST user "fleet-1"`, "est", "user", "remove", "fleet-1", "--data-dir", data)
 }
