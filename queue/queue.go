@@ -367,8 +367,41 @@ func (q *Queue) isClosed() bool {
 // duplicate window stores nothing new and returns nil. A zero V or
 // Submitted is filled in.
 func (q *Queue) PublishJob(ctx context.Context, job Job) error {
+	_, err := q.PublishJobAt(ctx, job)
+	return err
+}
+
+// Published says where the stream keeps a job: its sequence, and whether
+// the stream already had the job (the publish was a duplicate, within the
+// duplicate window, and Seq is the first copy's).
+type Published struct {
+	Seq       uint64
+	Duplicate bool
+}
+
+// PublishJobAt is PublishJob, returning the job's stream sequence, by
+// which JobStored finds it again.
+func (q *Queue) PublishJobAt(ctx context.Context, job Job) (Published, error) {
+	return q.publishJob(ctx, job, job.ID)
+}
+
+// RepublishJob publishes a copy of a job whose message, at stream
+// sequence lost, the stream no longer holds. The copy has a message id of
+// its own: the job id's may still be in the duplicate window, which would
+// drop the copy. Every caller that finds the same loss uses the same id,
+// so the stream stores one copy however many publish it.
+func (q *Queue) RepublishJob(ctx context.Context, job Job, lost uint64) (Published, error) {
+	job.Republished = true
+	return q.publishJob(ctx, job, fmt.Sprintf("%s%s%d", job.ID, copyMark, lost))
+}
+
+// copyMark joins a job id and the sequence of the lost message in the
+// message id of a copy.
+const copyMark = "~lost-"
+
+func (q *Queue) publishJob(ctx context.Context, job Job, msgID string) (Published, error) {
 	if q.isClosed() {
-		return ErrClosed
+		return Published{}, ErrClosed
 	}
 	if job.V == 0 {
 		job.V = JobVersion
@@ -377,24 +410,50 @@ func (q *Queue) PublishJob(ctx context.Context, job Job) error {
 		job.Submitted = time.Now().UTC()
 	}
 	if err := job.Validate(); err != nil {
-		return err
+		return Published{}, err
 	}
 	data, err := EncodeJob(&job)
 	if err != nil {
-		return fmt.Errorf("queue: job %s: %w", job.ID, err)
+		return Published{}, fmt.Errorf("queue: job %s: %w", job.ID, err)
 	}
 	if len(data) > q.maxMsg {
-		return fmt.Errorf("queue: job %s is %d bytes, over the %d-byte message limit", job.ID, len(data), q.maxMsg)
+		return Published{}, fmt.Errorf("queue: job %s is %d bytes, over the %d-byte message limit", job.ID, len(data), q.maxMsg)
 	}
-	err = q.retry(ctx, func(ctx context.Context) error {
-		_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: job.Subject(), Data: data},
-			jetstream.WithMsgID(job.ID), jetstream.WithExpectStream(StreamJobs))
+	var ack *jetstream.PubAck
+	err = q.retry(ctx, func(ctx context.Context) (err error) {
+		ack, err = q.js.PublishMsg(ctx, &nats.Msg{Subject: job.Subject(), Data: data},
+			jetstream.WithMsgID(msgID), jetstream.WithExpectStream(StreamJobs))
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("queue: publishing job %s: %w", job.ID, err)
+		return Published{}, fmt.Errorf("queue: publishing job %s: %w", job.ID, err)
 	}
-	return nil
+	return Published{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// JobStored reports whether QPKI_JOBS still holds job id at stream
+// sequence seq: waiting for a worker or in a worker's hands. It is false
+// once the job was acked (its result is then stored) or terminated, and
+// when the stream lost it. The get goes to the stream's leader.
+func (q *Queue) JobStored(ctx context.Context, seq uint64, id string) (bool, error) {
+	if seq == 0 {
+		return false, errors.New("queue: no stream sequence")
+	}
+	var m *jetstream.RawStreamMsg
+	err := q.retry(ctx, func(ctx context.Context) (err error) {
+		m, err = q.jobs.GetMsg(ctx, seq)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("queue: looking up job %s: %w", id, err)
+	}
+	// A stream that lost its last writes gives their sequences to new
+	// messages: the one at seq may be another job.
+	msgID := m.Header.Get(jetstream.MsgIDHeader)
+	return msgID == id || strings.HasPrefix(msgID, id+copyMark), nil
 }
 
 // PublishResult stores a job's result and returns once the stream has
