@@ -46,6 +46,10 @@ type Job struct {
 	Retryable bool `json:"retryable,omitempty"`
 	// Origin is who asked; FinishJob copies it into the certificate.
 	Origin *Origin `json:"origin,omitempty"`
+	// StreamSeq is where the queue's stream keeps the job (its sequence
+	// at the last publish), so that the sweeper can tell a job waiting in
+	// the stream from one the stream lost; 0 when not known.
+	StreamSeq uint64 `json:"stream_seq,omitempty"`
 }
 
 // JobStore is the part of the store the pipeline uses.
@@ -64,6 +68,9 @@ type JobStore interface {
 	FinishJobs(done []Finished) (first []bool, err error)
 	// Jobs lists jobs in a state ("" for all).
 	Jobs(state string) ([]*Job, error)
+	// SetStreamSeqs records the stream sequences of queued jobs (job id →
+	// sequence); a job that is no longer queued, or unknown, is skipped.
+	SetStreamSeqs(seqs map[string]uint64) error
 }
 
 // Finished is one job's outcome for FinishJobs.
@@ -236,6 +243,40 @@ func finishOne(tx *bolt.Tx, b *bolt.Bucket, d Finished) (bool, error) {
 		return false, err
 	}
 	return true, b.Put([]byte(d.ID), val)
+}
+
+func (s *Bolt) SetStreamSeqs(seqs map[string]uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		b, err := s.jobsBucket(tx)
+		if err != nil {
+			return err
+		}
+		for id, seq := range seqs {
+			v := b.Get([]byte(id))
+			if v == nil {
+				continue
+			}
+			j := new(Job)
+			if err := decodeRecord(v, j); err != nil {
+				return err
+			}
+			if j.State != JobQueued || j.StreamSeq == seq {
+				continue
+			}
+			j.StreamSeq = seq
+			val, err := encodeRecord(j)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(id), val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (s *Bolt) Jobs(state string) ([]*Job, error) {

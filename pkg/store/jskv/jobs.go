@@ -183,6 +183,41 @@ func (s *Store) finish(ctx context.Context, d store.Finished) (bool, error) {
 	}
 }
 
+// SetStreamSeqs updates each queued job, compare-and-set, so that a
+// recorder finishing it meanwhile wins.
+func (s *Store) SetStreamSeqs(seqs map[string]uint64) error {
+	var errs []error
+	for id, seq := range seqs {
+		errs = append(errs, s.do(func(ctx context.Context) error {
+			for {
+				j := new(store.Job)
+				rev, err := getJSON(ctx, s.jobs, id, j)
+				if errors.Is(err, store.ErrNotFound) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if j.State != store.JobQueued || j.StreamSeq == seq {
+					return nil
+				}
+				j.StreamSeq = seq
+				val, err := json.Marshal(j)
+				if err != nil {
+					return err
+				}
+				if _, err = s.jobs.Update(ctx, id, val, rev); err == nil || !conflict(err) {
+					return err
+				}
+				if err := pause(ctx); err != nil {
+					return err
+				}
+			}
+		}))
+	}
+	return errors.Join(errs...)
+}
+
 func (s *Store) Jobs(state string) ([]*store.Job, error) {
 	var out []*store.Job
 	err := s.do(func(ctx context.Context) error {

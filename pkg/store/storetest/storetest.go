@@ -37,6 +37,7 @@ func RunStore(t *testing.T, opener Opener[CAStore]) {
 	t.Run("CRLNumber", func(t *testing.T) { testCRLNumber(t, opener(t)()) })
 	t.Run("Jobs", func(t *testing.T) { testJobs(t, opener(t)()) })
 	t.Run("Origin", func(t *testing.T) { testOrigin(t, opener(t)()) })
+	t.Run("StreamSeqs", func(t *testing.T) { testStreamSeqs(t, opener(t)()) })
 	t.Run("RaceSerial", func(t *testing.T) {
 		open := opener(t)
 		testRaceSerial(t, open(), open())
@@ -209,6 +210,28 @@ func testJobs(t *testing.T, s CAStore) {
 		if err != nil || len(js) != want {
 			t.Errorf("Jobs(%q) = %d, %v; want %d", state, len(js), err, want)
 		}
+	}
+}
+
+// testStreamSeqs: the sweeper's stream sequences go into queued jobs
+// only; a finished or unknown job is left alone.
+func testStreamSeqs(t *testing.T, s CAStore) {
+	s.CreateJob(&store.Job{ID: "q1", RequestHash: "h1", State: store.JobQueued, Kind: "crl", Payload: []byte("p")})
+	s.CreateJob(&store.Job{ID: "q2", RequestHash: "h2", State: store.JobQueued, Kind: "crl"})
+	if _, err := s.FinishJob(store.Finished{ID: "q2", State: store.JobDone, Result: []byte("crl")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetStreamSeqs(map[string]uint64{"q1": 7, "q2": 8, "nope": 9}); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := s.Job("q1"); err != nil || j.StreamSeq != 7 || string(j.Payload) != "p" || j.State != store.JobQueued {
+		t.Fatalf("queued job: %+v %v", j, err)
+	}
+	if j, err := s.Job("q2"); err != nil || j.StreamSeq != 0 || j.State != store.JobDone {
+		t.Fatalf("finished job: %+v %v", j, err)
+	}
+	if _, err := s.Job("nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetStreamSeqs created a job: %v", err)
 	}
 }
 
