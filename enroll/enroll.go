@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qpki/qpki/pkg/algo"
@@ -99,7 +100,8 @@ type Service struct {
 	caName    string
 	mu        sync.Mutex
 	waiters   map[string][]chan *Result
-	recording [64]sync.Mutex // see lockJob
+	recording [64]sync.Mutex          // see lockJob
+	sweep     atomic.Pointer[sweeper] // while Sweep runs
 }
 
 // New returns the enrollment service of a CA. The CA's store must be a
@@ -304,7 +306,7 @@ func (s *Service) checkStatement(der []byte, p *jobspec.Issue, req ca.IssueReque
 }
 
 func (s *Service) publish(ctx context.Context, id string, r Request, payload []byte) error {
-	err := s.send(ctx, id, r, payload)
+	err := s.send(ctx, id, r, payload, false)
 	if err == nil && s.Observer != nil {
 		s.Observer.JobSubmitted(r.Kind, r.Profile, r.Class)
 	}
@@ -313,14 +315,21 @@ func (s *Service) publish(ctx context.Context, id string, r Request, payload []b
 
 // send publishes a job; the request id comes from r or else from ctx (the
 // front-end's request).
-func (s *Service) send(ctx context.Context, id string, r Request, payload []byte) error {
+func (s *Service) send(ctx context.Context, id string, r Request, payload []byte, again bool) error {
 	if r.RequestID == "" {
 		r.RequestID = RequestID(ctx)
 	}
-	return s.Queue.PublishJob(ctx, queue.Job{
+	job := queue.Job{
 		V: queue.JobVersion, ID: id, CA: s.caName, Kind: r.Kind, Class: r.Class,
-		Submitted: time.Now().UTC(), RequestID: r.RequestID, Payload: payload,
-	})
+		Submitted: time.Now().UTC(), RequestID: r.RequestID, Payload: payload, Republished: again,
+	}
+	p, ok := s.Queue.(seqPublisher)
+	if !ok {
+		return s.Queue.PublishJob(ctx, job)
+	}
+	at, err := p.PublishJobAt(ctx, job)
+	s.published(id, at.Seq) // 0 when it failed: the sweeper publishes it later
+	return err
 }
 
 // republish sends a still-queued job again: after a crash between
@@ -331,7 +340,9 @@ func (s *Service) republish(ctx context.Context, old *store.Job, r Request, _ *j
 		return nil
 	}
 	r.Class = old.Class
-	return s.send(ctx, old.ID, r, old.Payload)
+	// Marked as published again: beyond the duplicate window this may
+	// be a second copy, and a worker checks for a result before it signs.
+	return s.send(ctx, old.ID, r, old.Payload, true)
 }
 
 // maxAttempts bounds how often one request starts over after its job was

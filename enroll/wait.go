@@ -85,6 +85,7 @@ func (s *Service) wake(id string) { s.wakeWith(id, nil) }
 // own copy), which spares each of them a read of the job and of its
 // certificate; a nil res makes them read it.
 func (s *Service) wakeWith(id string, res *Result) {
+	s.swept(id)
 	s.mu.Lock()
 	ws := s.waiters[id]
 	delete(s.waiters, id)
