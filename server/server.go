@@ -76,6 +76,9 @@ type Config struct {
 	// SampleEvery is how often the status page's chart reads the queue
 	// (DefaultSampleEvery when 0).
 	SampleEvery time.Duration `yaml:"-"`
+	// Sweep tunes the sweeper, which publishes again the queued jobs the
+	// stream lost (enroll defaults when zero; tests shorten it).
+	Sweep enroll.SweepOptions `yaml:"-"`
 }
 
 func (c *Config) defaults() {
@@ -165,6 +168,15 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 	go func() {
 		defer core.wg.Done()
 		core.sample(ctx)
+	}()
+	core.wg.Add(1)
+	go func() {
+		defer core.wg.Done()
+		o := cfg.Sweep
+		if o.Log == nil {
+			o.Log = cfg.Log.With("ca", name)
+		}
+		svc.Sweep(ctx, q, o)
 	}()
 	core.wg.Add(1)
 	go func() {
