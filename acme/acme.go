@@ -118,6 +118,7 @@ type Frontend struct {
 	nonces nonce.Source
 	local  *nonce.Service // nonces held here (no Config.Nonces)
 	ra     *ra.RA
+	wfe    *wfe.WFE
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -192,6 +193,7 @@ func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 		IPLimit: cfg.IPLimit, OrderLimit: cfg.OrderLimit, Exempt: ratelimit.ParseExempt(cfg.Exempt), Log: cfg.Log},
 		r, f.st, f.nonces)
 	w.Register(mux)
+	f.wfe = w
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	f.wg.Add(3)
@@ -237,11 +239,20 @@ func (f *Frontend) collect(ctx context.Context) {
 // Endpoints lists the paths `qpki serve` prints.
 func (f *Frontend) Endpoints() []string { return []string{DirectoryPath} }
 
-// Close stops the background work, saves the nonces and closes the
-// store. serve closes front-ends after the listener stopped.
+// drainTimeout bounds how long Close waits for the requests being
+// served (serve's listener waits 30 s for them first).
+const drainTimeout = 30 * time.Second
+
+// Close waits for the requests being served, stops the background work,
+// saves the nonces and closes the store. serve closes front-ends after
+// the listener stopped; a handler that outlived it still counts here.
 func (f *Frontend) Close() error {
 	var err error
 	f.once.Do(func() {
+		drained := true
+		if f.wfe != nil {
+			drained = f.wfe.Drain(drainTimeout)
+		}
 		if f.cancel != nil {
 			f.cancel()
 		}
@@ -252,8 +263,17 @@ func (f *Frontend) Close() error {
 			flushErr = f.ra.Flush()
 		}
 		var nonceErr error
-		if f.local != nil {
+		switch {
+		case f.local == nil:
+		case drained:
 			nonceErr = f.local.Close()
+		default:
+			// A handler still running may redeem a nonce after the save:
+			// save them as after a crash, so that the next start drops
+			// them all (clients get badNonce and retry) rather than
+			// restore one that was used.
+			f.cfg.Log.Warn("acme: requests still running at shutdown: the saved nonces will not be restored")
+			nonceErr = f.local.Abandon()
 		}
 		err = errors.Join(flushErr, nonceErr, f.st.Close())
 	})

@@ -178,6 +178,10 @@ func (s *Service) Run(ctx context.Context) {
 // Close saves the outstanding nonces and marks the shutdown clean.
 func (s *Service) Close() error { return s.sync(true) }
 
+// Abandon saves the changes without marking the shutdown clean: the next
+// start restores no nonce, as after a crash.
+func (s *Service) Abandon() error { return s.sync(false) }
+
 func (s *Service) sync(final bool) error {
 	s.mu.Lock()
 	s.trim(s.now().UnixNano())

@@ -111,3 +111,22 @@ func BenchmarkNonce(b *testing.B) {
 		}
 	})
 }
+
+// TestAbandon: nonces saved by Abandon (a shutdown with handlers still
+// running) are not restored.
+func TestAbandon(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acme.db")
+	st := openStore(t, path)
+	s, _ := New(st, time.Hour, 0)
+	n := s.Nonce()
+	if err := s.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = openStore(t, path)
+	defer st.Close()
+	s, _ = New(st, time.Hour, 0)
+	if s.Use(n) {
+		t.Fatal("a nonce saved by Abandon was restored")
+	}
+}

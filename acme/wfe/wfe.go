@@ -88,6 +88,7 @@ type WFE struct {
 	now    func() time.Time
 	acctMu sync.Mutex
 	accts  map[string]*cachedAccount
+	gate   *gate
 }
 
 // cachedAccount saves decoding the account and its JWK on every request.
@@ -110,7 +111,7 @@ func New(cfg Config, r *ra.RA, st store.ACMEStore, n nonce.Source) *WFE {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &WFE{cfg: cfg, ra: r, st: st, nonces: n, ipLim: ratelimit.New(cfg.IPLimit), ordLim: ratelimit.New(cfg.OrderLimit),
-		now: time.Now, accts: map[string]*cachedAccount{}}
+		now: time.Now, accts: map[string]*cachedAccount{}, gate: newGate()}
 }
 
 // Register adds the ACME routes to mux.
@@ -152,6 +153,13 @@ func (w *WFE) handle(fn func(*request) *probs.Problem, methods ...string) http.H
 		q := &request{w: rw, r: r, base: w.baseURL(r)}
 		h := rw.Header()
 		h.Set("Cache-Control", "no-store")
+		if !w.gate.enter() {
+			h.Set("Connection", "close")
+			h.Set("Retry-After", "1")
+			w.problem(q, probs.New(probs.TypeServerInternal, http.StatusServiceUnavailable, "the server is shutting down"))
+			return
+		}
+		defer w.gate.leave()
 		if r.URL.Path != DirectoryPath {
 			h.Add("Link", link(q.url(DirectoryPath), "index"))
 		}
