@@ -311,6 +311,13 @@ func (e *Envelope) decryptContent(cek []byte) ([]byte, error) {
 	return plain[:len(plain)-pad], nil
 }
 
+func (r Recipient) name() string {
+	if r.Certificate != nil {
+		return r.Certificate.Subject.String()
+	}
+	return fmt.Sprintf("key %x", r.KeyID)
+}
+
 // implicitOctets returns the contents of an [n] IMPLICIT OCTET STRING,
 // which BER writers may send constructed (a series of OCTET STRINGs).
 func implicitOctets(rv asn1.RawValue) ([]byte, error) {
@@ -354,6 +361,24 @@ type EncryptOptions struct {
 // ECDH, X9.63 SHA-256 KDF, AES-256 wrap) for EC keys, KEMRI (HKDF-SHA256,
 // AES-256 wrap) for ML-KEM and composite ML-KEM keys.
 func Encrypt(rand io.Reader, content []byte, recipients []*x509.Certificate, opts EncryptOptions) ([]byte, error) {
+	rs := make([]Recipient, len(recipients))
+	for i, c := range recipients {
+		rs[i] = Recipient{Certificate: c}
+	}
+	return EncryptTo(rand, content, rs, opts)
+}
+
+// Recipient is a key to encrypt to: a certificate, identified by its
+// issuer and serial number, or a bare public key identified by a subject
+// key identifier (as EST's AsymmetricDecryptKeyIdentifier names one).
+type Recipient struct {
+	Certificate *x509.Certificate
+	PublicKey   crypto.PublicKey
+	KeyID       []byte
+}
+
+// EncryptTo is Encrypt for recipients given as certificates or keys.
+func EncryptTo(rand io.Reader, content []byte, recipients []Recipient, opts EncryptOptions) ([]byte, error) {
 	if len(recipients) == 0 {
 		return nil, errors.New("cms: no recipients")
 	}
@@ -368,10 +393,10 @@ func Encrypt(rand io.Reader, content []byte, recipients []*x509.Certificate, opt
 	defer clear(cek)
 	version := 0
 	var ris []asn1.RawValue
-	for _, c := range recipients {
-		ri, v, err := wrapFor(rand, c, cek, opts)
+	for _, r := range recipients {
+		ri, v, err := wrapFor(rand, r, cek, opts)
 		if err != nil {
-			return nil, fmt.Errorf("cms: recipient %s: %w", c.Subject, err)
+			return nil, fmt.Errorf("cms: recipient %s: %w", r.name(), err)
 		}
 		version = max(version, v)
 		ris = append(ris, ri)

@@ -344,12 +344,25 @@ func unwrapKEMRI(raw asn1.RawValue, key crypto.PrivateKey, cert *x509.Certificat
 
 // wrapFor makes the RecipientInfo that carries cek to cert's key, and
 // the EnvelopedData version it needs.
-func wrapFor(rand io.Reader, cert *x509.Certificate, cek []byte, opts EncryptOptions) (asn1.RawValue, int, error) {
-	pub, err := x509x.PublicKey(cert)
-	if err != nil {
-		return asn1.RawValue{}, 0, err
+func wrapFor(rand io.Reader, r Recipient, cek []byte, opts EncryptOptions) (asn1.RawValue, int, error) {
+	var pub crypto.PublicKey
+	var rid asn1.RawValue
+	ridVersion := 0
+	switch {
+	case r.Certificate != nil:
+		var err error
+		if pub, err = x509x.PublicKey(r.Certificate); err != nil {
+			return asn1.RawValue{}, 0, err
+		}
+		rid = sidOf(r.Certificate)
+	case r.PublicKey != nil && len(r.KeyID) > 0:
+		// subjectKeyIdentifier [0] IMPLICIT; it makes KTRI version 2.
+		pub, ridVersion = r.PublicKey, 2
+		rid = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, Bytes: r.KeyID}
+	default:
+		return asn1.RawValue{}, 0, errors.New("a recipient needs a certificate, or a public key and its key identifier")
 	}
-	rid := sidOf(cert)
+	var err error
 	switch p := pub.(type) {
 	case *rsa.PublicKey:
 		var ek []byte
@@ -367,11 +380,15 @@ func wrapFor(rand io.Reader, cert *x509.Certificate, cek []byte, opts EncryptOpt
 		if err != nil {
 			return asn1.RawValue{}, 0, err
 		}
-		return mustRaw(ktri{Version: 0, RID: rid, KeyEncryptionAlgorithm: alg, EncryptedKey: ek}), 0, nil
+		return mustRaw(ktri{Version: ridVersion, RID: rid, KeyEncryptionAlgorithm: alg, EncryptedKey: ek}), ridVersion, nil
 	case *ecdsa.PublicKey:
 		peer, err := p.ECDH()
 		if err != nil {
 			return asn1.RawValue{}, 0, err
+		}
+		if ridVersion != 0 {
+			// rKeyId [0] IMPLICIT RecipientKeyIdentifier { subjectKeyIdentifier }
+			rid = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: mustRaw(r.KeyID).FullBytes}
 		}
 		return kariFor(rand, peer, rid, cek)
 	case algo.KEMPublicKey:

@@ -148,3 +148,36 @@ func TestMalformed(t *testing.T) {
 		t.Fatalf("unknown cipher: %v", err)
 	}
 }
+
+// Recipients named by key identifier (EST's serverkeygen): KTRI version 2
+// with a subjectKeyIdentifier, KARI with an rKeyId, KEMRI with a
+// subjectKeyIdentifier; a certificate with that SKI selects them, one with
+// another does not.
+func TestEncryptToKeyID(t *testing.T) {
+	for _, a := range []algo.Algorithm{algo.RSA2048, algo.ECDSAP256, algo.MLKEM768} {
+		priv, cert := leaf(t, a)
+		pub, _ := algo.PublicKey(priv)
+		cert.SubjectKeyId = []byte("0123456789abcdefghij") // as if the certificate carried it
+		der, err := EncryptTo(rand.Reader, []byte("by key id"), []Recipient{{PublicKey: pub, KeyID: cert.SubjectKeyId}}, EncryptOptions{ContentType: OIDSignedData})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []*x509.Certificate{nil, cert} {
+			if got, err := Decrypt(der, priv, c); err != nil || string(got) != "by key id" {
+				t.Fatalf("%s: %q %v", a, got, err)
+			}
+		}
+		other := *cert
+		other.SubjectKeyId = []byte("another key id")
+		if _, err := Decrypt(der, priv, &other); !errors.Is(err, ErrNoRecipient) {
+			t.Fatalf("%s: another key id: %v", a, err)
+		}
+		e, _ := ParseEnvelope(der)
+		if !e.ContentType.Equal(OIDSignedData) {
+			t.Fatalf("%s: content type %s", a, e.ContentType)
+		}
+	}
+	if _, err := EncryptTo(rand.Reader, nil, []Recipient{{}}, EncryptOptions{}); err == nil {
+		t.Fatal("empty recipient accepted")
+	}
+}
