@@ -3,6 +3,8 @@ package est
 import (
 	"os"
 	"testing"
+
+	"github.com/qpki/qpki/pkg/cms"
 )
 
 // The parsers of network input never panic.
@@ -25,7 +27,7 @@ func FuzzParsers(f *testing.F) {
 		}
 		csrAttributes(data)
 		ParseCSRAttrs(data)
-		ParseCertsOnly(data)
+		cms.ParseCertsOnly(data)
 		if attrs, err := csrAttributes(data); err == nil {
 			challengePassword(attrs)
 			octetAttribute(attrs, oidAsymmDecryptKeyID)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/cms"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/server"
 )
@@ -248,7 +249,7 @@ func certsResponse(t testing.TB, r response) []*x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := ParseCertsOnly(der)
+	certs, err := cms.ParseCertsOnly(der)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,4 +379,10 @@ func TestMain(m *testing.M) {
 	}
 	os.RemoveAll(d)
 	os.Exit(code)
+}
+
+// algorithmIdentifier is an AlgorithmIdentifier, for requests built by hand.
+type algorithmIdentifier struct {
+	Algorithm  asn1.ObjectIdentifier
+	Parameters asn1.RawValue `asn1:"optional"`
 }

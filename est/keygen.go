@@ -16,6 +16,7 @@ import (
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/cms"
 	"github.com/qpki/qpki/pkg/jobspec"
 	"github.com/qpki/qpki/queue"
 )
@@ -194,7 +195,7 @@ func (f *Frontend) serverKeygen(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p7, err := CertsOnly(cert)
+	p7, err := cms.CertsOnly(cert)
 	if err != nil {
 		f.internal(w, "serverkeygen", err)
 		return

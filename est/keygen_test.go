@@ -3,16 +3,12 @@ package est
 import (
 	"bytes"
 	"crypto"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +22,7 @@ import (
 	"testing"
 
 	"github.com/qpki/qpki/pkg/algo"
+	"github.com/qpki/qpki/pkg/cms"
 )
 
 type keygenParts struct {
@@ -67,7 +64,7 @@ func splitKeygen(t testing.TB, r response) keygenParts {
 		}
 		switch ct := p.Header.Get("Content-Type"); ct {
 		case mediaCertsOnly:
-			certs, err := ParseCertsOnly(der)
+			certs, err := cms.ParseCertsOnly(der)
 			if err != nil || len(certs) != 1 {
 				t.Fatalf("certificate part: %v", err)
 			}
@@ -194,145 +191,56 @@ func findPKCS8(b []byte) bool {
 	return false
 }
 
-// openEnvelope decrypts an EnvelopedData as a client would.
+// openEnvelope decrypts an EnvelopedData as a client would, after
+// checking its shape: one recipient, RSAES-OAEP or ECDH (X9.63 SHA-256
+// KDF) by key identifier, enclosing a SignedData.
 func openEnvelope(der []byte, key crypto.Signer) ([]byte, error) {
-	var ci contentInfo
-	if _, err := asn1.Unmarshal(der, &ci); err != nil || !ci.ContentType.Equal(oidEnvelopedData) {
+	e, err := cms.ParseEnvelope(der)
+	if err != nil || e.Auth {
 		return nil, fmt.Errorf("not an EnvelopedData: %v", err)
 	}
-	var ed envelopedData
-	if _, err := asn1.Unmarshal(ci.Content.Bytes, &ed); err != nil {
-		return nil, err
-	}
-	if len(ed.RecipientInfos) != 1 || !ed.EncryptedContentInfo.ContentType.Equal(oidSignedData) {
+	if len(e.Recipients) != 1 || !e.ContentType.Equal(cms.OIDSignedData) {
 		return nil, errors.New("unexpected EnvelopedData shape")
 	}
-	ri := ed.RecipientInfos[0]
-	var cek []byte
-	switch k := key.(type) {
-	case *rsa.PrivateKey:
-		var ktri keyTransRecipientInfo
-		if _, err := asn1.Unmarshal(ri.FullBytes, &ktri); err != nil {
-			return nil, err
-		}
-		if ktri.Version != 2 || !ktri.KeyEncryptionAlgorithm.Algorithm.Equal(oidRSAESOAEP) {
-			return nil, errors.New("unexpected KeyTransRecipientInfo")
-		}
-		var err error
-		if cek, err = rsa.DecryptOAEP(sha256.New(), nil, k, ktri.EncryptedKey, nil); err != nil {
-			return nil, err
-		}
-	case *ecdsa.PrivateKey:
-		var kari struct {
-			Version                int
-			Originator             asn1.RawValue `asn1:"explicit,tag:0"`
-			KeyEncryptionAlgorithm algorithmIdentifier
-			RecipientEncryptedKeys []recipientEncryptedKey
-		}
-		if _, err := asn1.UnmarshalWithParams(ri.FullBytes, &kari, "tag:1"); err != nil {
-			return nil, err
-		}
-		var opk originatorPublicKey
-		if _, err := asn1.UnmarshalWithParams(kari.Originator.Bytes, &opk, "tag:1"); err != nil {
-			return nil, err
-		}
-		var wrap algorithmIdentifier
-		asn1.Unmarshal(kari.KeyEncryptionAlgorithm.Parameters.FullBytes, &wrap)
-		if !kari.KeyEncryptionAlgorithm.Algorithm.Equal(oidECDHSHA256KDF) || !wrap.Algorithm.Equal(oidAES256Wrap) {
-			return nil, errors.New("unexpected key agreement algorithm")
-		}
-		priv, _ := k.ECDH()
-		eph, err := priv.Curve().NewPublicKey(opk.PublicKey.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		z, _ := priv.ECDH(eph)
-		shared, _ := asn1.Marshal(eccCMSSharedInfo{KeyInfo: algorithmIdentifier{Algorithm: oidAES256Wrap}, SuppPubInfo: []byte{0, 0, 1, 0}})
-		if cek, err = aesKeyUnwrap(x963KDF(z, shared, 32), kari.RecipientEncryptedKeys[0].EncryptedKey); err != nil {
-			return nil, err
-		}
+	want := map[bool]string{true: "rsaes-oaep", false: "dhSinglePass-stdDH-sha256kdf"}[isRSA(key)]
+	if r := e.Recipients[0]; r.KeyAlgorithm != want {
+		return nil, fmt.Errorf("recipient %s (%s), want %s", r.Kind, r.KeyAlgorithm, want)
 	}
-	var iv []byte
-	asn1.Unmarshal(ed.EncryptedContentInfo.ContentEncryptionAlgorithm.Parameters.FullBytes, &iv)
-	block, _ := aes.NewCipher(cek)
-	ct := ed.EncryptedContentInfo.EncryptedContent.Bytes
-	if len(ct)%16 != 0 || len(iv) != 16 {
-		return nil, errors.New("bad ciphertext")
-	}
-	pt := make([]byte, len(ct))
-	cipher.NewCBCDecrypter(block, iv).CryptBlocks(pt, ct)
-	pad := int(pt[len(pt)-1])
-	if pad < 1 || pad > 16 {
-		return nil, errors.New("bad padding")
-	}
-	return pt[:len(pt)-pad], nil
+	return e.Decrypt(key, nil)
 }
 
-func aesKeyUnwrap(kek, wrapped []byte) ([]byte, error) {
-	block, _ := aes.NewCipher(kek)
-	n := len(wrapped)/8 - 1
-	a := bytes.Clone(wrapped[:8])
-	r := bytes.Clone(wrapped[8:])
-	buf := make([]byte, 16)
-	for j := 5; j >= 0; j-- {
-		for i := n - 1; i >= 0; i-- {
-			t := uint64(n*j + i + 1)
-			binary.BigEndian.PutUint64(buf, binary.BigEndian.Uint64(a)^t)
-			copy(buf[8:], r[8*i:8*i+8])
-			block.Decrypt(buf, buf)
-			copy(a, buf[:8])
-			copy(r[8*i:], buf[8:])
-		}
-	}
-	if !bytes.Equal(a, []byte{0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6, 0xa6}) {
-		return nil, errors.New("key unwrap: integrity check failed")
-	}
-	return r, nil
+func isRSA(k crypto.Signer) bool {
+	_, ok := k.(*rsa.PrivateKey)
+	return ok
 }
 
-// openKeyPackage checks the SignedData around the key package and
-// returns the PKCS#8 key it holds.
+// openKeyPackage checks the SignedData around the key package (signed
+// by the generated key, whose certificate it carries) and returns the
+// PKCS#8 key it holds.
 func openKeyPackage(der []byte, cert *x509.Certificate) ([]byte, error) {
-	var sd struct {
-		Version          int
-		DigestAlgorithms []algorithmIdentifier `asn1:"set"`
-		EncapContentInfo struct {
-			EContentType asn1.ObjectIdentifier
-			EContent     asn1.RawValue `asn1:"explicit,tag:0"`
-		}
-		Certificates asn1.RawValue `asn1:"optional,tag:0"`
-		SignerInfos  []signerInfo  `asn1:"set"`
-	}
-	if rest, err := asn1.Unmarshal(der, &sd); err != nil || len(rest) > 0 {
-		return nil, fmt.Errorf("SignedData: %v", err)
-	}
-	if !sd.EncapContentInfo.EContentType.Equal(oidKeyPackage) || len(sd.SignerInfos) != 1 {
-		return nil, errors.New("not a signed key package")
-	}
-	certs, err := x509.ParseCertificates(sd.Certificates.Bytes)
-	if err != nil || len(certs) != 1 || !certs[0].Equal(cert) {
-		return nil, errors.New("the SignedData does not carry the issued certificate")
-	}
-	var content []byte
-	if _, err := asn1.Unmarshal(sd.EncapContentInfo.EContent.Bytes, &content); err != nil {
+	msg, err := cms.Wrap(cms.OIDSignedData, der)
+	if err != nil {
 		return nil, err
 	}
-	si := sd.SignerInfos[0]
-	if si.SID.Serial.Cmp(cert.SerialNumber) != 0 || !bytes.Equal(si.SID.Issuer.FullBytes, cert.RawIssuer) {
+	sd, err := cms.ParseSignedData(msg)
+	if err != nil {
+		return nil, fmt.Errorf("SignedData: %v", err)
+	}
+	if !sd.ContentType.Equal(oidKeyPackage) || len(sd.Signers) != 1 {
+		return nil, errors.New("not a signed key package")
+	}
+	if len(sd.Certificates) != 1 || !sd.Certificates[0].Equal(cert) {
+		return nil, errors.New("the SignedData does not carry the issued certificate")
+	}
+	vs, err := sd.Verify(cms.VerifyOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if !vs[0].Certificate.Equal(cert) {
 		return nil, errors.New("the signer is not the issued certificate")
 	}
-	set := bytes.Clone(si.SignedAttrs.FullBytes)
-	set[0] = 0x31 // the signature covers the attributes as a SET OF
-	sum := sha256.Sum256(set)
-	if !ecdsa.VerifyASN1(cert.PublicKey.(*ecdsa.PublicKey), sum[:], si.Signature) {
-		return nil, errors.New("the key package's signature does not verify")
-	}
-	digest := sha256.Sum256(content)
-	if !bytes.Contains(si.SignedAttrs.Bytes, digest[:]) {
-		return nil, errors.New("messageDigest does not match the content")
-	}
 	var pkg []asn1.RawValue
-	if _, err := asn1.Unmarshal(content, &pkg); err != nil || len(pkg) != 1 {
+	if _, err := asn1.Unmarshal(sd.Content, &pkg); err != nil || len(pkg) != 1 {
 		return nil, errors.New("malformed AsymmetricKeyPackage")
 	}
 	return pkg[0].FullBytes, nil

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/qpki/qpki/pkg/cms"
 )
 
 // The example messages of RFC 7030 Appendix A.
@@ -26,7 +28,7 @@ func TestRFC7030CACertsExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := ParseCertsOnly(der)
+	certs, err := cms.ParseCertsOnly(der)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +40,11 @@ func TestRFC7030CACertsExample(t *testing.T) {
 		t.Fatalf("certificates %s", got)
 	}
 	// Our encoding of the same certificates parses back to them.
-	again, err := CertsOnly(certs...)
+	again, err := cms.CertsOnly(certs...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := ParseCertsOnly(again)
+	back, err := cms.ParseCertsOnly(again)
 	if err != nil || len(back) != 4 {
 		t.Fatal(err)
 	}
@@ -126,7 +128,7 @@ func TestRFC7030EnrollExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := ParseCertsOnly(resp)
+	certs, err := cms.ParseCertsOnly(resp)
 	if err != nil || len(certs) != 1 {
 		t.Fatalf("%d certificates, %v", len(certs), err)
 	}

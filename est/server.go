@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/cms"
 	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/x509x"
@@ -161,7 +162,7 @@ func (f *Frontend) cacerts(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	der, err := CertsOnly(certs...)
+	der, err := cms.CertsOnly(certs...)
 	if err != nil {
 		f.internal(w, "cacerts", err)
 		return
@@ -376,7 +377,7 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, renew bool) {
 		f.internal(w, "enroll", err)
 		return
 	}
-	p7, err := CertsOnly(cert)
+	p7, err := cms.CertsOnly(cert)
 	if err != nil {
 		f.internal(w, "enroll", err)
 		return

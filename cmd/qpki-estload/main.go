@@ -42,6 +42,7 @@ import (
 	qenroll "github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/est"
 	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/cms"
 	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/server"
 )
@@ -229,7 +230,7 @@ func enroll(cl *http.Client, t *target, csr []byte) error {
 			if err != nil {
 				return err
 			}
-			_, err = est.ParseCertsOnly(der)
+			_, err = cms.ParseCertsOnly(der)
 			return err
 		case http.StatusAccepted:
 			time.Sleep(100 * time.Millisecond)

@@ -325,5 +325,3 @@ func newCMSInfoCmd() *cobra.Command {
 		},
 	}
 }
-
-

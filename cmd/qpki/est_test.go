@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/qpki/qpki/est"
+	"github.com/qpki/qpki/pkg/cms"
 )
 
 func runStdin(t *testing.T, stdin string, args ...string) result {
@@ -150,7 +151,7 @@ func TestServeEST(t *testing.T) {
 		t.Fatalf("simpleenroll: %d %s", code, body)
 	}
 	der, _ := base64.StdEncoding.DecodeString(strings.ReplaceAll(string(body), "\n", ""))
-	certs, err := est.ParseCertsOnly(der)
+	certs, err := cms.ParseCertsOnly(der)
 	if err != nil || certs[0].Subject.CommonName != "dev-1.devices.example.com" || certs[0].ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
 		t.Fatalf("issued %v %v", certs, err)
 	}
