@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -174,6 +175,11 @@ func (ra *RA) Revoke(acct *store.ACMEAccount, certKey []byte, der []byte, reason
 	}
 	serial := store.FormatSerial(cert.SerialNumber)
 	rec, prob := ra.certRecord(serial)
+	if prob != nil && prob.Status != http.StatusNotFound {
+		// The store could not answer (a NATS leader election): the client
+		// may retry, so this must not read as "not ours".
+		return prob
+	}
 	if prob != nil || !bytes.Equal(rec.DER, der) {
 		return probs.NotFound("this CA did not issue the certificate")
 	}
