@@ -27,9 +27,9 @@ type request struct {
 	id       string
 	start    time.Time
 	end      time.Time
-	answered bool   // a final answer came (a certificate, or a refusal)
-	err      string // the refusal, or why no answer came
-	retries  int // requests sent again after a lost or non-final answer
+	answered bool                           // a final answer came (a certificate, or a refusal)
+	err      string                         // the refusal, or why no answer came
+	retries  int                            // requests sent again after a lost or non-final answer
 	certs    map[[32]byte]*x509.Certificate // distinct certificates delivered
 }
 
