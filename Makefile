@@ -8,7 +8,7 @@ FUZZTIME  ?= 10s
 # fresh machine lints with the same checks as every other.
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test test-go fuzz-short bench lint deps run clean test-hsm testtoken
+.PHONY: all build test test-go fuzz-short bench lint deps run clean test-hsm testtoken chaos test-chaos
 
 all: build
 
@@ -46,6 +46,20 @@ test-hsm:
 	else \
 		set -x; CI=true $(GO) test -count=1 -timeout 10m -v -run '^TestHSM' $(HSM_PKGS); \
 	fi
+
+# chaos runs cmd/qpki-chaos: three NATS nodes, two --store jetstream
+# front-ends and two workers on copies of the test token, all processes on
+# loopback, under ACME, EST, batch, revocation and CRL load while faults
+# are injected at seeded random intervals (CHAOS_SEED repeats a run). It
+# stops after CHAOS_DURATION, prints a table and fails when a check does.
+# Root only (the disk-full fault mounts a tmpfs).
+CHAOS_DURATION ?= 5m
+chaos: build testtoken
+	$(GO) build -o $(BUILD)/qpki-chaos ./cmd/qpki-chaos
+	$(BUILD)/qpki-chaos -duration $(CHAOS_DURATION) -bin $(BUILD) $(if $(CHAOS_SEED),-seed $(CHAOS_SEED))
+
+test-chaos:
+	$(MAKE) chaos CHAOS_DURATION=60s
 
 # Each fuzz target runs for FUZZTIME; a crash fails the build.
 fuzz-short:

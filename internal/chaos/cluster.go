@@ -282,7 +282,7 @@ func (c *cluster) newFrontends() error {
 			"--store", "jetstream", "--nats-url", c.natsURL, "--workers", "0",
 			"--ca-dir", filepath.Join(c.feDir[i], "ca", caName), "--data-dir", filepath.Join(c.feDir[i], "data"),
 			"--listen", c.feAddr[i],
-			"--acme-external-url", "https://"+c.lb.addr(), "--acme-resolve-to", loopback,
+			"--acme-external-url", "https://"+c.lb.addr(), "--acme-resolve-to", loopback, "--acme-validation-allow", loopback+"/32",
 			"--acme-http-port", strconv.Itoa(c.http01), "--acme-rate-ip", "0", "--acme-rate-orders", "0",
 			"--acme-finalize-wait", "2s", "--acme-challenge-wait", "2s"))
 	}

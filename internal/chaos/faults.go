@@ -45,8 +45,11 @@ type fault struct {
 	// first issuance after it; ok is false when none came.
 	recovery time.Duration
 	ok       bool
-	note     string
-	failed   string // a check of the fault itself that failed
+	// stall is how long the requests that were in flight at the fault
+	// took after it, at most: what a client caught by it waited.
+	stall  time.Duration
+	note   string
+	failed string // a check of the fault itself that failed
 }
 
 // injector injects faults one after the other at random (seeded)
@@ -63,7 +66,7 @@ func (in *injector) run(ctx context.Context, until time.Time) {
 	var order []faultKind
 	n := 0
 	for {
-		gap := time.Duration(1500+in.rng.IntN(2500)) * time.Millisecond
+		gap := time.Duration(1000+in.rng.IntN(2000)) * time.Millisecond
 		if time.Until(until) < gap+8*time.Second {
 			return
 		}

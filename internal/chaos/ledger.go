@@ -127,3 +127,17 @@ func fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	return fmt.Sprintf("%x", sum[:])
 }
+
+// stallAfter is the longest time after t that an ACME or EST request in
+// flight at t took to finish.
+func (l *ledger) stallAfter(t time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var d time.Duration
+	for _, r := range l.reqs {
+		if (r.kind == kindACME || r.kind == kindEST) && r.start.Before(t) && !r.end.IsZero() && r.end.After(t) {
+			d = max(d, r.end.Sub(t))
+		}
+	}
+	return d
+}

@@ -126,6 +126,7 @@ type faultRow struct {
 	kind        faultKind
 	n, measured int
 	p50, max    time.Duration
+	stall       time.Duration
 	limit       time.Duration
 	notes       []string
 }
@@ -218,6 +219,8 @@ func report(led *ledger, faults []*fault, au *auditResult) *runReport {
 			byKind[f.kind] = row
 		}
 		row.n++
+		f.stall = led.stallAfter(f.at)
+		row.stall = max(row.stall, f.stall)
 		if f.failed != "" {
 			fail("%s %s: %s", f.kind, f.target, f.failed)
 			row.notes = append(row.notes, f.failed)
@@ -268,15 +271,16 @@ func (rep *runReport) print(w io.Writer, cfg Config) {
 	tw.Flush()
 	fmt.Fprintf(&b, "\ncertificates delivered: %d distinct; audit log: %d entries, %d issuances; %s\n\n", rep.certs, rep.audit.entries, rep.audit.issued, rep.audit.verify)
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "fault\tinjected\trecovery p50\tmax\tlimit\tnote")
+	fmt.Fprintln(tw, "fault\tinjected\trecovery p50\tmax\tlimit\tin-flight max\tnote")
 	for _, f := range rep.faults {
 		note := ""
 		if len(f.notes) > 0 {
 			note = f.notes[0]
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", f.kind, f.n, round(f.p50), round(f.max), f.limit, note)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", f.kind, f.n, round(f.p50), round(f.max), f.limit, round(f.stall), note)
 	}
 	tw.Flush()
+	fmt.Fprintf(&b, "(recovery: from the fault, for a full disk from the space coming back, to the next certificate delivered;\n in-flight max: the longest an ACME or EST request in flight at the fault still took after it)\n")
 	if len(rep.failures) == 0 {
 		fmt.Fprintf(&b, "\nPASS: every request answered once, one certificate per success, no serial twice, audit chain intact, every fault recovered within its limit\n")
 	} else {
