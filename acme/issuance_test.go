@@ -518,3 +518,32 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A revocation whose certificate the CA's store cannot look up (here its
+// database is closed; in the chaos run, a NATS node was lost under the
+// shared store) is a server error the client retries, not 404 "this CA
+// did not issue the certificate", which it takes as the final answer.
+func TestRevokeWhileStoreFails(t *testing.T) {
+	e := newEnv(t, nil)
+	answers := &sync.Map{}
+	e.serveHTTP01(answers)
+	c := e.client()
+	o := order(t, c, xacme.DomainIDs("revoke-later.example.com"), http01(answers))
+	cert, _ := e.issue(t, c, o, "", "revoke-later.example.com")
+	acct, err := c.GetReg(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.srv.Core.CA.Store()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// By hand: x/crypto/acme retries a 500 until its context ends.
+	rc := e.raw(t)
+	rc.key, rc.kid = c.Key, acct.URI
+	rc.post(rc.url("revokeCert"), map[string]any{"certificate": base64.RawURLEncoding.EncodeToString(cert.Raw), "reason": 1}).
+		wantProblem(t, http.StatusInternalServerError, "serverInternal")
+}
