@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/qpki/qpki/acme/core"
 	"github.com/qpki/qpki/acme/ratelimit"
 	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/server"
 )
 
@@ -546,4 +548,67 @@ func TestRevokeWhileStoreFails(t *testing.T) {
 	rc.key, rc.kid = c.Key, acct.URI
 	rc.post(rc.url("revokeCert"), map[string]any{"certificate": base64.RawURLEncoding.EncodeToString(cert.Raw), "reason": 1}).
 		wantProblem(t, http.StatusInternalServerError, "serverInternal")
+}
+
+// unavailableStore is the real ACME store whose order and authorization
+// lookups fail while down is set, as a JetStream store's do during a
+// leader election.
+type unavailableStore struct {
+	store.ACMEStore
+	down atomic.Bool
+}
+
+var errUnavailable = errors.New("nats: timeout")
+
+func (s *unavailableStore) Order(id string) (*store.ACMEOrder, error) {
+	if s.down.Load() {
+		return nil, errUnavailable
+	}
+	return s.ACMEStore.Order(id)
+}
+
+func (s *unavailableStore) Authz(id string) (*store.ACMEAuthz, error) {
+	if s.down.Load() {
+		return nil, errUnavailable
+	}
+	return s.ACMEStore.Authz(id)
+}
+
+// An order or authorization the store cannot look up is a server error
+// the client retries, not 404 "no such order", which it takes as final
+// (the chaos run lost an order so when a NATS node was killed); one that
+// does not exist is still 404.
+func TestOrderLookupWhileStoreFails(t *testing.T) {
+	var st *unavailableStore
+	e := newEnv(t, func(c *acme.Config) {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		bst, err := store.OpenACME(filepath.Join(c.DataDir, store.ACMEFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = &unavailableStore{ACMEStore: bst}
+		c.Store = st
+	})
+	c := e.client()
+	ctx := context.Background()
+	o, err := c.AuthorizeOrder(ctx, xacme.DomainIDs("lookup.example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := c.GetReg(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := e.raw(t)
+	rc.key, rc.kid = c.Key, acct.URI
+	rc.post(o.URI+"-missing", nil).wantProblem(t, http.StatusNotFound, "malformed")
+	st.down.Store(true)
+	rc.post(o.URI, nil).wantProblem(t, http.StatusInternalServerError, "serverInternal")
+	rc.post(o.AuthzURLs[0], nil).wantProblem(t, http.StatusInternalServerError, "serverInternal")
+	st.down.Store(false)
+	if _, err := c.GetOrder(ctx, o.URI); err != nil {
+		t.Fatalf("the order once the store is back: %v", err)
+	}
 }

@@ -33,7 +33,9 @@ func (ra *RA) Certificate(acct *store.ACMEAccount, serial string) ([][]byte, *pr
 		if owner != acct.ID {
 			return nil, probs.NotFound("no such certificate")
 		}
-	} else if o, err := ra.orderOf(rec); err != nil || o.AccountID != acct.ID {
+	} else if o, err := ra.orderOf(rec); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, lookupProblem(err, "certificate's order")
+	} else if err != nil || o.AccountID != acct.ID {
 		return nil, probs.NotFound("no such certificate")
 	} else {
 		ra.owners.add(serial, o.AccountID)

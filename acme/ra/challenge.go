@@ -67,7 +67,10 @@ func (v *validation) result() *store.ACMEAuthz {
 // validated shown as processing.
 func (ra *RA) Authz(acct *store.ACMEAccount, id string) (*store.ACMEAuthz, *probs.Problem) {
 	a, err := ra.st.Authz(id)
-	if err != nil || a.AccountID != acct.ID {
+	if prob := lookupProblem(err, "authorization"); prob != nil {
+		return nil, prob
+	}
+	if a.AccountID != acct.ID {
 		return nil, probs.NotFound("no such authorization")
 	}
 	ra.valMu.Lock()

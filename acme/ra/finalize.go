@@ -31,7 +31,10 @@ import (
 // account's URL, as CAA accounturi parameters name it.
 func (ra *RA) Finalize(ctx context.Context, acct *store.ACMEAccount, accountURL string, accountKey []byte, orderID string, csrDER []byte, requestID string) (*OrderState, *probs.Problem) {
 	o, err := ra.st.Order(orderID)
-	if err != nil || o.AccountID != acct.ID {
+	if prob := lookupProblem(err, "order"); prob != nil {
+		return nil, prob
+	}
+	if o.AccountID != acct.ID {
 		return nil, probs.NotFound("no such order")
 	}
 	st, prob := ra.state(o)

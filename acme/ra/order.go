@@ -271,10 +271,27 @@ type OrderState struct {
 // Order returns an order of the account in its current state.
 func (ra *RA) Order(ctx context.Context, acct *store.ACMEAccount, id string) (*OrderState, *probs.Problem) {
 	o, err := ra.st.Order(id)
-	if err != nil || o.AccountID != acct.ID {
+	if prob := lookupProblem(err, "order"); prob != nil {
+		return nil, prob
+	}
+	if o.AccountID != acct.ID {
 		return nil, probs.NotFound("no such order")
 	}
 	return ra.state(o)
+}
+
+// lookupProblem answers a failed store lookup of a resource: 404 when
+// the store says it does not exist, a server error (which a client
+// retries) when the store could not answer, as during a NATS leader
+// election under --store jetstream.
+func lookupProblem(err error, what string) *probs.Problem {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return probs.NotFound("no such %s", what)
+	}
+	return probs.ServerInternal("looking up the %s: %v", what, err)
 }
 
 // jobID is the signing job of an order, the same whichever request
