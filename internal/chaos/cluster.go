@@ -276,15 +276,26 @@ func (c *cluster) newFrontends() error {
 	if c.http01, err = freePort(); err != nil {
 		return err
 	}
+	// The devices' names: the unlabelled EST endpoints grant the run's
+	// EST names to every authenticated user.
+	estConfig := filepath.Join(c.dir, "est.yaml")
+	if err := os.WriteFile(estConfig, []byte("default:\n  names: {dns: [\".est.chaos.test\"]}\n"), 0o600); err != nil {
+		return err
+	}
 	for i := range 2 {
 		name := fmt.Sprintf("serve%d", i+1)
+		ops, err := freePort()
+		if err != nil {
+			return err
+		}
 		c.fronts = append(c.fronts, newProc(name, filepath.Join(c.dir, "logs", name+".log"), c.qpki, nil, "serve",
 			"--store", "jetstream", "--nats-url", c.natsURL, "--workers", "0",
 			"--ca-dir", filepath.Join(c.feDir[i], "ca", caName), "--data-dir", filepath.Join(c.feDir[i], "data"),
-			"--listen", c.feAddr[i],
+			"--listen", c.feAddr[i], "--ops-listen", fmt.Sprintf("%s:%d", loopback, ops),
 			"--acme-external-url", "https://"+c.lb.addr(), "--acme-resolve-to", loopback, "--acme-validation-allow", loopback+"/32",
 			"--acme-http-port", strconv.Itoa(c.http01), "--acme-rate-ip", "0", "--acme-rate-orders", "0",
-			"--acme-finalize-wait", "2s", "--acme-challenge-wait", "2s"))
+			"--acme-finalize-wait", "2s", "--acme-challenge-wait", "2s", "--est-config", estConfig,
+			"--est-rate-ip", "0", "--est-rate-principal", "0"))
 	}
 	return nil
 }

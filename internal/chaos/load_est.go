@@ -97,7 +97,7 @@ func (e *estClient) post(ctx context.Context, r *request, csr []byte, deadline t
 				return nil, fmt.Errorf("simpleenroll: %d certificates in the answer", len(certs))
 			}
 			return certs[0], nil
-		case resp.StatusCode == http.StatusAccepted || resp.StatusCode >= 500 || rerr != nil:
+		case resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 || rerr != nil:
 			last = fmt.Sprintf("HTTP %d %s", resp.StatusCode, strings.TrimSpace(string(data)))
 			d := wait
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
