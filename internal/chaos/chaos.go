@@ -118,6 +118,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	c.crl(ctx, led, 1, issuer, 60*time.Second)
 	au := c.auditCheck(ctx, led)
 	rep := report(led, in.faults, au)
+	for i := range c.feDir {
+		// The CLI falls back to working on the CA dir in process when the
+		// local socket does not answer: on a clustered CA that is a
+		// second, local store beside the shared one.
+		if _, err := os.Stat(filepath.Join(c.caDir(i), "ca.db")); err == nil {
+			rep.warnings = append(rep.warnings, fmt.Sprintf("serve%d's CA dir has a ca.db: a CLI command ran in process on a clustered CA while its serve was down", i+1))
+		}
+	}
 	rep.print(cfg.Out, cfg)
 	if len(rep.failures) > 0 {
 		return fmt.Errorf("chaos run failed (seed %d): %d check(s) failed", cfg.Seed, len(rep.failures))

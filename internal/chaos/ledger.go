@@ -36,13 +36,12 @@ type request struct {
 // ledger records every request of the run, and when certificates were
 // issued, for the checks and the table at the end.
 type ledger struct {
-	mu        sync.Mutex
-	reqs      []*request
-	byID      map[string]*request
-	issued    []time.Time // first delivery of each issuance request
-	revoked   map[string]bool
-	crlChecks int
-	problems  []string
+	mu       sync.Mutex
+	reqs     []*request
+	byID     map[string]*request
+	issued   []time.Time // first delivery of each issuance request
+	revoked  map[string]bool
+	problems []string
 }
 
 func newLedger() *ledger {

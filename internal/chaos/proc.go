@@ -128,12 +128,3 @@ func (p *proc) term() error { return p.signal(syscall.SIGTERM, 20*time.Second) }
 
 func (p *proc) isStopped() bool   { p.mu.Lock(); defer p.mu.Unlock(); return p.stopped }
 func (p *proc) setStopped(b bool) { p.mu.Lock(); p.stopped = b; p.mu.Unlock() }
-
-func (p *proc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}

@@ -112,6 +112,7 @@ type runReport struct {
 	rows     []kindRow
 	faults   []faultRow
 	failures []string
+	warnings []string
 	audit    *auditResult
 	certs    int
 }
@@ -281,6 +282,9 @@ func (rep *runReport) print(w io.Writer, cfg Config) {
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "(recovery: from the fault, for a full disk from the space coming back, to the next certificate delivered;\n in-flight max: the longest an ACME or EST request in flight at the fault still took after it)\n")
+	for _, w := range rep.warnings {
+		fmt.Fprintf(&b, "\nwarning: %s", w)
+	}
 	if len(rep.failures) == 0 {
 		fmt.Fprintf(&b, "\nPASS: every request answered once, one certificate per success, no serial twice, audit chain intact, every fault recovered within its limit\n")
 	} else {
