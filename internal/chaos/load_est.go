@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qpki/qpki/est"
+	"github.com/qpki/qpki/pkg/cms"
 )
 
 // estClient enrolls over EST with HTTP Basic, as a device would: a lost
@@ -89,7 +89,7 @@ func (e *estClient) post(ctx context.Context, r *request, csr []byte, deadline t
 			if err != nil {
 				return nil, fmt.Errorf("simpleenroll: the answer is not base64: %v", err)
 			}
-			certs, err := est.ParseCertsOnly(der)
+			certs, err := cms.ParseCertsOnly(der)
 			if err != nil {
 				return nil, fmt.Errorf("simpleenroll: %v", err)
 			}
