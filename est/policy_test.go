@@ -276,3 +276,16 @@ func TestReenrollRechecksUser(t *testing.T) {
 		t.Fatal("a refused renewal issued a certificate")
 	}
 }
+
+// An IDevID label whose profile cannot carry the serialNumber is refused
+// when it is mounted, not when a device enrolls.
+func TestIDevIDNeedsSerialNumberVariable(t *testing.T) {
+	fe, err := New(Options{Labels: map[string]*Label{"bad": {Profile: "ec/tls-client", Names: &enroll.NamePolicy{ClientCert: enroll.ClientCertIDevID}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := sharedEnv(t)
+	if err := fe.Mount(http.NewServeMux(), e.srv.Core.Enroll); err == nil || !strings.Contains(err.Error(), "serial_number") {
+		t.Fatalf("mounted: %v", err)
+	}
+}

@@ -73,8 +73,12 @@ func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	}
 	f.svc, f.st = svc, st
 	for name, l := range f.labels() {
-		if _, err := f.loadProfile(l.Profile); err != nil {
+		p, err := f.loadProfile(l.Profile)
+		if err != nil {
 			return fmt.Errorf("est: label %q: %v", name, err)
+		}
+		if l.Names != nil && l.Names.ClientCert == enroll.ClientCertIDevID && p.Var(varSerialNumber) == nil {
+			return fmt.Errorf("est: %s.names: client_cert: idevid copies the serialNumber into variable %s, which profile %s does not declare (est/device does)", l.where, varSerialNumber, l.Profile)
 		}
 	}
 	for _, prefix := range []string{PathPrefix, PathPrefix + "{label}/"} {
