@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/pkg/x509x"
@@ -91,6 +93,36 @@ func TestOwnerCache(t *testing.T) {
 	for s, want := range map[string]string{"1": "a", "3": "c", "4": "d"} {
 		if a, ok := c.get(s); !ok || a != want {
 			t.Fatalf("get(%s) = %q %v, want %q", s, a, ok, want)
+		}
+	}
+}
+
+// The principal enroll gets at finalize is the account, and its names are
+// the order's identifiers, literally: enroll refuses any other, even
+// one a wildcard identifier would cover.
+func TestOrderPrincipal(t *testing.T) {
+	o := &store.ACMEOrder{Identifiers: []store.ACMEIdentifier{{Type: "dns", Value: "a.example.com"}, {Type: "dns", Value: "*.example.com"}, {Type: "ip", Value: "192.0.2.1"}}}
+	p := orderPrincipal(&store.ACMEAccount{ID: "acct-7"}, o)
+	if p.Frontend != enroll.FrontendACME || p.Account != "acct-7" || p.Origin().Account != "acct-7" {
+		t.Fatalf("principal %+v", p)
+	}
+	cert := func(cn string, dns []string, ips ...string) *x509.Certificate {
+		c := &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}
+		for _, ip := range ips {
+			c.IPAddresses = append(c.IPAddresses, net.ParseIP(ip))
+		}
+		return c
+	}
+	if err := p.Names.Check(cert("a.example.com", []string{"a.example.com", "*.example.com"}, "192.0.2.1"), nil); err != nil {
+		t.Errorf("the order's names: %v", err)
+	}
+	for name, c := range map[string]*x509.Certificate{
+		"under the wildcard": cert("", []string{"b.example.com"}),
+		"another IP":         cert("", nil, "192.0.2.2"),
+		"another CN":         cert("victim.com", []string{"a.example.com"}),
+	} {
+		if err := p.Names.Check(c, nil); !errors.Is(err, enroll.ErrNotGranted) {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
