@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/asn1"
 	"errors"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,5 +135,32 @@ func TestCompositeBrainpoolVerify(t *testing.T) {
 	}
 	if _, err := GenerateKey(ECDSABrainpoolP384, rand.Reader); !errors.Is(err, ErrNoConstantTime) {
 		t.Fatalf("brainpool key generation: %v", err)
+	}
+}
+
+// bpSignForTest makes an ECDSA signature over SHA-256(msg) with math/big:
+// test and benchmark use only (variable time).
+func bpSignForTest(c *bpCurve, d *big.Int, msg []byte) []byte {
+	h := sha256.Sum256(msg)
+	e := new(big.Int).SetBytes(h[:])
+	for {
+		k, _ := rand.Int(rand.Reader, c.n)
+		if k.Sign() == 0 {
+			continue
+		}
+		pt := c.mul(bpPoint{x: c.gx, y: c.gy}, k)
+		r := new(big.Int).Mod(pt.x, c.n)
+		if r.Sign() == 0 {
+			continue
+		}
+		s := new(big.Int).Mul(r, d)
+		s.Add(s, e)
+		s.Mul(s, new(big.Int).ModInverse(k, c.n))
+		s.Mod(s, c.n)
+		if s.Sign() == 0 {
+			continue
+		}
+		sig, _ := asn1.Marshal(struct{ R, S *big.Int }{r, s})
+		return sig
 	}
 }

@@ -18,9 +18,11 @@ import (
 	"github.com/cloudflare/circl/dh/x448"
 )
 
-// Composite ML-KEM as specified by draft-ietf-lamps-pq-composite-kem (the
-// version Bouncy Castle's r5 hackathon artifacts use, OIDs
-// 1.3.6.1.5.5.7.6.55-66), checked against its MLKEM768-X25519 (.58) and
+// Composite ML-KEM as specified by draft-ietf-lamps-pq-composite-kem in
+// the form Bouncy Castle implements and its r5 hackathon artifacts use
+// (the twelve SHA3-256 combinations with IANA's early OIDs
+// 1.3.6.1.5.5.7.6.55-66 and per-combination labels, as in the draft's -14
+// and later versions), checked against its MLKEM768-X25519 (.58) and
 // MLKEM1024-ECDH-P384 (.63) vectors:
 //
 //   - public key = mlkemPK || tradPK, ciphertext = mlkemCT || tradCT,
