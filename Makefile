@@ -28,7 +28,7 @@ testtoken:
 deps:
 	@scripts/deps.sh
 
-test: deps test-go fuzz-short
+test: deps test-go fuzz-short test-chaos
 
 test-go:
 	$(GO) test -count=1 -timeout 14m ./...

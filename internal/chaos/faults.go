@@ -189,7 +189,7 @@ func (in *injector) diskFull(ctx context.Context, f *fault) {
 		case !strings.Contains(msg, "no space left on device"):
 			f.failed = "the batch failed without saying the disk is full: " + lastLine(msg)
 		default:
-			f.note = "batch refused: " + lastLine(msg)
+			f.note = "batch: " + lineWith(msg, "no space left on device")
 		}
 	} else {
 		f.failed = err.Error()
@@ -210,6 +210,20 @@ func (in *injector) diskFull(ctx context.Context, f *fault) {
 		return
 	}
 	f.recovery, f.ok = time.Since(f.healed), true
+}
+
+// lineWith is the first line of s that contains sub, shortened.
+func lineWith(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			l = strings.TrimSpace(l)
+			if len(l) > 90 {
+				l = "..." + l[len(l)-87:]
+			}
+			return l
+		}
+	}
+	return ""
 }
 
 func lastLine(s string) string {
