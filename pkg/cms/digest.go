@@ -49,8 +49,8 @@ func digestByHash(h crypto.Hash) digestAlg {
 // digestFor is the digest algorithm a signer of algorithm a uses for the
 // content: the hash of its signature algorithm for ECDSA and RSA, SHA-512
 // for Ed25519 (RFC 8419) and ML-DSA (RFC 9882), the set's own for SLH-DSA
-// (RFC 9814), and per draft-ietf-lamps-cms-composite-sigs for composite
-// ML-DSA (SHA-256 with ML-DSA-44, SHAKE256 with Ed448, else SHA-512).
+// (RFC 9814), and SHA-512 for composite ML-DSA, the digest
+// draft-ietf-lamps-cms-composite-sigs requires every verifier to support.
 func digestFor(a algo.Algorithm) digestAlg {
 	switch a.Family() {
 	case algo.FamilyECDSA, algo.FamilyRSA:
@@ -63,14 +63,6 @@ func digestFor(a algo.Algorithm) digestAlg {
 			return digestAlgs[3]
 		case algo.SLHDSASHAKE192s, algo.SLHDSASHAKE192f, algo.SLHDSASHAKE256s, algo.SLHDSASHAKE256f:
 			return digestAlgs[4]
-		}
-	case algo.FamilyComposite:
-		pq, trad, _ := algo.CompositeComponents(a)
-		switch {
-		case trad == algo.Ed448:
-			return digestAlgs[4]
-		case pq == algo.MLDSA44:
-			return digestAlgs[0]
 		}
 	}
 	return digestAlgs[2]
