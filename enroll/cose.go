@@ -193,10 +193,13 @@ func coseRequestHash(req cose.SignRequest) (string, error) {
 func (s *Service) recordCOSE(j *store.Job, r queue.Result) error {
 	var res jobspec.COSEResult
 	if err := jobspec.Decode(r.Payload, &res); err != nil {
-		return s.fail(j, r, err)
+		return forged(j, "the result does not decode: %v", err)
 	}
-	if len(res.Message) == 0 {
-		return s.fail(j, r, errors.New("the worker returned an empty COSE message"))
+	if err := s.checkedCOSE(j, &res); err != nil {
+		if IsForged(err) {
+			return err
+		}
+		return s.fail(j, r, err)
 	}
 	if err := s.CA.Audit(audit.EventCOSE, coseFields(j, &res)); err != nil {
 		return err

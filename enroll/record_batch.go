@@ -2,7 +2,9 @@ package enroll
 
 import (
 	"errors"
-	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/qpki/qpki/pkg/audit"
 	"github.com/qpki/qpki/pkg/ca"
@@ -17,7 +19,7 @@ import (
 // would make it the pipeline's bottleneck. Other results (failures, CRLs,
 // tokens, generated keys) are recorded one by one. It returns one error
 // per result; a result whose error is nil is recorded (or was a duplicate
-// to drop).
+// to drop), one whose error is a ForgedError was refused.
 func (s *Service) RecordBatch(rs []queue.Result) []error {
 	errs := make([]error, len(rs))
 	// The first result of each job wins, within the batch as across
@@ -39,9 +41,11 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 	type pending struct {
 		i   int
 		j   *store.Job
+		res jobspec.IssueResult
 		rec *store.Cert
+		err error
 	}
-	var bulk []pending
+	var checks []*pending
 	for _, i := range first {
 		r := rs[i]
 		j, err := s.jobs.Job(r.JobID)
@@ -59,21 +63,30 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 			errs[i] = s.record(r, j)
 			continue
 		}
-		var res jobspec.IssueResult
-		if err := jobspec.Decode(r.Payload, &res); err != nil {
-			errs[i] = s.fail(j, r, err)
+		p := &pending{i: i, j: j}
+		if err := jobspec.Decode(r.Payload, &p.res); err != nil {
+			errs[i] = forged(j, "the result does not decode: %v", err)
 			continue
 		}
-		rec, err := ca.CertRecord(res.DER, j.Profile, res.CAVersion, r.JobID)
-		if err != nil {
-			errs[i] = s.fail(j, r, err)
-			continue
+		checks = append(checks, p)
+	}
+	// The checks (a signature verification and the profile's template per
+	// certificate) are independent: they run on every core, so that the
+	// one recorder does not become the pipeline's bottleneck.
+	parallel(len(checks), func(k int) {
+		p := checks[k]
+		p.rec, p.err = s.checkedCert(p.j, &p.res)
+	})
+	var bulk []*pending
+	for _, p := range checks {
+		switch {
+		case IsForged(p.err):
+			errs[p.i] = p.err // the job stays queued for a genuine result
+		case p.err != nil:
+			errs[p.i] = s.fail(p.j, rs[p.i], p.err)
+		default:
+			bulk = append(bulk, p)
 		}
-		if rec.Serial != j.Serial {
-			errs[i] = s.fail(j, r, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
-			continue
-		}
-		bulk = append(bulk, pending{i, j, rec})
 	}
 	if len(bulk) == 0 {
 		return errs
@@ -94,7 +107,7 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 	// A stored certificate is reported and handed to its waiters. When
 	// another result was stored first (a redelivery recorded by another
 	// front-end), the waiters read that one from the store instead.
-	stored := func(p pending, first bool) {
+	stored := func(p *pending, first bool) {
 		s.recorded(p.j, rs[p.i], store.JobDone, "", first)
 		if !first {
 			s.wake(p.rec.JobID)
@@ -122,4 +135,27 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 		errs[p.i] = err
 	}
 	return errs
+}
+
+// parallel runs f(0) to f(n-1) on up to GOMAXPROCS goroutines.
+func parallel(n int, f func(int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for k := range n {
+			f(k)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := int(next.Add(1) - 1); k < n; k = int(next.Add(1) - 1) {
+				f(k)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -16,7 +16,10 @@ import (
 
 // Record commits one result to the store: the recorder's job, done by the
 // one process that holds the CA. The first result for a job wins; a
-// duplicate from a redelivery is dropped. It wakes whoever waits.
+// duplicate from a redelivery is dropped. It wakes whoever waits. A result
+// that does not verify under the CA's key or does not match its job is
+// refused with a ForgedError and changes nothing: the caller dead-letters
+// it, and the job waits for its genuine result.
 func (s *Service) Record(r queue.Result) error {
 	// One recording per job at a time, so that two results of the same
 	// job (a redelivery signed twice) never both reach the audit log.
@@ -69,14 +72,14 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 		// results stream, sealed to the front-end (SealedKey).
 		var res jobspec.IssueResult
 		if err := jobspec.Decode(r.Payload, &res); err != nil {
-			return s.fail(j, r, err)
+			return forged(j, "the result does not decode: %v", err)
 		}
-		rec, err := ca.CertRecord(res.DER, j.Profile, res.CAVersion, r.JobID)
+		rec, err := s.checkedCert(j, &res)
+		if IsForged(err) {
+			return err // the job stays queued for a genuine result
+		}
 		if err != nil {
 			return s.fail(j, r, err)
-		}
-		if rec.Serial != j.Serial {
-			return s.fail(j, r, fmt.Errorf("worker signed serial %s, job reserved %s", rec.Serial, j.Serial))
 		}
 		if err := s.CA.Audit(audit.EventIssue, ca.IssueFields(rec)); err != nil {
 			return err
@@ -87,13 +90,17 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 	case jobspec.KindCRL:
 		var res jobspec.CRLResult
 		if err := jobspec.Decode(r.Payload, &res); err != nil {
-			return s.fail(j, r, err)
+			return forged(j, "the result does not decode: %v", err)
 		}
 		var req jobspec.CRL
-		if err := jobspec.Decode(j.Payload, &req); err == nil {
-			if err := s.CA.Audit(audit.EventCRL, ca.CRLFields(&req)); err != nil {
-				return err
-			}
+		if err := jobspec.Decode(j.Payload, &req); err != nil {
+			return s.fail(j, r, fmt.Errorf("the job's stored payload: %v", err))
+		}
+		if err := s.checkedCRL(j, &req, &res); err != nil {
+			return err
+		}
+		if err := s.CA.Audit(audit.EventCRL, ca.CRLFields(&req)); err != nil {
+			return err
 		}
 		if err := s.CA.StoreCRL(res.Version, res.DER); err != nil {
 			return err
@@ -116,8 +123,8 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 	return nil
 }
 
-// fail records that job j's result r cannot be used (it does not decode,
-// or names another serial): the job fails with err.
+// fail records that job j cannot be done (its request no longer passes the
+// policy, the certificate cannot be stored): the job fails with err.
 func (s *Service) fail(j *store.Job, r queue.Result, err error) error {
 	if ferr := s.finish(j, r, store.JobFailed, err.Error(), nil, nil); ferr != nil {
 		return ferr

@@ -38,6 +38,7 @@ type Metrics struct {
 	submitted   *prometheus.CounterVec
 	signed      *prometheus.CounterVec
 	failed      *prometheus.CounterVec
+	forged      *prometheus.CounterVec
 	jobLatency  *prometheus.HistogramVec
 	signLatency *prometheus.HistogramVec
 	signatures  *prometheus.CounterVec
@@ -65,6 +66,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "jobs_failed_total",
 			Help: "Jobs recorded as failed (refused by the worker's policy check or dead-lettered), by kind and profile.",
 		}, []string{"kind", "profile"}),
+		forged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "forged_results_total",
+			Help: "Results the recorder refused because they do not verify under the CA's key or do not match their job (dead-lettered; the job waits for its genuine result), by kind. Any increase is an alarm: someone holding queue credentials publishes results.",
+		}, []string{"kind"}),
 		jobLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "job_latency_seconds",
 			Help:    "Time from submission to the recorded result, by kind and class.",
@@ -101,7 +106,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.submitted, m.signed, m.failed, m.jobLatency, m.signLatency,
+		m.submitted, m.signed, m.failed, m.forged, m.jobLatency, m.signLatency,
 		m.signatures, m.signErrors, m.signerBusy, m.httpCount, m.httpLatency, m.queue,
 	)
 	return m
@@ -140,6 +145,29 @@ func (m *Metrics) JobRecorded(kind, profile, class string, ok bool, sinceSubmit 
 		m.failed.WithLabelValues(kind, profile).Inc()
 	}
 	m.jobLatency.WithLabelValues(kind, class).Observe(sinceSubmit.Seconds())
+}
+
+// ForgedResult counts a result the recorder refused as forged.
+func (m *Metrics) ForgedResult(kind string) {
+	if m == nil {
+		return
+	}
+	m.forged.WithLabelValues(kind).Inc()
+}
+
+// ForgedResults is the number of forged results counted so far.
+func (m *Metrics) ForgedResults() float64 {
+	if m == nil {
+		return 0
+	}
+	var total float64
+	for _, kind := range []string{"issue", "keygen", "crl", "cose"} {
+		var out dto.Metric
+		if m.forged.WithLabelValues(kind).Write(&out) == nil {
+			total += out.GetCounter().GetValue()
+		}
+	}
+	return total
 }
 
 // SignerBusy adds the time one signature held a session of signer

@@ -28,8 +28,9 @@
 // Kind is issue, crl or cose; class is interactive or batch. CA names and
 // job ids are single subject tokens from [A-Za-z0-9_-] (ValidToken), so a
 // caller's string can never add a token or a wildcard. Every stream has a
-// duplicate window, and every message carries its job id as Nats-Msg-Id:
-// publishing a job or a result again is harmless. QPKI_RESULTS and
+// duplicate window, and every message carries a Nats-Msg-Id (a job its job
+// id, a result its job id and a hash of its bytes): publishing a job or a
+// result again is harmless. QPKI_RESULTS and
 // QPKI_DEAD keep at most one message per subject and refuse a second
 // (discard new per subject), so the first result for a job id is the only
 // one even after the duplicate window; PublishResult treats that refusal

@@ -175,6 +175,9 @@ type Result struct {
 	DeadLetter bool `json:"dead_letter,omitempty"`
 	// RequestID is the job's, carried back for the recorder's log line.
 	RequestID string `json:"request_id,omitempty"`
+	// Seq is the result's sequence in QPKI_RESULTS, set by Results for
+	// RefuseResult; it is not part of the message.
+	Seq uint64 `json:"-"`
 }
 
 // Subject is the subject the result is published on.

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -460,7 +462,8 @@ func (q *Queue) JobStored(ctx context.Context, seq uint64, id string) (bool, err
 // acknowledged it, i.e. once it is durable (on a quorum of replicas when
 // clustered). Only then may the worker ack the job. If a result for the
 // job id is already stored, the new one is dropped and PublishResult
-// returns nil: the first result wins. A zero V or Finished is filled in.
+// returns nil: the first result wins (unless the recorder refuses it as
+// forged: RefuseResult). A zero V or Finished is filled in.
 func (q *Queue) PublishResult(ctx context.Context, r Result) error {
 	if q.isClosed() {
 		return ErrClosed
@@ -481,7 +484,16 @@ func (q *Queue) PublishResult(ctx context.Context, r Result) error {
 	if len(data) > q.maxMsg {
 		return fmt.Errorf("queue: result of job %s is %d bytes, over the %d-byte message limit", r.JobID, len(data), q.maxMsg)
 	}
-	return q.publishOnce(ctx, StreamResults, r.Subject(), r.JobID, data)
+	return q.publishOnce(ctx, StreamResults, r.Subject(), resultMsgID(r.JobID, data), data)
+}
+
+// resultMsgID de-duplicates a worker's retries of one publish (the same
+// bytes), but not another result for the same job: a forged result that
+// the recorder refused and deleted must not take the genuine one's place
+// in the duplicate window.
+func resultMsgID(jobID string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return jobID + "." + hex.EncodeToString(sum[:8])
 }
 
 // publishOnce publishes to a stream that keeps one message per subject;

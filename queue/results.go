@@ -131,6 +131,9 @@ func (q *Queue) ResultBatches(ctx context.Context, ca string, maxBatch int, hand
 				m.TermWithReason("malformed result")
 				continue
 			}
+			if md, err := m.Metadata(); err == nil {
+				r.Seq = md.Sequence.Stream
+			}
 			results = append(results, r)
 			kept = append(kept, m)
 		}

@@ -213,9 +213,30 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 
 // record commits a batch of results (one audit write and one store
 // transaction for its certificates); recording is idempotent, so a
-// failed batch is simply offered again.
+// failed batch is simply offered again. A forged result is refused.
 func (core *Core) record(rs []queue.Result) error {
-	return errors.Join(core.Enroll.RecordBatch(rs)...)
+	errs := core.Enroll.RecordBatch(rs)
+	for i, err := range errs {
+		var f *enroll.ForgedError
+		if errors.As(err, &f) {
+			errs[i] = core.refuse(rs[i], f)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// refuse raises the alarm about a forged result and moves it out of the
+// results stream into the dead letters; its job stays queued, and the
+// genuine result, when a worker publishes it, is recorded as usual. The
+// log names the job and why, never the result's content.
+func (core *Core) refuse(r queue.Result, f *enroll.ForgedError) error {
+	core.cfg.Log.Error("ALARM: forged result refused: someone with queue credentials published a result that the CA did not sign for this job",
+		"job", r.JobID, "kind", f.Kind, "reason", f.Reason, "request_id", r.RequestID, "stream_seq", r.Seq)
+	if err := core.Queue.RefuseResult(core.ctx, r, f.Error()); err != nil {
+		return err // offered again, and refused again
+	}
+	core.Metrics.ForgedResult(f.Kind)
+	return nil
 }
 
 func (core *Core) fail(err error) {
