@@ -89,7 +89,13 @@ func startCOSEPipeline(t testing.TB, alg string, sessions int) *pipeline {
 	}()
 	go func() {
 		defer p.done.Done()
-		if err := worker.Run(ctx, c, q, worker.Options{Sessions: sessions, QueueName: name, Ready: ready}); err != nil {
+		wq, err := q.WorkerQueue(ctx) // the worker user, as in qpki serve
+		if err != nil {
+			ready <- err
+			return
+		}
+		defer wq.Close()
+		if err := worker.Run(ctx, c, wq, worker.Options{Sessions: sessions, QueueName: name, Ready: ready}); err != nil {
 			t.Error(err)
 		}
 	}()

@@ -69,7 +69,15 @@ func startPipelineRecording(t testing.TB, sessions int, rate float64, record fun
 	}()
 	go func() {
 		defer p.done.Done()
-		if err := worker.Run(ctx, c, q, worker.Options{Sessions: sessions, Rate: rate, QueueName: name}); err != nil {
+		wq, err := q.WorkerQueue(ctx) // the worker user, as in qpki serve
+		if err != nil {
+			if ctx.Err() == nil { // not stopped while starting
+				t.Error(err)
+			}
+			return
+		}
+		defer wq.Close()
+		if err := worker.Run(ctx, c, wq, worker.Options{Sessions: sessions, Rate: rate, QueueName: name}); err != nil {
 			t.Error(err)
 		}
 	}()

@@ -6,18 +6,22 @@
 // # Server
 //
 // Start with no NATSURL runs nats-server in-process with JetStream, its
-// file store in <data dir>/nats, listening on 127.0.0.1 only. A user and
-// password are generated at first start and kept in
-// <data dir>/nats/credentials.json (mode 0600, written atomically); the
-// server's URL is in <data dir>/nats/server.json, and a restart reuses
-// its port so that connected workers find it again. Another
-// local process (qpki worker) reaches it with
+// file store in <data dir>/nats, listening on 127.0.0.1 only, with one
+// user per Role and subject permissions: only the front-end publishes
+// jobs, only workers publish results. The front-end's and the in-process
+// workers' passwords (WorkerQueue) are made at each start and never
+// written; the worker user's password for other processes is generated
+// at first start and kept in <data dir>/nats/credentials.json (mode 0600,
+// written atomically). The server's URL is in <data dir>/nats/server.json,
+// and a restart reuses its port so that connected workers find it again.
+// Another local process (qpki worker) reaches it as that worker user with
 // Connect(ctx, Options{EmbeddedDataDir: dir}). A lock file keeps a second
 // embedded server off the same store.
 //
 // With NATSURL, Start and Connect join an external server or cluster,
-// authenticating with a credentials file or an nkey seed and TLS. On a
-// cluster of three or more servers the streams are R3.
+// authenticating with a credentials file or an nkey seed and TLS, as the
+// user of their role (deploy/nats). On a cluster of three or more servers
+// the streams are R3.
 //
 // # Streams and subjects
 //
@@ -36,8 +40,8 @@
 // one even after the duplicate window; PublishResult treats that refusal
 // as success. LookupResult gets the job's result subject from the
 // stream's leader, so that it sees every result already acknowledged.
-// The streams are declared (created or updated) on every Start and
-// Connect.
+// The streams are declared (created or updated) by front-ends, on every
+// Start and Connect; a worker binds them, waiting for them at first.
 //
 // # Consuming jobs
 //

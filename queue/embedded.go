@@ -30,7 +30,16 @@ const (
 // maxSmallFile bounds the JSON files this package reads back.
 const maxSmallFile = 64 << 10
 
-// credentials are the embedded server's one user.
+// Users of the embedded server, one per role (see Role). The front-end's
+// and the in-process workers' passwords are made at each start and never
+// written; the stored one is for qpki worker processes on this machine.
+const (
+	frontendUser    = "qpki-serve"
+	localWorkerUser = "qpki-worker-local"
+	workerUser      = "qpki-worker"
+)
+
+// credentials are a user and password of the embedded server.
 type credentials struct {
 	User     string `json:"user"`
 	Password string `json:"password"`
@@ -47,17 +56,23 @@ type serverInfo struct {
 
 func natsDir(dataDir string) string { return filepath.Join(dataDir, natsDirName) }
 
-// loadOrCreateCredentials reads the stored credentials, creating them at
-// first start. A file that others can read is refused, not trusted.
+func newPassword() string {
+	buf := make([]byte, 32)
+	rand.Read(buf)
+	return base64.RawURLEncoding.EncodeToString(buf)
+}
+
+// loadOrCreateCredentials reads the stored worker credentials, creating
+// them at first start, or replacing those of an earlier version, whose
+// one user had every right. A file that others can read is refused, not
+// trusted.
 func loadOrCreateCredentials(dir string) (credentials, error) {
 	path := filepath.Join(dir, credentialsName)
 	c, err := readCredentials(path)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+	if err == nil && c.User == workerUser || err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return c, err
 	}
-	buf := make([]byte, 32)
-	rand.Read(buf)
-	c = credentials{User: "qpki", Password: base64.RawURLEncoding.EncodeToString(buf)}
+	c = credentials{User: workerUser, Password: newPassword()}
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return c, err
@@ -157,11 +172,13 @@ func portFree(port int) bool {
 
 // embeddedServer is a running in-process nats-server.
 type embeddedServer struct {
-	srv   *server.Server
-	url   string
-	creds credentials
-	lock  *os.File
-	dir   string
+	srv         *server.Server
+	url         string
+	creds       credentials // the stored worker user's
+	frontend    credentials // this process's front-end
+	localWorker credentials // this process's workers
+	lock        *os.File
+	dir         string
 }
 
 func startEmbedded(o Options, logServer bool) (*embeddedServer, error) {
@@ -188,18 +205,26 @@ func startEmbedded(o Options, logServer bool) (*embeddedServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The server keeps only a bcrypt hash of the password (it would warn
-	// about a plaintext one); clients send the password from the file.
-	hash, err := bcrypt.GenerateFromPassword([]byte(e.creds.Password), bcrypt.MinCost)
-	if err != nil {
-		return nil, err
+	e.frontend = credentials{User: frontendUser, Password: newPassword()}
+	e.localWorker = credentials{User: localWorkerUser, Password: newPassword()}
+	// The server keeps only bcrypt hashes of the passwords (it would warn
+	// about plaintext ones).
+	var users []*server.User
+	for _, u := range []struct {
+		c    credentials
+		role Role
+	}{{e.frontend, RoleFrontend}, {e.localWorker, RoleWorker}, {e.creds, RoleWorker}} {
+		hash, err := bcrypt.GenerateFromPassword([]byte(u.c.Password), bcrypt.MinCost)
+		if err != nil {
+			return nil, err
+		}
+		users = append(users, &server.User{Username: u.c.User, Password: string(hash), Permissions: u.role.Permissions().server()})
 	}
 	sopts := &server.Options{
 		ServerName: "qpki-embedded",
 		Host:       "127.0.0.1",
 		Port:       port,
-		Username:   e.creds.User,
-		Password:   string(hash),
+		Users:      users,
 		JetStream:  true,
 		StoreDir:   dir,
 		SyncAlways: o.SyncAlways,

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -23,8 +24,10 @@ const (
 //
 // With NATSURL and EmbeddedDataDir empty, Start runs an embedded
 // nats-server with JetStream, its file store under DataDir/nats, on
-// 127.0.0.1 only, with a user and password generated at first start and
-// kept in DataDir/nats/credentials.json (mode 0600).
+// 127.0.0.1 only, with a user per role: the front-end's (and the
+// in-process workers') with passwords made for this process only, and a
+// worker user for other local processes, whose password is generated at
+// first start and kept in DataDir/nats/credentials.json (mode 0600).
 //
 // Otherwise the queue connects as a client: to NATSURL (one URL or a
 // comma-separated list) with CredsFile, NKeySeedFile and the TLS files, or
@@ -57,6 +60,11 @@ type Options struct {
 	EmbeddedDataDir string
 	// Name is the client connection name shown by the server.
 	Name string
+	// Role is what the connection does: RoleFrontend (the default; Start
+	// is always one) declares the streams, RoleWorker only binds them.
+	// A connection through EmbeddedDataDir is a worker: the credentials
+	// stored there are the embedded server's worker user.
+	Role Role
 
 	// Replicas of each stream: 1 embedded; 0 for an external server means
 	// 3 when it is part of a cluster of at least three servers, else 1.
@@ -126,6 +134,18 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.Name == "" {
 		c.Name = "qpki"
+	}
+	switch {
+	case c.Role == "" && c.EmbeddedDataDir != "":
+		c.Role = RoleWorker
+	case c.Role == "":
+		c.Role = RoleFrontend
+	case c.Role != RoleFrontend && c.Role != RoleWorker:
+		return c, fmt.Errorf("queue: unknown role %q", c.Role)
+	case c.Role == RoleFrontend && c.EmbeddedDataDir != "":
+		return c, errors.New("queue: the embedded server's stored credentials are a worker's: a front-end runs the server (Start) or joins a cluster (NATSURL)")
+	case c.Role == RoleWorker && c.embedded():
+		return c, errors.New("queue: a worker joins a server (NATSURL or EmbeddedDataDir); it does not run one")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

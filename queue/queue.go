@@ -70,7 +70,7 @@ func Start(ctx context.Context, o Options) (*Queue, error) {
 		return nil, err
 	}
 	// The process that runs the server talks to it without a socket.
-	q, err := open(ctx, o, emb.url, emb, nats.InProcessServer(emb.srv), nats.UserInfo(emb.creds.User, emb.creds.Password))
+	q, err := open(ctx, o, emb.url, emb, nats.InProcessServer(emb.srv), nats.UserInfo(emb.frontend.User, emb.frontend.Password))
 	if err != nil {
 		emb.stop()
 		return nil, err
@@ -81,7 +81,7 @@ func Start(ctx context.Context, o Options) (*Queue, error) {
 // Connect opens the queue as a client only, never starting a server: to
 // Options.NATSURL with its credentials and TLS files, or to the embedded
 // server of the local process whose data dir is Options.EmbeddedDataDir.
-// It declares the streams like Start.
+// A front-end declares the streams like Start; a worker binds them.
 func Connect(ctx context.Context, o Options) (*Queue, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -185,7 +185,13 @@ func open(ctx context.Context, o Options, url string, emb *embeddedServer, extra
 			q.opts.Replicas = 3
 		}
 	}
-	if err := q.declareStreams(ctx); err != nil {
+	// Streams are serve's to declare (that takes rights a worker has
+	// not): a worker binds them.
+	declare := q.declareStreams
+	if o.Role == RoleWorker {
+		declare = q.bindStreams
+	}
+	if err := declare(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -307,6 +313,25 @@ func (q *Queue) declareStream(ctx context.Context, cfg jetstream.StreamConfig) (
 		}
 		pause, wait = min(2*pause, 2*time.Second), min(2*wait, 10*time.Second)
 	}
+}
+
+// WorkerQueue returns the connection this process's workers use. On the
+// embedded server it is a connection of its own, as the in-process
+// worker user (close it before q); on an external server it is q itself,
+// whose user then needs the worker's permissions too (or run the workers
+// as qpki worker, with a worker user).
+func (q *Queue) WorkerQueue(ctx context.Context) (*Queue, error) {
+	if q.emb == nil {
+		return q, nil
+	}
+	o := q.opts
+	o.Role, o.Name = RoleWorker, o.Name+"-worker"
+	wq, err := open(ctx, o, q.emb.url, nil, nats.InProcessServer(q.emb.srv), nats.UserInfo(q.emb.localWorker.User, q.emb.localWorker.Password))
+	if err != nil {
+		return nil, err
+	}
+	wq.url = q.emb.url
+	return wq, nil
 }
 
 // URL is the server's client URL: for the embedded server the loopback

@@ -31,6 +31,18 @@ func startQueue(t testing.TB, dir string) *Queue {
 	return q
 }
 
+// workerQueue is q's in-process worker connection, as the worker user:
+// only it may publish results.
+func workerQueue(t testing.TB, q *Queue) *Queue {
+	t.Helper()
+	w, err := q.WorkerQueue(testContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
 func testJob(id, class string) Job {
 	return Job{ID: id, CA: "root", Kind: KindIssue, Class: class, Payload: Payload(`{"csr":"x"}`)}
 }
@@ -221,8 +233,9 @@ func TestNextWaitsForJobsAndPrefersInteractive(t *testing.T) {
 
 func TestRetryMovesJobToDeadLetters(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
-	jc, err := q.Jobs(ctx, "root", ConsumeOptions{MaxDeliver: 3})
+	jc, err := w.Jobs(ctx, "root", ConsumeOptions{MaxDeliver: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,27 +364,28 @@ func TestMalformedJobIsDeadLettered(t *testing.T) {
 
 func TestResultPublishedAndLookedUp(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
 	if _, err := q.LookupResult(ctx, "root", "j1"); !errors.Is(err, ErrNoResult) {
 		t.Fatalf("LookupResult before publish: %v", err)
 	}
 	first := Result{JobID: "j1", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`{"cert":"first"}`)}
-	if err := q.PublishResult(ctx, first); err != nil {
+	if err := w.PublishResult(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	// A second result for the same job (a redelivery that signed again)
 	// is dropped, within the duplicate window and past it alike.
 	second := first
 	second.Payload = Payload(`{"cert":"second"}`)
-	if err := q.PublishResult(ctx, second); err != nil {
+	if err := w.PublishResult(ctx, second); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := json.Marshal(Result{V: 1, JobID: "j1", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`{"cert":"third"}`), Finished: time.Now()})
-	_, err := q.js.PublishMsg(ctx, &nats.Msg{Subject: ResultSubject("root", "j1"), Data: data}, jetstream.WithMsgID("another-id"))
+	_, err := w.js.PublishMsg(ctx, &nats.Msg{Subject: ResultSubject("root", "j1"), Data: data}, jetstream.WithMsgID("another-id"))
 	if !isSubjectFull(err) {
 		t.Fatalf("publishing a second result past de-duplication: err = %v, want the per-subject limit", err)
 	}
-	if err := q.publishOnce(ctx, StreamResults, ResultSubject("root", "j1"), "yet-another-id", data); err != nil {
+	if err := w.publishOnce(ctx, StreamResults, ResultSubject("root", "j1"), "yet-another-id", data); err != nil {
 		t.Fatalf("publishOnce on a full subject: %v", err)
 	}
 	got, err := q.LookupResult(ctx, "root", "j1")
@@ -387,15 +401,16 @@ func TestResultPublishedAndLookedUp(t *testing.T) {
 	if _, err := q.LookupResult(ctx, "root", "j>"); err == nil {
 		t.Fatal("LookupResult accepted a wildcard job id")
 	}
-	if err := q.PublishResult(ctx, Result{JobID: "j2", CA: "root", Kind: KindIssue}); err == nil {
+	if err := w.PublishResult(ctx, Result{JobID: "j2", CA: "root", Kind: KindIssue}); err == nil {
 		t.Fatal("PublishResult accepted a failure without an error")
 	}
 }
 
 func TestRedeliveryWithStoredResultIsAcked(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
-	jc, err := q.Jobs(ctx, "root", ConsumeOptions{PollWait: 200 * time.Millisecond})
+	jc, err := w.Jobs(ctx, "root", ConsumeOptions{PollWait: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +422,7 @@ func TestRedeliveryWithStoredResultIsAcked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q.PublishResult(ctx, Result{JobID: "done", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`1`)}); err != nil {
+	if err := w.PublishResult(ctx, Result{JobID: "done", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`1`)}); err != nil {
 		t.Fatal(err)
 	}
 	d.Nak(0) // the worker "died" before its ack
@@ -426,12 +441,13 @@ func TestRestartKeepsUnackedJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := workerQueue(t, q)
 	for i := range 10 {
 		if err := q.PublishJob(ctx, testJob(fmt.Sprintf("r%d", i), ClassBatch)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	jc, err := q.Jobs(ctx, "root", ConsumeOptions{AckWait: time.Second})
+	jc, err := w.Jobs(ctx, "root", ConsumeOptions{AckWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,16 +458,18 @@ func TestRestartKeepsUnackedJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 3 {
-			if err := q.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true}); err != nil {
+			if err := w.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true}); err != nil {
 				t.Fatal(err)
 			}
 			d.Ack()
 		}
 	}
+	w.Close()
 	q.Close()
 
 	q = startQueue(t, dir)
-	jc, err = q.Jobs(ctx, "root", ConsumeOptions{AckWait: time.Second})
+	w = workerQueue(t, q)
+	jc, err = w.Jobs(ctx, "root", ConsumeOptions{AckWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -546,13 +564,14 @@ func TestEmbeddedCredentials(t *testing.T) {
 
 func TestResultsRecorder(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
 	for i := range 20 {
 		ca := "root"
 		if i%2 == 1 {
 			ca = "sub"
 		}
-		if err := q.PublishResult(ctx, Result{JobID: fmt.Sprintf("r%d", i), CA: ca, Kind: KindIssue, OK: true}); err != nil {
+		if err := w.PublishResult(ctx, Result{JobID: fmt.Sprintf("r%d", i), CA: ca, Kind: KindIssue, OK: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -610,6 +629,7 @@ func TestResultsRecorder(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
 	for i := range 4 {
 		q.PublishJob(ctx, testJob(fmt.Sprintf("b%d", i), ClassBatch))
@@ -620,7 +640,7 @@ func TestStatus(t *testing.T) {
 	j := testJob("other", ClassBatch)
 	j.CA = "sub"
 	q.PublishJob(ctx, j)
-	jc, err := q.Jobs(ctx, "root", ConsumeOptions{})
+	jc, err := w.Jobs(ctx, "root", ConsumeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -629,7 +649,7 @@ func TestStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true})
+	w.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true})
 	before, err := q.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -649,7 +669,7 @@ func TestStatus(t *testing.T) {
 	if names := before.CANames(); len(names) != 2 || names[0] != "root" {
 		t.Fatalf("CANames = %v", names)
 	}
-	q.PublishResult(ctx, Result{JobID: "zz", CA: "root", Kind: KindIssue, OK: true})
+	w.PublishResult(ctx, Result{JobID: "zz", CA: "root", Kind: KindIssue, OK: true})
 	time.Sleep(20 * time.Millisecond)
 	after, err := q.Status(ctx)
 	if err != nil {
@@ -699,13 +719,14 @@ func waitFor(t testing.TB, cond func() bool, what string) {
 
 func TestDeadLetterOfLargestJob(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
 	j := testJob("huge", ClassBatch)
 	j.Payload = Payload(`"` + strings.Repeat("a", DefaultMaxMsgSize-400) + `"`)
 	if err := q.PublishJob(ctx, j); err != nil {
 		t.Fatal(err)
 	}
-	jc, err := q.Jobs(ctx, "root", ConsumeOptions{MaxDeliver: 1})
+	jc, err := w.Jobs(ctx, "root", ConsumeOptions{MaxDeliver: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -775,6 +796,7 @@ func TestWorkerSurvivesServerRestart(t *testing.T) {
 // front-end re-declaring it can), it subscribes again and records on.
 func TestRecorderResubscribes(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -806,14 +828,14 @@ func TestRecorderResubscribes(t *testing.T) {
 			}
 		}
 	}
-	if err := q.PublishResult(ctx, Result{JobID: "before", CA: "root", Kind: KindIssue, OK: true}); err != nil {
+	if err := w.PublishResult(ctx, Result{JobID: "before", CA: "root", Kind: KindIssue, OK: true}); err != nil {
 		t.Fatal(err)
 	}
 	want("before")
 	if err := q.results.DeleteConsumer(ctx, resultConsumerName("root")); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.PublishResult(ctx, Result{JobID: "after", CA: "root", Kind: KindIssue, OK: true}); err != nil {
+	if err := w.PublishResult(ctx, Result{JobID: "after", CA: "root", Kind: KindIssue, OK: true}); err != nil {
 		t.Fatal(err)
 	}
 	want("after")
@@ -827,9 +849,10 @@ func TestRecorderResubscribes(t *testing.T) {
 // however far back the CA's letters lie among the others'.
 func TestDeadLettersNewestFirst(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
 	kill := func(ca, id string) {
-		jc, err := q.Jobs(ctx, ca, ConsumeOptions{MaxDeliver: 1})
+		jc, err := w.Jobs(ctx, ca, ConsumeOptions{MaxDeliver: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -340,9 +340,11 @@ func TestCLIWhileServeRuns(t *testing.T) {
 	if out := e.run("queue", "dead", "--ca-dir", e.caDir); !strings.Contains(out, "No dead letters.") {
 		t.Errorf("queue dead before any: %s", out)
 	}
-	// Garbage on a job subject (another route than enroll) is filed in the
-	// dead letters, and queue dead shows it.
-	e.publishRaw(t, []byte("not a job"))
+	// The worker credential stored for qpki worker cannot put anything on
+	// a job subject (only front-ends publish jobs); a dead letter that a
+	// worker files (as for garbage on a job subject) is what queue dead
+	// shows.
+	e.publishAsWorker(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var dls []queue.DeadLetter
@@ -363,9 +365,11 @@ func TestCLIWhileServeRuns(t *testing.T) {
 	e.stopAll(t)
 }
 
-// publishRaw publishes data on the CA's batch issue subject, straight to
-// the embedded NATS server of the running serve.
-func (e *env) publishRaw(t *testing.T, data []byte) {
+// publishAsWorker connects to the running serve's embedded NATS server
+// with the worker credentials stored in its data dir: a job is refused as
+// a permission violation, a dead letter (as Next files for a message that
+// is not a job) is stored.
+func (e *env) publishAsWorker(t *testing.T) {
 	t.Helper()
 	var si struct{ URL string }
 	var creds struct{ User, Password string }
@@ -378,7 +382,9 @@ func (e *env) publishRaw(t *testing.T, data []byte) {
 			t.Fatal(err)
 		}
 	}
-	nc, err := nats.Connect(si.URL, nats.UserInfo(creds.User, creds.Password))
+	refused := make(chan error, 4)
+	nc, err := nats.Connect(si.URL, nats.UserInfo(creds.User, creds.Password),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refused <- err }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,11 +395,24 @@ func (e *env) publishRaw(t *testing.T, data []byte) {
 	}
 	name := enroll.QueueName(c)
 	c.Close()
+	subject := queue.JobSubject(name, queue.KindIssue, queue.ClassBatch)
+	nc.Publish(subject, []byte("not a job"))
+	nc.Flush()
+	select {
+	case err := <-refused:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Fatalf("worker publishing a job: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker credentials published a job")
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(context.Background(), queue.JobSubject(name, queue.KindIssue, queue.ClassBatch), data); err != nil {
+	d, _ := json.Marshal(queue.DeadLetter{V: queue.DeadLetterVersion, Raw: []byte("not a job"), Subject: subject,
+		Error: "queue: malformed job message: not a valid job", Deliveries: 1, Time: time.Now().UTC()})
+	if _, err := js.Publish(context.Background(), queue.DeadSubject(name, "stream-seq-1"), d); err != nil {
 		t.Fatal(err)
 	}
 }

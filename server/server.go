@@ -114,7 +114,10 @@ type Core struct {
 	// Metrics is where the pipeline reports (served at /metrics).
 	Metrics *metrics.Metrics
 	cfg     Config
-	samples *sampler // the queue's recent readings, for the status page
+	// workerQueue is the in-process workers' own connection, as the
+	// embedded server's worker user; nil when they share Queue.
+	workerQueue *queue.Queue
+	samples     *sampler // the queue's recent readings, for the status page
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -187,11 +190,22 @@ func StartCore(ctx context.Context, cfg Config) (*Core, error) {
 		}
 	}()
 	if cfg.Workers > 0 {
+		// The workers connect as the worker user: even in one process,
+		// the signer cannot publish a job, the front-end cannot publish
+		// a result.
+		wq, err := q.WorkerQueue(ctx)
+		if err != nil {
+			core.Stop()
+			return nil, err
+		}
+		if wq != q {
+			core.workerQueue = wq
+		}
 		ready := make(chan error, 1)
 		core.wg.Add(1)
 		go func() {
 			defer core.wg.Done()
-			err := worker.Run(ctx, c, q, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Keys: cfg.Keys,
+			err := worker.Run(ctx, c, wq, worker.Options{Sessions: cfg.Workers, Rate: cfg.Rate, Keys: cfg.Keys,
 				Consume: cfg.Consume, Log: cfg.Log, QueueName: name, Ready: ready, Observer: cfg.Metrics})
 			if err != nil {
 				core.fail(fmt.Errorf("workers: %w", err))
@@ -258,6 +272,9 @@ func (core *Core) Err() error {
 func (core *Core) Stop() {
 	core.cancel()
 	core.wg.Wait()
+	if core.workerQueue != nil {
+		core.workerQueue.Close()
+	}
 	core.Queue.Close()
 	core.CA.Close()
 }

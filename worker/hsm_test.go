@@ -145,6 +145,11 @@ func startPipeline(t testing.TB, c *ca.CA, sessions int) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The workers sign in as the worker user, as in qpki serve.
+	wq, err := q.WorkerQueue(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &pipeline{ca: c, q: q, svc: svc, cancel: cancel}
 	name := enroll.QueueName(c)
 	ready := make(chan error, 1)
@@ -155,7 +160,7 @@ func startPipeline(t testing.TB, c *ca.CA, sessions int) *pipeline {
 	}()
 	go func() {
 		defer p.done.Done()
-		if err := worker.Run(ctx, c, q, worker.Options{Sessions: sessions, QueueName: name, Ready: ready}); err != nil {
+		if err := worker.Run(ctx, c, wq, worker.Options{Sessions: sessions, QueueName: name, Ready: ready}); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -165,6 +170,7 @@ func startPipeline(t testing.TB, c *ca.CA, sessions int) *pipeline {
 	t.Cleanup(func() {
 		p.cancel()
 		p.done.Wait()
+		wq.Close()
 		p.q.Close()
 		p.ca.Close()
 	})

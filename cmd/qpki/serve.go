@@ -179,7 +179,7 @@ embedded server of the serve process whose --data-dir is given.`,
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			o := queue.Options{NATSURL: cfg.NATSURL, CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey,
-				TLSCAFile: cfg.NATSCA, TLSCertFile: cfg.NATSCert, TLSKeyFile: cfg.NATSKey, Name: "qpki-worker"}
+				TLSCAFile: cfg.NATSCA, TLSCertFile: cfg.NATSCert, TLSKeyFile: cfg.NATSKey, Name: "qpki-worker", Role: queue.RoleWorker}
 			if cfg.NATSURL == "" {
 				o.EmbeddedDataDir = server.QueueDir(cfg.DataDir)
 			}
