@@ -3,8 +3,16 @@ package deploy_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,12 +20,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/qpki/qpki/pkg/hsm"
+	"github.com/qpki/qpki/queue"
 	"github.com/qpki/qpki/server"
 )
 
@@ -317,47 +327,246 @@ func TestKubernetesManifests(t *testing.T) {
 	if get(nats, "spec", "replicas") != 3 || str(get(nats, "spec", "serviceName")) != "nats" {
 		t.Errorf("nats StatefulSet: replicas %v, service %v", get(nats, "spec", "replicas"), get(nats, "spec", "serviceName"))
 	}
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	os.WriteFile(conf, []byte(str(get(objs["ConfigMap/nats-config"], "data", "nats.conf"))), 0o644)
+	// The ConfigMap's files, loaded as the pods load them (the route TLS
+	// Secret mounted at /etc/nats/tls).
+	cm := objs["ConfigMap/nats-config"]
+	users, err := os.ReadFile("nats/users.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if str(get(cm, "data", "users.conf")) != string(users) {
+		t.Error("ConfigMap nats-config's users.conf is not nats/users.conf")
+	}
+	confDir := t.TempDir()
+	for _, f := range []string{"nats.conf", "users.conf"} {
+		os.WriteFile(filepath.Join(confDir, f), []byte(str(get(cm, "data", f))), 0o644)
+	}
 	t.Setenv("SERVER_NAME", "nats-0")
-	opts := loadNATS(t, conf)
+	opts := loadNATS(t, confDir, "nats.conf", map[string]string{"tls.crt": "cert", "tls.key": "key", "ca.crt": "ca"})
 	for i, u := range opts.Routes {
 		if want := "nats-" + string(rune('0'+i)) + ".nats.qpki.svc.cluster.local:6222"; u.Host != want {
 			t.Errorf("route %d: %s, want %s", i, u.Host, want)
 		}
 	}
+	// Monitoring listens on the pod network (the kubelet probes it), so
+	// the NetworkPolicy must close it, and the routes, to everyone else.
+	checkNetworkPolicies(t, objs, opts)
+
+	// One credential per role: serve's seed is not in the workers' pods.
+	serveNKey, workerNKey := secretOf(t, "qpki-serve", serve, "nats-nkey"), secretOf(t, "qpki-worker", worker, "nats-nkey")
+	if serveNKey == "" || serveNKey == workerNKey {
+		t.Errorf("serve and the workers share the NATS credential Secret %q", serveNKey)
+	}
+	var natsEnv []string
+	envs, _ = get(nats, "spec", "template", "spec", "containers", 0, "env").([]any)
+	for _, e := range envs {
+		if n := str(get(e, "name")); strings.HasSuffix(n, "_NKEY") {
+			natsEnv = append(natsEnv, n+"="+str(get(e, "valueFrom", "secretKeyRef", "key")))
+		}
+	}
+	if !slices.Equal(natsEnv, []string{"QPKI_NATS_SERVE_NKEY=serve.pub", "QPKI_NATS_WORKER_NKEY=worker.pub"}) {
+		t.Errorf("nats public keys from %v", natsEnv)
+	}
 }
 
-// loadNATS loads a NATS config with a fresh nkey in QPKI_NATS_NKEY and
-// checks the cluster settings qpki relies on.
-func loadNATS(t *testing.T, path string) *natsserver.Options {
+// secretOf returns the Secret mounted where a Deployment's flag (a file
+// path) points.
+func secretOf(t *testing.T, name string, deploy map[string]any, flag string) string {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
+	spec := get(deploy, "spec", "template", "spec")
+	c := get(spec, "containers", 0)
+	path := checkArgs(t, name, strs(t, get(c, "args")))[flag]
+	ms, _ := get(c, "volumeMounts").([]any)
+	for _, m := range ms {
+		if dir := str(get(m, "mountPath")); dir != "" && strings.HasPrefix(path, dir+"/") {
+			vs, _ := get(spec, "volumes").([]any)
+			for _, v := range vs {
+				if str(get(v, "name")) == str(get(m, "name")) {
+					return str(get(v, "secret", "secretName"))
+				}
+			}
+		}
+	}
+	t.Errorf("%s: --%s %q is not on a mounted Secret", name, flag, path)
+	return ""
+}
+
+// checkNetworkPolicies: a default-deny policy for the namespace, and the
+// nats pods' ports open only to their clients: 4222 to the qpki pods,
+// 6222 to the nats pods, 8222 (monitoring) to selected pods, never to all.
+func checkNetworkPolicies(t *testing.T, objs map[string]map[string]any, opts *natsserver.Options) {
+	t.Helper()
+	deny := objs["NetworkPolicy/default-deny-ingress"]
+	if sel, _ := get(deny, "spec", "podSelector").(map[string]any); deny == nil || len(sel) != 0 || get(deny, "spec", "ingress") != nil {
+		t.Error("no default-deny ingress NetworkPolicy for the namespace")
+	}
+	np := objs["NetworkPolicy/nats"]
+	if str(get(np, "spec", "podSelector", "matchLabels", "app.kubernetes.io/name")) != "nats" {
+		t.Fatal("no NetworkPolicy for the nats pods")
+	}
+	from := map[int][]any{}
+	rules, _ := get(np, "spec", "ingress").([]any)
+	for _, r := range rules {
+		peers, _ := get(r, "from").([]any)
+		ports, _ := get(r, "ports").([]any)
+		if len(peers) == 0 || len(ports) == 0 {
+			t.Errorf("NetworkPolicy nats: a rule open to every peer or port: %v", r)
+		}
+		for _, p := range ports {
+			n, _ := get(p, "port").(int)
+			from[n] = append(from[n], peers...)
+		}
+	}
+	for _, port := range []int{opts.Port, opts.Cluster.Port, opts.HTTPPort} {
+		if len(from[port]) == 0 {
+			t.Errorf("NetworkPolicy nats: port %d not restricted to named peers", port)
+		}
+		for _, p := range from[port] {
+			if get(p, "ipBlock") != nil || get(p, "podSelector") == nil {
+				t.Errorf("NetworkPolicy nats: port %d open to %v", port, p)
+			}
+		}
+	}
+	for _, p := range from[opts.Cluster.Port] {
+		if str(get(p, "podSelector", "matchLabels", "app.kubernetes.io/name")) != "nats" || get(p, "namespaceSelector") != nil {
+			t.Errorf("NetworkPolicy nats: routes open to %v, want the nats pods only", p)
+		}
+	}
+}
+
+// natsTLS writes a route CA and a certificate for the routes into dir,
+// under the names a config expects (role → file name).
+func natsTLS(t *testing.T, dir string, names map[string]string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "route CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := kp.PublicKey()
-	t.Setenv("QPKI_NATS_NKEY", pub)
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"}, DNSNames: []string{"nats-1", "nats-2", "nats-3"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	files := map[string][]byte{
+		"cert": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"key":  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		"ca":   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+	}
+	for name, role := range names {
+		if err := os.WriteFile(filepath.Join(dir, name), files[role], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// loadNATS loads the NATS config file in dir as a server would, with a
+// fresh nkey per role in the environment and route TLS files in place of
+// /etc/nats/tls, and checks what qpki relies on: the cluster, one user per
+// role with exactly that role's permissions (queue.Role), routes with
+// verified TLS.
+func loadNATS(t *testing.T, dir, file string, tlsNames map[string]string) *natsserver.Options {
+	t.Helper()
+	tlsDir := t.TempDir()
+	natsTLS(t, tlsDir, tlsNames)
+	// The config names /etc/nats/tls: a copy names tlsDir instead.
+	work := t.TempDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = bytes.ReplaceAll(data, []byte("/etc/nats/tls/"), []byte(tlsDir+"/"))
+		os.WriteFile(filepath.Join(work, e.Name()), data, 0o644)
+	}
+	path := filepath.Join(work, file)
+	keys := map[queue.Role]string{}
+	for role, env := range map[queue.Role]string{queue.RoleFrontend: "QPKI_NATS_SERVE_NKEY", queue.RoleWorker: "QPKI_NATS_WORKER_NKEY"} {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[role], _ = kp.PublicKey()
+		t.Setenv(env, keys[role])
+	}
 	opts, err := natsserver.ProcessConfigFile(path)
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	if !opts.JetStream || opts.Cluster.Name != "qpki" || len(opts.Routes) != 3 || opts.Cluster.Port != 6222 || opts.Port != 4222 {
-		t.Errorf("%s: jetstream %v, cluster %q, %d routes, ports %d/%d", path, opts.JetStream, opts.Cluster.Name, len(opts.Routes), opts.Port, opts.Cluster.Port)
+		t.Errorf("%s: jetstream %v, cluster %q, %d routes, ports %d/%d", file, opts.JetStream, opts.Cluster.Name, len(opts.Routes), opts.Port, opts.Cluster.Port)
 	}
-	if len(opts.Nkeys) != 1 || opts.Nkeys[0].Nkey != pub || len(opts.Users) != 0 {
-		t.Errorf("%s: clients must sign in with the nkey from QPKI_NATS_NKEY", path)
+	// One nkey per role, each with its role's permissions and no more.
+	if len(opts.Nkeys) != 2 || len(opts.Users) != 0 || opts.NoAuthUser != "" {
+		t.Errorf("%s: %d nkey users, %d other users: want the front-end's and the worker's nkeys only", file, len(opts.Nkeys), len(opts.Users))
+	}
+	for _, u := range opts.Nkeys {
+		var role queue.Role
+		for r, k := range keys {
+			if u.Nkey == k {
+				role = r
+			}
+		}
+		if role == "" {
+			t.Errorf("%s: nkey user %s is neither QPKI_NATS_SERVE_NKEY nor QPKI_NATS_WORKER_NKEY", file, u.Nkey)
+			continue
+		}
+		checkPermissions(t, file+": "+string(role), u.Permissions, role.Permissions())
+	}
+	// Routes: TLS, and only peers with a certificate of the route CA.
+	if tc := opts.Cluster.TLSConfig; tc == nil || tc.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Errorf("%s: cluster routes without verified TLS: anyone reaching %d joins the cluster", file, opts.Cluster.Port)
 	}
 	if opts.MaxPayload < 1<<20 {
-		t.Errorf("%s: max_payload %d is below qpki's 1 MiB messages", path, opts.MaxPayload)
+		t.Errorf("%s: max_payload %d is below qpki's 1 MiB messages", file, opts.MaxPayload)
 	}
 	return opts
+}
+
+// checkPermissions compares a NATS user's permissions with a role's.
+func checkPermissions(t *testing.T, who string, got *natsserver.Permissions, want queue.Permissions) {
+	t.Helper()
+	if got == nil || got.Publish == nil || got.Subscribe == nil {
+		t.Errorf("%s: no publish or subscribe permissions: the user may do anything", who)
+		return
+	}
+	for _, c := range []struct {
+		what      string
+		got, want []string
+	}{
+		{"publish allow", got.Publish.Allow, want.PublishAllow},
+		{"publish deny", got.Publish.Deny, want.PublishDeny},
+		{"subscribe allow", got.Subscribe.Allow, want.SubscribeAllow},
+		{"subscribe deny", got.Subscribe.Deny, nil},
+	} {
+		g, w := slices.Sorted(slices.Values(c.got)), slices.Sorted(slices.Values(c.want))
+		if !slices.Equal(g, w) {
+			t.Errorf("%s: %s %v, want %v (queue.Role.Permissions)", who, c.what, g, w)
+		}
+	}
 }
 
 func TestNATSClusterConfig(t *testing.T) {
 	names := map[string]bool{}
 	for _, n := range []string{"1", "2", "3"} {
-		opts := loadNATS(t, "nats/nats-"+n+".conf")
+		opts := loadNATS(t, "nats", "nats-"+n+".conf", map[string]string{"route.crt": "cert", "route.key": "key", "route-ca.crt": "ca"})
+		if opts.HTTPHost != "127.0.0.1" || opts.HTTPPort != 8222 {
+			t.Errorf("nats-%s.conf: monitoring on %s:%d, want 127.0.0.1:8222 only", n, opts.HTTPHost, opts.HTTPPort)
+		}
 		if opts.ServerName != "nats-"+n {
 			t.Errorf("nats-%s.conf names its server %q", n, opts.ServerName)
 		}
@@ -400,8 +609,15 @@ func TestCompose(t *testing.T) {
 			t.Errorf("compose %s healthcheck %q", probe.svc, test)
 		}
 	}
-	if str(get(doc, "secrets", "nats_nkey", "file")) != "./nats.nk" {
-		t.Error("the nkey seed should be a compose secret")
+	// One nkey seed per role, each a compose secret of its role only.
+	if str(get(doc, "secrets", "nats_serve_nkey", "file")) != "./serve.nk" || str(get(doc, "secrets", "nats_worker_nkey", "file")) != "./worker.nk" {
+		t.Error("the nkey seeds should be compose secrets, one per role")
+	}
+	if s := strs(t, get(services["serve"], "secrets")); !slices.Equal(s, []string{"nats_serve_nkey"}) || serve["nats-nkey"] != "/run/secrets/nats_serve_nkey" {
+		t.Errorf("compose serve NATS credential: secrets %v, --nats-nkey %q", s, serve["nats-nkey"])
+	}
+	if s := strs(t, get(services["worker"], "secrets")); !slices.Equal(s, []string{"nats_worker_nkey"}) || worker["nats-nkey"] != "/run/secrets/nats_worker_nkey" {
+		t.Errorf("compose worker NATS credential: secrets %v, --nats-nkey %q", s, worker["nats-nkey"])
 	}
 	dockerfile, err := os.ReadFile("compose/Dockerfile")
 	if err != nil || !bytes.Contains(dockerfile, []byte("./cmd/qpki")) || !bytes.Contains(dockerfile, []byte(`ENTRYPOINT ["qpki"]`)) {
@@ -451,6 +667,7 @@ func TestSystemdUnits(t *testing.T) {
 		"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes", "ProtectHome": "yes",
 		"CapabilityBoundingSet": "", "PrivateDevices": "yes", "RestrictSUIDSGID": "yes", "User": "qpki",
 	}
+	nkeys := map[string]string{}
 	for _, name := range []string{"qpki-serve", "qpki-worker"} {
 		u := readUnit(t, "systemd/"+name+".service")
 		svc := u["Service"]
@@ -475,15 +692,20 @@ func TestSystemdUnits(t *testing.T) {
 			t.Fatalf("%s: ExecStart %v", name, exec)
 		}
 		args := checkArgs(t, name+".service", exec[1:])
+		nkeys[name] = args["nats-nkey"]
 		if name == "qpki-serve" {
-			checkServeConfig(t, args["config"])
+			nkeys[name] = checkServeConfig(t, args["config"]).NATSNKey
 		}
+	}
+	// One NATS user per role: a worker machine never holds serve's seed.
+	if nkeys["qpki-worker"] == "" || nkeys["qpki-serve"] == nkeys["qpki-worker"] {
+		t.Errorf("serve and worker sign in to NATS with the same nkey seed %q", nkeys["qpki-serve"])
 	}
 }
 
 // checkServeConfig decodes systemd/serve.yaml, which serve.service names
 // as /etc/qpki/<file>, as qpki serve --config does.
-func checkServeConfig(t *testing.T, installed string) {
+func checkServeConfig(t *testing.T, installed string) server.Config {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("systemd", filepath.Base(installed)))
 	if err != nil {
@@ -498,6 +720,7 @@ func checkServeConfig(t *testing.T, installed string) {
 	if cfg.Workers != 0 || strings.Count(cfg.NATSURL, "nats://") != 3 || cfg.NATSNKey == "" || cfg.CADir == "" {
 		t.Errorf("serve.yaml: %+v", cfg)
 	}
+	return cfg
 }
 
 // TestSystemdVerify runs systemd-analyze verify on the units, with
