@@ -95,7 +95,7 @@ func (s *Service) checkedCert(j *store.Job, res *jobspec.IssueResult) (*store.Ce
 	if err := matchTemplate(cert, p, caCert, now.Sub(j.Created)); err != nil {
 		return nil, forged(j, "%v", err)
 	}
-	return ca.CertRecord(res.DER, j.Profile, res.CAVersion, j.ID)
+	return ca.CertRecordOf(cert, j.Profile, res.CAVersion, j.ID), nil
 }
 
 // approved rebuilds, from the job's stored payload, the template the

@@ -211,6 +211,12 @@ func CertRecord(der []byte, profile, caVersion, jobID string) (*store.Cert, erro
 	if err != nil {
 		return nil, err
 	}
+	return CertRecordOf(cert, profile, caVersion, jobID), nil
+}
+
+// CertRecordOf is CertRecord for a certificate already parsed.
+func CertRecordOf(cert *x509.Certificate, profile, caVersion, jobID string) *store.Cert {
+	der := cert.Raw
 	a, _ := x509x.KeyAlgorithm(cert)
 	sum := sha256.Sum256(der)
 	names := append([]string{}, cert.DNSNames...)
@@ -234,7 +240,7 @@ func CertRecord(der []byte, profile, caVersion, jobID string) (*store.Cert, erro
 		Fingerprint: hex.EncodeToString(sum[:]),
 		JobID:       jobID,
 		DER:         der,
-	}, nil
+	}
 }
 
 // subjectKeyID is RFC 7093 method 1: the leftmost 160 bits of the SHA-256
