@@ -67,7 +67,12 @@ func start(t *testing.T, profile string, o ocsp.Options) *env {
 	}()
 	go func() {
 		defer wg.Done()
-		worker.Run(ctx, c, q, worker.Options{Sessions: 1, QueueName: name})
+		wq, err := q.WorkerQueue(ctx) // the worker user, as in qpki serve
+		if err != nil {
+			return
+		}
+		defer wq.Close()
+		worker.Run(ctx, c, wq, worker.Options{Sessions: 1, QueueName: name})
 	}()
 	f := &ocsp.Frontend{Options: o}
 	if err := f.Mount(nil, svc); err != nil {

@@ -28,7 +28,8 @@ func benchRoundTrip(b *testing.B, workers int) {
 	defer q.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	jc, err := q.Jobs(ctx, "bench", ConsumeOptions{MaxAckPending: 1024})
+	w := workerQueue(b, q) // only workers publish results
+	jc, err := w.Jobs(ctx, "bench", ConsumeOptions{MaxAckPending: 1024})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func benchRoundTrip(b *testing.B, workers int) {
 				if err != nil {
 					continue
 				}
-				err = q.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "bench", Kind: KindIssue, OK: true, Payload: Payload(`{"serial":"01"}`)})
+				err = w.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "bench", Kind: KindIssue, OK: true, Payload: Payload(`{"serial":"01"}`)})
 				if err != nil {
 					b.Error(err)
 					return

@@ -27,6 +27,7 @@ func redeliveredNow(t testing.TB, q *Queue, ca, class string) int {
 // while their worker lives: the consumer keeps them in progress.
 func TestSlowJobsAreKeptInProgress(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
 	const n = 20
 	for i := range n {
@@ -34,7 +35,7 @@ func TestSlowJobsAreKeptInProgress(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	jc, err := q.Jobs(ctx, "root", ConsumeOptions{AckWait: time.Second, PollWait: 200 * time.Millisecond})
+	jc, err := w.Jobs(ctx, "root", ConsumeOptions{AckWait: time.Second, PollWait: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestSlowJobsAreKeptInProgress(t *testing.T) {
 	}
 	seen := map[string]bool{first.Job.ID: true}
 	done := func(d *Delivery) {
-		if err := q.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true}); err != nil {
+		if err := w.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true}); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Ack(); err != nil {
@@ -82,6 +83,7 @@ func TestSlowJobsAreKeptInProgress(t *testing.T) {
 func TestDeadWorkersJobsComeBack(t *testing.T) {
 	dir := t.TempDir()
 	q := startQueue(t, dir)
+	w := workerQueue(t, q)
 	ctx := testContext(t)
 	opts := ConsumeOptions{AckWait: time.Second, PollWait: 200 * time.Millisecond}
 	dying, err := Connect(ctx, Options{EmbeddedDataDir: dir})
@@ -103,7 +105,7 @@ func TestDeadWorkersJobsComeBack(t *testing.T) {
 	time.Sleep(2 * time.Second) // kept in progress past AckWait
 	dying.nc.Close()            // kill -9: no ack, no nak, no more progress
 
-	jc, err := q.Jobs(ctx, "root", opts)
+	jc, err := w.Jobs(ctx, "root", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +117,7 @@ func TestDeadWorkersJobsComeBack(t *testing.T) {
 			t.Fatalf("got %d of the dead worker's 3 jobs: %v", len(seen), err)
 		}
 		seen[d.Job.ID] = true
-		if err := q.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true}); err != nil {
+		if err := w.PublishResult(ctx, Result{JobID: d.Job.ID, CA: "root", Kind: KindIssue, OK: true}); err != nil {
 			t.Fatal(err)
 		}
 		d.Ack()
@@ -159,13 +161,14 @@ func TestHungDeliveryGoesBack(t *testing.T) {
 // checks for a result when a job id comes back, not only on redelivery.
 func TestRepublishedJobWithResultIsAcked(t *testing.T) {
 	q := startQueue(t, t.TempDir())
+	w := workerQueue(t, q)
 	ctx := testContext(t)
-	jc, err := q.Jobs(ctx, "root", ConsumeOptions{PollWait: 200 * time.Millisecond})
+	jc, err := w.Jobs(ctx, "root", ConsumeOptions{PollWait: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer jc.Close()
-	if err := q.PublishResult(ctx, Result{JobID: "again", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`1`)}); err != nil {
+	if err := w.PublishResult(ctx, Result{JobID: "again", CA: "root", Kind: KindIssue, OK: true, Payload: Payload(`1`)}); err != nil {
 		t.Fatal(err)
 	}
 	j := testJob("again", ClassInteractive)

@@ -120,7 +120,7 @@ func TestPublishJobRejectsBadJobs(t *testing.T) {
 	for name, j := range map[string]Job{
 		"wildcard ca":   {ID: "a", CA: "root.*", Kind: KindIssue, Class: ClassBatch, Payload: Payload(`{}`)},
 		"dot in id":     {ID: "a.b", CA: "root", Kind: KindIssue, Class: ClassBatch, Payload: Payload(`{}`)},
-		"unknown kind":  {ID: "a", CA: "root", Kind: "ocsp", Class: ClassBatch, Payload: Payload(`{}`)},
+		"unknown kind":  {ID: "a", CA: "root", Kind: "sms", Class: ClassBatch, Payload: Payload(`{}`)},
 		"unknown class": {ID: "a", CA: "root", Kind: KindIssue, Class: "urgent", Payload: Payload(`{}`)},
 		"no payload":    {ID: "a", CA: "root", Kind: KindIssue, Class: ClassBatch},
 		"version 2":     {V: 2, ID: "a", CA: "root", Kind: KindIssue, Class: ClassBatch, Payload: Payload(`{}`)},

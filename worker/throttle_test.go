@@ -48,6 +48,11 @@ func TestThrottledJobsAreDeliveredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
+	wq, err := q.WorkerQueue(ctx) // the worker user, as in qpki serve
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wq.Close()
 	svc, err := enroll.New(c, q)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +79,7 @@ func TestThrottledJobsAreDeliveredOnce(t *testing.T) {
 	ready := make(chan error, 1)
 	go func() {
 		defer wg.Done()
-		err := worker.Run(ctx, c, q, worker.Options{Sessions: 2, Rate: 4, QueueName: name, Ready: ready, Observer: signed,
+		err := worker.Run(ctx, c, wq, worker.Options{Sessions: 2, Rate: 4, QueueName: name, Ready: ready, Observer: signed,
 			Consume: queue.ConsumeOptions{AckWait: time.Second}})
 		if err != nil {
 			t.Error(err)
