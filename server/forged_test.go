@@ -59,7 +59,7 @@ func TestForgedResultsRefused(t *testing.T) {
 
 	const host = "genuine.example.com"
 	csr := benchCSR(t, host)
-	id, err := core.Enroll.Submit(ctx, enroll.Request{Profile: "ec/tls-server", CSR: csr, Key: "forged-test"})
+	id, err := core.Enroll.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csr, Key: "forged-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
