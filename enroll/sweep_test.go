@@ -102,7 +102,12 @@ func TestSweeperRepublishesLostJobsOnly(t *testing.T) {
 	heldSeq := streamJobs(t, q)[held]
 	deleteJobMsg(t, q, lost)
 	// Signed: a worker stored its result and acked; the recorder lags.
-	if err := q.PublishResult(ctx, queue.Result{JobID: signed, CA: enroll.QueueName(c), Kind: queue.KindIssue, Error: "not recorded yet"}); err != nil {
+	wq, err := q.WorkerQueue(ctx) // only workers publish results
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wq.Close()
+	if err := wq.PublishResult(ctx, queue.Result{JobID: signed, CA: enroll.QueueName(c), Kind: queue.KindIssue, Error: "not recorded yet"}); err != nil {
 		t.Fatal(err)
 	}
 	deleteJobMsg(t, q, signed)

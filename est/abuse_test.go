@@ -35,7 +35,13 @@ func TestServerKeygenBoundToPrincipal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- worker.Run(ctx, e.srv.Core.CA, e.srv.Core.Queue, worker.Options{QueueName: enroll.QueueName(e.srv.Core.CA)})
+		wq, err := e.srv.Core.Queue.WorkerQueue(ctx) // the worker user, as qpki worker signs in
+		if err != nil {
+			done <- err
+			return
+		}
+		defer wq.Close()
+		done <- worker.Run(ctx, e.srv.Core.CA, wq, worker.Options{QueueName: enroll.QueueName(e.srv.Core.CA)})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	var keys [][]byte

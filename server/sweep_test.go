@@ -75,7 +75,13 @@ func TestSweeperRecoversLostJob(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		worker.Run(wctx, core.CA, core.Queue, worker.Options{QueueName: server.QueueName(core.CA), Observer: signed})
+		wq, err := core.Queue.WorkerQueue(wctx) // the worker user, as qpki worker signs in
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer wq.Close()
+		worker.Run(wctx, core.CA, wq, worker.Options{QueueName: server.QueueName(core.CA), Observer: signed})
 	}()
 	defer func() { wcancel(); wg.Wait() }()
 	for _, id := range []string{kept, lost} {
