@@ -317,9 +317,10 @@ func (q *Queue) declareStream(ctx context.Context, cfg jetstream.StreamConfig) (
 
 // WorkerQueue returns the connection this process's workers use. On the
 // embedded server it is a connection of its own, as the in-process
-// worker user (close it before q); on an external server it is q itself,
-// whose user then needs the worker's permissions too (or run the workers
-// as qpki worker, with a worker user).
+// worker user (close it before q); for a worker's connection, or on an
+// external server, it is q itself, whose user then needs the worker's
+// permissions (run the workers as qpki worker, with the worker user).
+// worker.Run calls it.
 func (q *Queue) WorkerQueue(ctx context.Context) (*Queue, error) {
 	if q.emb == nil {
 		return q, nil

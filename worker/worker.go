@@ -75,6 +75,19 @@ func Run(ctx context.Context, c *ca.CA, q *queue.Queue, o Options) error {
 			o.Consume.FetchBatch = throttledFetch(o.Rate, o.Consume.AckWait)
 		}
 	}
+	// Workers sign in as the worker user, who alone may publish results,
+	// even in the process that runs the embedded server.
+	wq, err := q.WorkerQueue(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ready(nil)
+		}
+		return ready(err)
+	}
+	if wq != q {
+		defer wq.Close()
+		q = wq
+	}
 	cons, err := q.Jobs(ctx, o.QueueName, o.Consume)
 	if err != nil {
 		if ctx.Err() != nil {
