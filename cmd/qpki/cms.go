@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
@@ -267,21 +268,24 @@ composite ML-KEM keys by KEMRecipientInfo (RFC 9629, HKDF-SHA256).`,
 
 func newCMSDecryptCmd() *cobra.Command {
 	var keyFile, certFile, passEnv, out string
+	var inHSM kemKeyFlags
 	cmd := &cobra.Command{
 		Use:   "decrypt FILE",
 		Short: "Decrypt an EnvelopedData or AuthEnvelopedData with the recipient's key",
 		Example: `  qpki cms decrypt secret.p7m --key alice.key --cert alice.crt -o secret.txt
-  qpki cms decrypt secret.p7m --key kem.key`,
+  qpki cms decrypt secret.p7m --key kem.key
+  HSM_PIN=... qpki cms decrypt secret.p7m --hsm-config hsm.yaml --key-label kem --cert kem.crt`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ber, err := readCMSFile(args[0])
 			if err != nil {
 				return err
 			}
-			key, err := keyfile.Read(keyFile, passphrase(passEnv, false))
+			key, closeKey, err := inHSM.open(keyFile, passEnv)
 			if err != nil {
 				return err
 			}
+			defer closeKey()
 			var cert *x509.Certificate
 			if certFile != "" {
 				cs, err := readCertFile(certFile)
@@ -300,9 +304,48 @@ func newCMSDecryptCmd() *cobra.Command {
 	cmd.Flags().StringVar(&keyFile, "key", "", "recipient private key file (PEM or DER)")
 	cmd.Flags().StringVar(&certFile, "cert", "", "recipient certificate, to select the recipient (PEM or DER)")
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the key passphrase")
-	cmd.MarkFlagRequired("key")
+	inHSM.add(cmd)
 	addOutFlag(cmd, &out)
 	return cmd
+}
+
+// kemKeyFlags select an ML-KEM key in an HSM instead of a key file.
+type kemKeyFlags struct{ config, label string }
+
+func (f *kemKeyFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.config, "hsm-config", "", "HSM config of an ML-KEM key (instead of --key)")
+	cmd.Flags().StringVar(&f.label, "key-label", "", "label of the HSM ML-KEM key")
+}
+
+// open returns the key file's key, or the HSM's ML-KEM key and a function
+// that closes its token.
+func (f *kemKeyFlags) open(keyFile, passEnv string) (crypto.PrivateKey, func(), error) {
+	switch {
+	case f.config != "" || f.label != "":
+		if keyFile != "" {
+			return nil, nil, errors.New("give --key or --hsm-config with --key-label, not both")
+		}
+		if f.config == "" || f.label == "" {
+			return nil, nil, errors.New("an HSM key needs --hsm-config and --key-label")
+		}
+		tok, err := hsm.OpenFile(f.config)
+		if err != nil {
+			return nil, nil, err
+		}
+		k, err := tok.FindKey(f.label, nil)
+		if err == nil {
+			var kk *hsm.KEMKey
+			if kk, err = tok.KEMKey(k); err == nil {
+				return kk, func() { tok.Close() }, nil
+			}
+		}
+		tok.Close()
+		return nil, nil, err
+	case keyFile == "":
+		return nil, nil, errors.New("--key (or --hsm-config and --key-label) is required")
+	}
+	key, err := keyfile.Read(keyFile, passphrase(passEnv, false))
+	return key, func() {}, err
 }
 
 func newCMSInfoCmd() *cobra.Command {

@@ -105,16 +105,19 @@ func newKeyPubCmd() *cobra.Command {
 
 func newKeyDecapCmd() *cobra.Command {
 	var key, in, passEnv string
+	var inHSM kemKeyFlags
 	cmd := &cobra.Command{
-		Use:     "decap",
-		Short:   "Decapsulate a ciphertext with an ML-KEM or composite ML-KEM key; print the shared secret in hex",
-		Example: `  qpki key decap --key kem.key --in ciphertext.bin`,
-		Args:    cobra.NoArgs,
+		Use:   "decap",
+		Short: "Decapsulate a ciphertext with an ML-KEM or composite ML-KEM key; print the shared secret in hex",
+		Example: `  qpki key decap --key kem.key --in ciphertext.bin
+  HSM_PIN=... qpki key decap --hsm-config hsm.yaml --key-label kem --in ciphertext.bin`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			priv, err := keyfile.Read(key, passphrase(passEnv, false))
+			priv, closeKey, err := inHSM.open(key, passEnv)
 			if err != nil {
 				return err
 			}
+			defer closeKey()
 			ct, err := readLimited(in, algo.MaxCiphertext)
 			if err != nil {
 				return err
@@ -129,8 +132,8 @@ func newKeyDecapCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&key, "key", "", "ML-KEM or composite ML-KEM private key file (PEM or DER)")
 	cmd.Flags().StringVar(&in, "in", "", "ciphertext file (raw bytes)")
-	cmd.MarkFlagRequired("key")
 	cmd.MarkFlagRequired("in")
+	inHSM.add(cmd)
 	cmd.Flags().StringVar(&passEnv, "passphrase-env", "", "environment variable holding the key passphrase")
 	return cmd
 }

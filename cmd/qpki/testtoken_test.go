@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/hsm"
 	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/testtoken"
@@ -230,4 +233,45 @@ func TestTestTokenHybridCARotate(t *testing.T) {
 	if strings.Join(onToken, ",") != "ecdsa-p384,ecdsa-p384,ml-dsa-65,ml-dsa-87" {
 		t.Errorf("keys on the token under %s: %v", label, onToken)
 	}
+}
+
+// An ML-KEM key in the test token (PKCS#11 3.2, C_DecapsulateKey) opens a
+// CMS KEMRecipientInfo and decapsulates with `key decap`.
+func TestTestTokenKEMDecrypt(t *testing.T) {
+	cfg, env := pqToken(t)
+	d := t.TempDir()
+	label := uniqueLabel("cli-kem")
+	okEnv(t, d, env, "key", "gen", "--algorithm", "ml-kem-768", "--hsm-config", cfg, "--key-label", label)
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		t.Setenv(k, v)
+	}
+	tok, err := hsm.OpenFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tok.FindKey(label, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := k.Public().(*algo.MLKEMPublicKey)
+	tok.Close()
+	der, _ := algo.MarshalPKIX(pub)
+	os.WriteFile(filepath.Join(d, "kem.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+	ct, ss, err := pub.Encapsulate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(d, "ct.bin"), ct, 0o600)
+	if got := okEnv(t, d, env, "key", "decap", "--hsm-config", cfg, "--key-label", label, "--in", "ct.bin"); strings.TrimSpace(got) != hex.EncodeToString(ss) {
+		t.Errorf("key decap in the token: %q, want %x", got, ss)
+	}
+	ok(t, d, "ca", "init", "--profile", "ml/root-ca", "--var", "cn=KEM Token Root", "--ca-dir", "ca")
+	ok(t, d, "cert", "issue", "--ca-dir", "ca", "--profile", "ml/encryption", "--pubkey", "kem.pub", "--var", "cn=token-kem", "-o", "kem.crt")
+	os.WriteFile(filepath.Join(d, "doc.txt"), []byte("for the token"), 0o600)
+	ok(t, d, "cms", "encrypt", "doc.txt", "--recipient", "kem.crt", "--auth", "-o", "doc.p7m")
+	if got := okEnv(t, d, env, "cms", "decrypt", "doc.p7m", "--hsm-config", cfg, "--key-label", label, "--cert", "kem.crt"); got != "for the token" {
+		t.Errorf("cms decrypt in the token: %q", got)
+	}
+	fails(t, d, "not both", "cms", "decrypt", "doc.p7m", "--key", "x.key", "--hsm-config", cfg, "--key-label", label)
 }
