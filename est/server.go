@@ -414,7 +414,11 @@ func (f *Frontend) submitError(w http.ResponseWriter, err error) {
 		httpError(w, http.StatusForbidden, "the name policy of this EST endpoint refuses the request: %v", err)
 	case errors.Is(err, store.ErrKeyReused):
 		httpError(w, http.StatusConflict, "this CSR was already submitted under another profile or variables: %v", err)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), strings.HasPrefix(err.Error(), "queue:"):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), strings.HasPrefix(err.Error(), "queue:"),
+		// The shared store's NATS errors (a leader election under --store
+		// jetstream: "nats: no response from stream") are the server's,
+		// not the request's: the device retries the same CSR.
+		strings.Contains(err.Error(), "nats: "):
 		f.log.Warn("est: submission failed", "error", err)
 		f.busy(w, "the signing queue is unavailable; retry later")
 	default:
