@@ -8,7 +8,7 @@ FUZZTIME  ?= 10s
 # fresh machine lints with the same checks as every other.
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test test-go fuzz-short bench lint deps run clean test-hsm testtoken chaos test-chaos
+.PHONY: all build test test-go fuzz-short bench bench-ocsp lint deps run clean test-hsm testtoken chaos test-chaos
 
 all: build
 
@@ -77,6 +77,11 @@ bench: deps
 	$(BENCH) -bench ClusterBatch -benchtime 3000x ./server/
 	$(BENCH) -bench SimpleEnroll -benchtime 10000x ./cmd/qpki-estload/
 	$(BENCH) -bench Flows -benchtime 3000x ./cmd/qpki-acmeload/
+
+# The OCSP responder: a million certificates, wrk over plain HTTP, and the
+# pre-signing rate against the raw signer (file P-256, SoftHSM2 P-384).
+bench-ocsp: deps
+	scripts/bench-ocsp.sh
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -46,7 +46,7 @@ func (s *Service) recordOCSP(j *store.Job, r queue.Result) error {
 	if err != nil {
 		return err
 	}
-	if err := ca.CheckOCSP(&req, issuer, res.Responses); err != nil {
+	if err := ca.CheckOCSP(&req, issuer, res.Responses, !jobspec.Vouched(r.Payload)); err != nil {
 		return s.fail(j, r, fmt.Errorf("OCSP result refused: %w", err))
 	}
 	if req.Together {

@@ -90,8 +90,9 @@ func TestOCSPThroughQueue(t *testing.T) {
 // TestForgedOCSPResultRefused: the recorder keeps an OCSP result only
 // when every response verifies under the CA and says what the job asked.
 // A result that calls a revoked certificate good — signed with the CA
-// key, as a compromised worker could — or signed by another key fails
-// the job and leaves nothing in the store to serve.
+// key, as a compromised worker could, even one this process vouches for —
+// or signed by another key fails the job and leaves nothing in the store
+// to serve.
 func TestForgedOCSPResultRefused(t *testing.T) {
 	var forge func(r queue.Result) queue.Result
 	p := startPipelineRecording(t, 1, 0, func(svc *enroll.Service, rs []queue.Result) error {
@@ -124,7 +125,8 @@ func TestForgedOCSPResultRefused(t *testing.T) {
 	for n, c := range map[string]struct {
 		signer algo.Signer
 		lie    bool
-	}{"says good, CA key": {iss.Signer, true}, "other key": {other, false}} {
+		vouch  bool // as if this process's worker had signed it
+	}{"says good, CA key": {iss.Signer, true, false}, "other key": {other, false, false}, "says good, vouched": {iss.Signer, true, true}} {
 		spec := ocspJob(t, p, serial)
 		forge = func(r queue.Result) queue.Result {
 			lie := *spec
@@ -138,6 +140,9 @@ func TestForgedOCSPResultRefused(t *testing.T) {
 				return r
 			}
 			r.Payload, _ = jobspec.Encode(jobspec.OCSPResult{Responses: out})
+			if c.vouch {
+				jobspec.Vouch(r.Payload)
+			}
 			return r
 		}
 		spec.ThisUpdate = spec.ThisUpdate.Add(time.Duration(len(n)) * time.Second) // a job of its own

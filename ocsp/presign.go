@@ -2,6 +2,7 @@ package ocsp
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -88,7 +89,8 @@ func (r *Responder) scanLogged(ctx context.Context, a *authority) {
 	case err != nil && ctx.Err() == nil:
 		r.o.Log.Error("OCSP pre-signing failed", "ca", a.Name, "error", err)
 	case n > 0:
-		r.o.Log.Info("OCSP responses pre-signed", "ca", a.Name, "responses", n, "took", time.Since(start).Round(time.Millisecond))
+		secs := time.Since(start).Seconds()
+		r.o.Log.Info("OCSP responses pre-signed", "ca", a.Name, "responses", n, "seconds", math.Round(secs*1000)/1000, "per_second", math.Round(float64(n)/secs))
 	}
 }
 

@@ -61,7 +61,11 @@ func (w *worker) ocsp(ctx context.Context, job queue.Job) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jobspec.Encode(jobspec.OCSPResult{Responses: out})
+	payload, err := jobspec.Encode(jobspec.OCSPResult{Responses: out})
+	if err == nil {
+		jobspec.Vouch(payload) // SignOCSP checked every signature
+	}
+	return payload, err
 }
 
 // delegated is an open delegated responder key, reopened when `qpki ocsp

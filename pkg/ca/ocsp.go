@@ -275,9 +275,11 @@ func ocspSingles(req *jobspec.OCSP, ih ocspx.IssuerHashes) ([]ocspx.Single, []bo
 
 // CheckOCSP is the recorder's check of an OCSP result against its job:
 // as many responses as asked for, each signed by the CA version's key or
-// by a delegated responder of it, and saying exactly what the job asked
-// (serials, statuses, revocation times and reasons, validity, nonce).
-func CheckOCSP(req *jobspec.OCSP, issuer *x509.Certificate, responses [][]byte) error {
+// by a delegated responder of it (unless signatures is false: a result
+// this process signed and checked, jobspec.Vouched), and saying exactly
+// what the job asked (serials, statuses, revocation times and reasons,
+// validity, nonce).
+func CheckOCSP(req *jobspec.OCSP, issuer *x509.Certificate, responses [][]byte, signatures bool) error {
 	want := len(req.Entries)
 	if req.Together {
 		want = 1
@@ -302,7 +304,11 @@ func CheckOCSP(req *jobspec.OCSP, issuer *x509.Certificate, responses [][]byte) 
 		if err != nil {
 			return err
 		}
-		if _, err := r.Verify(issuer); err != nil {
+		if signatures {
+			if _, err := r.Verify(issuer); err != nil {
+				return err
+			}
+		} else if err := checkResponder(r, issuer); err != nil {
 			return err
 		}
 		if len(r.Responses) != len(expect) || r.ExtendedRevoke != ext || !bytes.Equal(r.Nonce, req.Nonce) {
@@ -315,6 +321,24 @@ func CheckOCSP(req *jobspec.OCSP, issuer *x509.Certificate, responses [][]byte) 
 		}
 	}
 	return nil
+}
+
+// checkResponder checks, without the signature, that the response names
+// the issuer or a delegated responder of it as its signer.
+func checkResponder(r *ocspx.Response, issuer *x509.Certificate) error {
+	kh, err := ocspx.KeyHashSHA1(issuer)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(kh, r.ResponderKeyHash) {
+		return nil
+	}
+	for _, c := range r.Certs {
+		if ckh, err := ocspx.KeyHashSHA1(c); err == nil && bytes.Equal(ckh, r.ResponderKeyHash) {
+			return ocspx.CheckDelegate(c, issuer)
+		}
+	}
+	return errors.New("ocspx: the responder is neither the issuer nor a certificate in the response")
 }
 
 func sameSingle(got, want ocspx.Single) bool {

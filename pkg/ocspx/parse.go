@@ -1,11 +1,13 @@
 package ocspx
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -243,9 +245,26 @@ func (r *Response) Verify(issuer *x509.Certificate) (*x509.Certificate, error) {
 	return signer, nil
 }
 
+// delegates remembers the responder certificates found signed by their
+// issuer (a responder signs every response of a chunk; its certificate's
+// signature needs one check).
+var delegates sync.Map // sha256(issuer.Raw || responder.Raw) → true
+
 // CheckDelegate checks that responder is a delegated OCSP responder of
 // issuer: signed by it and with the id-kp-OCSPSigning extended key usage.
 func CheckDelegate(responder, issuer *x509.Certificate) error {
+	k := sha256.Sum256(append(append([]byte(nil), issuer.Raw...), responder.Raw...))
+	if _, ok := delegates.Load(k); ok {
+		return nil
+	}
+	if err := checkDelegate(responder, issuer); err != nil {
+		return err
+	}
+	delegates.Store(k, true)
+	return nil
+}
+
+func checkDelegate(responder, issuer *x509.Certificate) error {
 	ok := false
 	for _, u := range responder.ExtKeyUsage {
 		ok = ok || u == x509.ExtKeyUsageOCSPSigning

@@ -122,3 +122,39 @@ func TestParseSerial(t *testing.T) {
 		}
 	}
 }
+
+// EachCert visits every certificate once, in pages, and fn may write to
+// the store meanwhile (a read transaction held across fn would block a
+// write that grows the file).
+func TestBoltEachCertPages(t *testing.T) {
+	s, err := OpenBolt(filepath.Join(t.TempDir(), "ca.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var cs []*Cert
+	for i := 0; i < 3*eachPage+7; i++ {
+		cs = append(cs, &Cert{Serial: FormatSerial(big.NewInt(int64(i + 1))), DER: []byte{byte(i)}})
+	}
+	if err := s.ImportCerts(cs); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	err = s.EachCert(func(c *Cert) error {
+		if seen[c.Serial] {
+			t.Fatalf("%s twice", c.Serial)
+		}
+		seen[c.Serial] = true
+		if len(seen)%eachPage != 1 {
+			return nil
+		}
+		// A write big enough to grow the file, from inside fn.
+		return s.PutOCSP([]*OCSPResponse{{Serial: c.Serial, Hash: "sha1", DER: make([]byte, 4<<20)}})
+	})
+	if err != nil || len(seen) != len(cs) {
+		t.Fatalf("visited %d of %d: %v", len(seen), len(cs), err)
+	}
+	if err := s.ImportCerts(cs[:1]); !errors.Is(err, ErrSerialInUse) {
+		t.Fatalf("importing a serial again: %v", err)
+	}
+}
