@@ -32,22 +32,24 @@ func (s *Service) checkOCSP(r Request) (*jobspec.OCSP, error) {
 
 // recordOCSP keeps the responses of an OCSP job: in the store, one per
 // certificate, or, for a response answering several CertIDs or a nonce,
-// as the job's result only.
+// as the job's result only. A result whose responses do not verify under
+// the CA (or its delegated responder), or do not say exactly what the job
+// asked, is forged: refused, and the job waits for its genuine result.
 func (s *Service) recordOCSP(j *store.Job, r queue.Result) error {
 	var req jobspec.OCSP
 	if err := jobspec.Decode(j.Payload, &req); err != nil {
-		return s.fail(j, r, err)
+		return s.fail(j, r, fmt.Errorf("the job's stored payload: %v", err))
 	}
 	var res jobspec.OCSPResult
 	if err := jobspec.Decode(r.Payload, &res); err != nil {
-		return s.fail(j, r, err)
+		return forged(j, "the result does not decode: %v", err)
 	}
 	issuer, err := s.CA.Certificate(req.Version)
 	if err != nil {
-		return err
+		return s.fail(j, r, err)
 	}
 	if err := ca.CheckOCSP(&req, issuer, res.Responses, !jobspec.Vouched(r.Payload)); err != nil {
-		return s.fail(j, r, fmt.Errorf("OCSP result refused: %w", err))
+		return forged(j, "%v", err)
 	}
 	if req.Together {
 		return s.finish(j, r, store.JobDone, "", res.Responses[0], nil)

@@ -3,6 +3,7 @@ package enroll_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -91,22 +92,20 @@ func TestOCSPThroughQueue(t *testing.T) {
 // when every response verifies under the CA and says what the job asked.
 // A result that calls a revoked certificate good — signed with the CA
 // key, as a compromised worker could, even one this process vouches for —
-// or signed by another key fails the job and leaves nothing in the store
-// to serve.
+// or signed by another key is refused as forged: nothing reaches the
+// store, the job stays queued, and the genuine result is recorded after.
 func TestForgedOCSPResultRefused(t *testing.T) {
-	var forge func(r queue.Result) queue.Result
+	genuine := make(chan queue.Result, 8)
 	p := startPipelineRecording(t, 1, 0, func(svc *enroll.Service, rs []queue.Result) error {
-		for i := range rs {
-			if rs[i].Kind == queue.KindOCSP && forge != nil {
-				rs[i] = forge(rs[i])
+		var rest []queue.Result
+		for _, r := range rs {
+			if r.Kind == queue.KindOCSP {
+				genuine <- r // held back: the test records it
+			} else {
+				rest = append(rest, r)
 			}
 		}
-		for _, err := range svc.RecordBatch(rs) {
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return errors.Join(svc.RecordBatch(rest)...)
 	})
 	ctx := context.Background()
 	id, _ := p.svc.Submit(ctx, enroll.Request{Principal: testPrincipal, Profile: "ec/tls-server", CSR: csrFor(t, "f.example.com"), Key: "f"})
@@ -122,39 +121,54 @@ func TestForgedOCSPResultRefused(t *testing.T) {
 	otherKey, _ := algo.GenerateKey(algo.ECDSAP384, rand.Reader)
 	other, _ := algo.NewSigner(otherKey, algo.ECDSAP384)
 	issuer := mustCACert(t, p.ca)
+	spec := ocspJob(t, p, serial)
+	jobID, err := p.svc.Submit(ctx, enroll.Request{Kind: jobspec.KindOCSP, Key: "ocsp-f", OCSP: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var real queue.Result
+	select {
+	case real = <-genuine:
+	case <-time.After(time.Minute):
+		t.Fatal("no OCSP result")
+	}
 	for n, c := range map[string]struct {
 		signer algo.Signer
 		lie    bool
 		vouch  bool // as if this process's worker had signed it
 	}{"says good, CA key": {iss.Signer, true, false}, "other key": {other, false, false}, "says good, vouched": {iss.Signer, true, true}} {
-		spec := ocspJob(t, p, serial)
-		forge = func(r queue.Result) queue.Result {
-			lie := *spec
-			lie.Entries = []jobspec.OCSPEntry{spec.Entries[0]}
-			if c.lie {
-				lie.Entries[0] = jobspec.OCSPEntry{Serial: serial, Status: jobspec.OCSPGood}
-			}
-			out, err := ca.SignOCSP(&lie, issuer, c.signer, false, nil)
-			if err != nil {
-				t.Error(err)
-				return r
-			}
-			r.Payload, _ = jobspec.Encode(jobspec.OCSPResult{Responses: out})
-			if c.vouch {
-				jobspec.Vouch(r.Payload)
-			}
-			return r
+		lie := *spec
+		lie.Entries = []jobspec.OCSPEntry{spec.Entries[0]}
+		if c.lie {
+			lie.Entries[0] = jobspec.OCSPEntry{Serial: serial, Status: jobspec.OCSPGood}
 		}
-		spec.ThisUpdate = spec.ThisUpdate.Add(time.Duration(len(n)) * time.Second) // a job of its own
-		id, err := p.svc.Submit(ctx, enroll.Request{Kind: jobspec.KindOCSP, Key: "forged-" + n, OCSP: spec})
+		out, err := ca.SignOCSP(&lie, issuer, c.signer, false, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res := waitFor(t, p.svc, id); res.State != store.JobFailed {
-			t.Errorf("%s: forged OCSP result recorded (%+v)", n, res)
+		f := real
+		f.Payload, _ = jobspec.Encode(jobspec.OCSPResult{Responses: out})
+		if c.vouch {
+			jobspec.Vouch(f.Payload)
+		}
+		if err := p.svc.Record(f); !enroll.IsForged(err) {
+			t.Errorf("%s: Record gave %v, want a ForgedError", n, err)
 		}
 		if _, err := storedOCSP(t, p, serial); err == nil {
-			t.Errorf("%s: the store keeps the forged response", n)
+			t.Fatalf("%s: the store keeps the forged response", n)
 		}
+		if j, _ := p.svc.Job(jobID); j.State != store.JobQueued {
+			t.Fatalf("%s: the job is %s after a forged result", n, j.State)
+		}
+	}
+	if err := p.svc.Record(real); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := storedOCSP(t, p, serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := ocspx.ParseResponse(rec.DER); r == nil || r.Responses[0].Status != ocspx.Revoked {
+		t.Fatal("the genuine response is not the one stored")
 	}
 }

@@ -215,3 +215,17 @@ func TestModeFor(t *testing.T) {
 		}
 	}
 }
+
+// A delegated responder is renewed in the last third of its life.
+func TestRenewDue(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		before, after time.Duration
+		due           bool
+	}{{-time.Hour, 47 * time.Hour, false}, {-33 * time.Hour, 15 * time.Hour, true}, {-48 * time.Hour, -time.Second, true}} {
+		cert := &x509.Certificate{NotBefore: now.Add(c.before), NotAfter: now.Add(c.after)}
+		if got := ocsp.RenewDue(cert, now); got != c.due {
+			t.Errorf("valid %s..%s: due %v", c.before, c.after, got)
+		}
+	}
+}
