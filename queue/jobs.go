@@ -68,7 +68,6 @@ type JobConsumer struct {
 	notify           chan struct{} // one token per job held: wakes one waiter
 	redelivered      atomic.Uint64 // jobs received with NumDelivered > 1
 	received         atomic.Uint64
-	keeper           sync.WaitGroup
 }
 
 // tracked is a job message received and not yet settled (acked, naked or
@@ -134,8 +133,8 @@ func (q *Queue) Jobs(ctx context.Context, ca string, opts ConsumeOptions) (*JobC
 		return nil, ErrClosed
 	}
 	q.consumers[c] = struct{}{}
+	q.loops.Add(1) // under mu, as for the Results loops: Close waits for it
 	q.mu.Unlock()
-	c.keeper.Add(1)
 	go c.keep()
 	return c, nil
 }
@@ -145,7 +144,7 @@ func (q *Queue) Jobs(ctx context.Context, ca string, opts ConsumeOptions) (*JobC
 // consumer is closed and every delivery it handed out is settled (a
 // worker stopping finishes the jobs in hand).
 func (c *JobConsumer) keep() {
-	defer c.keeper.Done()
+	defer c.q.loops.Done()
 	every := c.opts.AckWait / 4
 	t := time.NewTicker(every / 2)
 	defer t.Stop()

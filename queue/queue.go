@@ -49,7 +49,7 @@ type Queue struct {
 	closeOnce sync.Once
 	mu        sync.Mutex
 	consumers map[*JobConsumer]struct{}
-	loops     sync.WaitGroup // running Results loops
+	loops     sync.WaitGroup // running Results loops and job consumers' keepers
 }
 
 // Start opens the queue: it starts the embedded server when Options name
@@ -351,7 +351,7 @@ func (q *Queue) Conn() *nats.Conn { return q.nc }
 func (q *Queue) JetStream() jetstream.JetStream { return q.js }
 
 // Close stops the job consumers (their undelivered held jobs are naked),
-// waits for Results loops to return, drains the connection so that
+// waits for Results loops and keepers to return, drains the connection so that
 // pending acks and publishes reach the server, and shuts the embedded
 // server down. It is safe to call more than once.
 func (q *Queue) Close() error {
