@@ -194,6 +194,12 @@ func (a *acmeClient) orderSteps(ctx context.Context, r *request, name string, li
 		switch cur.Status {
 		case acme.StatusReady:
 			_, certURL, err = a.cl.CreateOrderCert(ctx, cur.FinalizeURL, csr, false)
+			var ae *acme.Error
+			if errors.As(err, &ae) && strings.HasSuffix(ae.ProblemType, ":orderNotReady") {
+				// An earlier finalize whose answer was lost got there
+				// first: look at the order again.
+				return fmt.Errorf("finalize raced an earlier one: %s", ae.Detail)
+			}
 			return err
 		case acme.StatusProcessing:
 			cur, err = a.cl.WaitOrder(ctx, o.URI)
