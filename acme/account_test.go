@@ -11,7 +11,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -137,8 +140,10 @@ func TestExternalAccountBinding(t *testing.T) {
 	} else {
 		acmeErr(t, err, http.StatusBadRequest, "externalAccountRequired")
 	}
-	// The key is added while the server runs, as `qpki acme eab add` does.
-	k, err := eab.Add(e.dataDir, "", "test")
+	// The key is added while the server runs, as `qpki acme eab add`
+	// does: through its socket.
+	keysAPI := eab.Remote(e.dataDir)
+	k, err := keysAPI.Add("", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +159,7 @@ func TestExternalAccountBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := eab.List(e.dataDir)
+	keys, err := keysAPI.List()
 	if err != nil || len(keys) != 1 || keys[0].Used.IsZero() || !strings.HasSuffix(a.URI, "/"+keys[0].Account) {
 		t.Fatalf("after binding: keys %+v, account %s", keys, a.URI)
 	}
@@ -165,8 +170,107 @@ func TestExternalAccountBinding(t *testing.T) {
 	} else {
 		acmeErr(t, err, http.StatusForbidden, "unauthorized")
 	}
-	if err := eab.Remove(e.dataDir, k.ID); err != nil {
+	if err := keysAPI.Remove(k.ID); err != nil {
 		t.Fatal(err)
+	}
+	if err := keysAPI.Remove(k.ID); !errors.Is(err, eab.ErrUnknownKey) {
+		t.Fatalf("removing twice: %v", err)
+	}
+}
+
+// TestEABUsedWithItsAccount: an external account key is used up only by
+// the account it creates. Requests racing with one account key, each
+// with its own binding key, create one account, and only its binding
+// key is used: the others are free for another account (they used to be
+// marked used before the account was written, so that the losers of the
+// race burnt theirs).
+func TestEABUsedWithItsAccount(t *testing.T) {
+	e := newEnv(t, func(c *acme.Config) { c.EABRequired = true })
+	keysAPI := eab.Remote(e.dataDir)
+	const n = 8
+	keys := make([]eab.Key, n)
+	for i := range keys {
+		k, err := keysAPI.Add("", "race")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+	}
+	accountKey := mustP256()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	uris := make([]string, n)
+	for i := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mac, _ := base64.RawURLEncoding.DecodeString(keys[i].HMAC)
+			c := e.clientWithKey(accountKey, false)
+			<-start
+			a, err := c.Register(context.Background(), &xacme.Account{ExternalAccountBinding: &xacme.ExternalAccountBinding{KID: keys[i].ID, Key: mac}}, xacme.AcceptTOS)
+			if err == nil {
+				uris[i] = a.URI
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	list, err := keysAPI.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var used []eab.Key
+	for _, k := range list {
+		if !k.Used.IsZero() {
+			used = append(used, k)
+		}
+	}
+	if len(used) != 1 {
+		t.Fatalf("%d binding keys used for one account, want 1: %+v", len(used), used)
+	}
+	for _, u := range uris {
+		if u != "" && !strings.HasSuffix(u, "/"+used[0].Account) {
+			t.Fatalf("account %s, but the used key bound %s", u, used[0].Account)
+		}
+	}
+	// Any other key still binds a new account.
+	for _, k := range keys {
+		if k.ID == used[0].ID {
+			continue
+		}
+		mac, _ := base64.RawURLEncoding.DecodeString(k.HMAC)
+		if _, err := e.clientWithKey(mustP256(), false).Register(context.Background(), &xacme.Account{ExternalAccountBinding: &xacme.ExternalAccountBinding{KID: k.ID, Key: mac}}, xacme.AcceptTOS); err != nil {
+			t.Fatalf("key %s after the race: %v", k.ID, err)
+		}
+		break
+	}
+}
+
+// TestEABFileMigrated: the keys of an acme-eab.json of an earlier version
+// move into the ACME store at start, used ones staying used.
+func TestEABFileMigrated(t *testing.T) {
+	var e *env
+	fresh := base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	e = newEnv(t, func(c *acme.Config) {
+		c.EABRequired = true
+		os.MkdirAll(c.DataDir, 0o700)
+		os.WriteFile(filepath.Join(c.DataDir, "acme-eab.json"), []byte(`{"keys": [
+  {"kid": "old-free", "hmac": "`+fresh+`", "note": "from the file", "created": "2026-01-02T03:04:05Z"},
+  {"kid": "old-used", "hmac": "`+fresh+`", "created": "2026-01-02T03:04:05Z", "used": "2026-01-03T00:00:00Z", "account": "gone"}
+]}`), 0o600)
+	})
+	if _, err := os.Stat(filepath.Join(e.dataDir, "acme-eab.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("acme-eab.json still there after the migration: %v", err)
+	}
+	mac, _ := base64.RawURLEncoding.DecodeString(fresh)
+	_, err := e.clientWithKey(mustP256(), false).Register(context.Background(), &xacme.Account{ExternalAccountBinding: &xacme.ExternalAccountBinding{KID: "old-used", Key: mac}}, xacme.AcceptTOS)
+	acmeErr(t, err, http.StatusForbidden, "unauthorized")
+	if _, err := e.clientWithKey(mustP256(), false).Register(context.Background(), &xacme.Account{ExternalAccountBinding: &xacme.ExternalAccountBinding{KID: "old-free", Key: mac}}, xacme.AcceptTOS); err != nil {
+		t.Fatalf("a migrated key: %v", err)
+	}
+	list, err := eab.Remote(e.dataDir).List()
+	if err != nil || len(list) != 2 || list[0].Note != "from the file" || list[0].Used.IsZero() {
+		t.Fatalf("migrated keys: %+v %v", list, err)
 	}
 }
 

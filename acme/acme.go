@@ -11,10 +11,12 @@
 //	eab        external account binding keys
 //	core       identifiers, key authorizations, ids
 //
-// Accounts, orders, authorizations and nonces live in <data-dir>/acme.db
-// (pkg/store); external account keys in <data-dir>/acme-eab.json. With
-// Config.Store, Config.Nonces and Config.EAB all three live in JetStream
-// buckets that several front-ends share instead.
+// Accounts, orders, authorizations, external account keys and nonces
+// live in <data-dir>/acme.db (pkg/store), whose keys `qpki acme eab`
+// reaches through <data-dir>/acme.sock while serve runs. With
+// Config.Store and Config.Nonces they live in JetStream buckets that
+// several front-ends share instead. Keys in an acme-eab.json of an
+// earlier version move into the store at start.
 package acme
 
 import (
@@ -45,7 +47,7 @@ const DirectoryPath = wfe.DirectoryPath
 
 // Config is the ACME server's configuration (`qpki serve --acme-*`).
 type Config struct {
-	// DataDir holds acme.db and acme-eab.json.
+	// DataDir holds acme.db and the key socket acme.sock.
 	DataDir string
 	// Store, when set, keeps the ACME objects instead of acme.db (the
 	// JetStream store that several serve front-ends share).
@@ -53,9 +55,6 @@ type Config struct {
 	// Nonces, when set, issues and redeems the nonces instead of this
 	// process (the JetStream bucket that several front-ends share).
 	Nonces nonce.Source
-	// EAB, when set, keeps the external account keys instead of
-	// DataDir's acme-eab.json.
-	EAB eab.Store
 	// Profiles are the qpki profiles offered; the first is the default.
 	Profiles []string
 
@@ -119,6 +118,7 @@ type Frontend struct {
 	local  *nonce.Service // nonces held here (no Config.Nonces)
 	ra     *ra.RA
 	wfe    *wfe.WFE
+	keys   *eab.Server // the key socket, with acme.db
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -157,10 +157,28 @@ func New(cfg Config) (*Frontend, error) {
 		}
 		st = bst
 	}
+	if n, err := eab.MigrateFile(cfg.DataDir, st); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("acme: moving the external account keys into the store: %w", err)
+	} else if n > 0 {
+		cfg.Log.Info("acme: external account keys moved into the ACME store", "keys", n, "from", eab.Path(cfg.DataDir))
+	}
 	f := &Frontend{cfg: cfg, st: st, nonces: cfg.Nonces}
+	if cfg.Store == nil {
+		// serve holds acme.db: the CLI reaches the keys through here.
+		ks, err := eab.ServeSocket(cfg.DataDir, eab.InStore(st))
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		f.keys = ks
+	}
 	if f.nonces == nil {
 		n, err := nonce.New(st, cfg.NonceLifetime, 0)
 		if err != nil {
+			if f.keys != nil {
+				f.keys.Close()
+			}
 			st.Close()
 			return nil, err
 		}
@@ -189,7 +207,7 @@ func (f *Frontend) Mount(mux *http.ServeMux, svc *enroll.Service) error {
 	}
 	f.ra = r
 	w := wfe.New(wfe.Config{TermsOfService: cfg.TermsOfService, Website: cfg.Website, CAAIdentities: cfg.CAAIdentities,
-		EABRequired: cfg.EABRequired, DataDir: cfg.DataDir, EAB: cfg.EAB, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody,
+		EABRequired: cfg.EABRequired, ExternalURL: cfg.ExternalURL, MaxBody: cfg.MaxBody,
 		IPLimit: cfg.IPLimit, OrderLimit: cfg.OrderLimit, Exempt: ratelimit.ParseExempt(cfg.Exempt), Log: cfg.Log},
 		r, f.st, f.nonces)
 	w.Register(mux)
@@ -249,6 +267,9 @@ const drainTimeout = 30 * time.Second
 func (f *Frontend) Close() error {
 	var err error
 	f.once.Do(func() {
+		if f.keys != nil {
+			f.keys.Close()
+		}
 		drained := true
 		if f.wfe != nil {
 			drained = f.wfe.Drain(drainTimeout)

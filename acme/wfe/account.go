@@ -103,7 +103,7 @@ func (w *WFE) newAccount(q *request) *probs.Problem {
 	}
 	switch {
 	case len(req.EAB) > 0 && string(req.EAB) != "null":
-		kid, prob := w.bindExternal(q, req.EAB, s.jwk, a.ID)
+		kid, prob := w.bindExternal(q, req.EAB, s.jwk)
 		if prob != nil {
 			return prob
 		}
@@ -111,8 +111,13 @@ func (w *WFE) newAccount(q *request) *probs.Problem {
 	case w.cfg.EABRequired:
 		return probs.ExternalAccountRequired("this server requires an external account binding")
 	}
-	a, created, err := w.st.CreateAccount(a)
-	if err != nil {
+	a, created, err := w.st.CreateAccount(a) // uses up its EAB key, if any
+	switch {
+	case errors.Is(err, store.ErrEABUnknown):
+		return probs.Unauthorized("unknown external account key id %q", clipStr(a.EABKeyID))
+	case errors.Is(err, store.ErrEABUsed):
+		return probs.Unauthorized("the external account key %q is already used", clipStr(a.EABKeyID))
+	case err != nil:
 		return probs.ServerInternal("recording the account: %v", err)
 	}
 	q.w.Header().Set("Location", q.accountURL(a.ID))
@@ -125,8 +130,9 @@ func (w *WFE) newAccount(q *request) *probs.Problem {
 
 // bindExternal checks an external account binding (RFC 8555 §7.3.4): a
 // JWS MACed with the key the operator issued, over the account's JWK,
-// for the newAccount URL. The key is used up.
-func (w *WFE) bindExternal(q *request, raw json.RawMessage, accountKey *jose.JSONWebKey, accountID string) (string, *probs.Problem) {
+// for the newAccount URL. The key is used up by the account's creation,
+// in the same store write.
+func (w *WFE) bindExternal(q *request, raw json.RawMessage, accountKey *jose.JSONWebKey) (string, *probs.Problem) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil || fields["protected"] == nil || fields["payload"] == nil || fields["signature"] == nil ||
 		fields["signatures"] != nil || fields["header"] != nil {
@@ -146,48 +152,34 @@ func (w *WFE) bindExternal(q *request, raw json.RawMessage, accountKey *jose.JSO
 	if u, _ := hdr.ExtraHeaders["url"].(string); u != q.url(newAccountPath) {
 		return "", probs.Unauthorized("externalAccountBinding url %q is not %s", clipStr(u), q.url(newAccountPath))
 	}
-	keys := w.cfg.EAB
-	if keys == nil && w.cfg.DataDir != "" {
-		keys = eab.Dir(w.cfg.DataDir)
-	}
-	if keys == nil {
-		return "", probs.Unauthorized("this server has no external account keys")
-	}
-	err = keys.Consume(hdr.KeyID, accountID, func(mac []byte) error {
-		payload, err := inner.Verify(mac)
-		if err != nil {
-			return errBadMAC
-		}
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(payload); err != nil {
-			return errEABPayload
-		}
-		t1, err1 := core.Thumbprint(&k)
-		t2, err2 := core.Thumbprint(accountKey)
-		if err1 != nil || err2 != nil || t1 != t2 {
-			return errEABPayload
-		}
-		return nil
-	})
+	k, err := w.st.EABKey(hdr.KeyID)
 	switch {
-	case err == nil:
-		return hdr.KeyID, nil
-	case errors.Is(err, eab.ErrUnknownKey):
+	case errors.Is(err, store.ErrNotFound):
 		return "", probs.Unauthorized("unknown external account key id %q", clipStr(hdr.KeyID))
-	case errors.Is(err, eab.ErrUsed):
+	case err != nil:
+		return "", probs.ServerInternal("external account binding: %v", err)
+	case !k.Used.IsZero():
 		return "", probs.Unauthorized("the external account key %q is already used", clipStr(hdr.KeyID))
-	case errors.Is(err, errBadMAC):
+	}
+	mac, err := eab.MACKey(k)
+	if err != nil {
+		return "", probs.ServerInternal("%v", err)
+	}
+	payload, err := inner.Verify(mac)
+	if err != nil {
 		return "", probs.Unauthorized("the externalAccountBinding MAC does not verify")
-	case errors.Is(err, errEABPayload):
+	}
+	var jwk jose.JSONWebKey
+	if err := jwk.UnmarshalJSON(payload); err != nil {
 		return "", probs.Malformed("the externalAccountBinding payload is not the account's key")
 	}
-	return "", probs.ServerInternal("external account binding: %v", err)
+	t1, err1 := core.Thumbprint(&jwk)
+	t2, err2 := core.Thumbprint(accountKey)
+	if err1 != nil || err2 != nil || t1 != t2 {
+		return "", probs.Malformed("the externalAccountBinding payload is not the account's key")
+	}
+	return hdr.KeyID, nil
 }
-
-var (
-	errBadMAC     = errors.New("bad MAC")
-	errEABPayload = errors.New("payload is not the account key")
-)
 
 // account reads, updates or deactivates an account (RFC 8555 §7.3.2,
 // §7.3.6).

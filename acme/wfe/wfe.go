@@ -19,7 +19,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/qpki/qpki/acme/eab"
 	"github.com/qpki/qpki/acme/nonce"
 	"github.com/qpki/qpki/acme/probs"
 	"github.com/qpki/qpki/acme/ra"
@@ -60,11 +59,9 @@ type Config struct {
 	TermsOfService string
 	Website        string
 	CAAIdentities  []string
-	// EABRequired refuses accounts without an external account binding,
-	// whose keys are in EAB, or else in DataDir's key file.
+	// EABRequired refuses accounts without an external account binding
+	// (whose keys are in the ACME store).
 	EABRequired bool
-	DataDir     string
-	EAB         eab.Store
 	// ExternalURL is the base URL clients use ("https://acme.example.com");
 	// empty takes https:// and the request's Host.
 	ExternalURL string

@@ -2,46 +2,50 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/qpki/qpki/acme/eab"
-	"github.com/qpki/qpki/pkg/store/jskv"
+	"github.com/qpki/qpki/pkg/store"
 )
 
 func newACMECmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "acme", Short: "Manage the ACME server's external account binding keys"}
 	keys := &cobra.Command{
 		Use:   "eab",
-		Short: "Add, list and remove external account binding keys (<data-dir>/acme-eab.json)",
+		Short: "Add, list and remove external account binding keys (in the ACME store)",
 		Long: `External account binding (RFC 8555 §7.3.4) ties a new ACME account to a
 key id and HMAC key the operator handed out. Each pair binds one account.
-The keys live in <data-dir>/acme-eab.json, changed atomically under a lock,
-so these commands work while qpki serve runs; serve reads the file when an
-account asks to be bound. Start serve with --acme-eab-required to refuse
-accounts without a binding. Front-ends that share a NATS cluster (serve
---store jetstream) share their keys in a key-value bucket: change those
-with --store jetstream --nats-url URL --ca NAME (or --ca-dir DIR).`,
+The keys live in the ACME store, <data-dir>/acme.db, where the account a key
+binds and the mark that the key is used are written together; while qpki
+serve runs, these commands reach them through its socket <data-dir>/acme.sock.
+Keys of an earlier <data-dir>/acme-eab.json move into the store at the first
+start. Start serve with --acme-eab-required to refuse accounts without a
+binding. Front-ends that share a NATS cluster (serve --store jetstream) keep
+their keys in the shared ACME bucket: change those with --store jetstream
+--nats-url URL --ca NAME (or --ca-dir DIR).`,
 	}
 	var dataDir, kid, note string
 	var asJSON bool
 	var sh sharedState
-	// store is the data dir's file, or with --store jetstream the bucket
-	// the front-ends share.
+	// store is the keys of the data dir's acme.db (through the running
+	// serve's socket while serve holds it), or with --store jetstream
+	// those of the bucket the front-ends share.
 	store := func(cmd *cobra.Command) (eab.Store, func(), error) {
 		on, err := sh.shared()
-		if err != nil || !on {
-			return eab.Dir(dataDir), func() {}, err
-		}
-		r, done, err := sh.records(cmd.Context(), jskv.BucketEAB)
 		if err != nil {
 			return nil, nil, err
 		}
-		return eab.Shared(r), done, nil
+		if on {
+			return sh.eabKeys(cmd.Context())
+		}
+		return localEABKeys(dataDir)
 	}
 	add := &cobra.Command{
 		Use:   "add",
@@ -146,4 +150,24 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// localEABKeys opens the keys of a data dir's acme.db, or reaches those
+// of the serve that holds it.
+func localEABKeys(dataDir string) (eab.Store, func(), error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	st, err := store.OpenACME(filepath.Join(dataDir, store.ACMEFile))
+	if errors.Is(err, store.ErrLocked) {
+		return eab.Remote(dataDir), func() {}, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := eab.MigrateFile(dataDir, st); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return eab.InStore(st), func() { st.Close() }, nil
 }

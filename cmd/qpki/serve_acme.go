@@ -76,11 +76,17 @@ func init() {
 					if c.Nonces, err = server.SharedNonces(context.Background(), cfg, svc, c.NonceLifetime); err != nil {
 						return nil, err
 					}
-					keys, err := server.SharedRecords(context.Background(), cfg, svc, jskv.BucketEAB)
+					// Keys of the EAB bucket of earlier versions move into
+					// the ACME bucket, where accounts use them up.
+					old, err := server.SharedRecords(context.Background(), cfg, svc, jskv.BucketEAB)
 					if err != nil {
 						return nil, err
 					}
-					c.EAB = eab.Shared(keys)
+					if n, err := eab.MigrateRecords(old, st); err != nil {
+						return nil, fmt.Errorf("moving the external account keys into the ACME bucket: %w", err)
+					} else if n > 0 {
+						cfg.Log.Info("acme: external account keys moved into the ACME bucket", "keys", n)
+					}
 					return acme.New(c)
 				}}, nil
 			}

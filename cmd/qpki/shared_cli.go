@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/qpki/qpki/acme/eab"
 	"github.com/qpki/qpki/pkg/store/jskv"
 	"github.com/qpki/qpki/server"
 )
@@ -67,4 +68,30 @@ func (s *sharedState) records(ctx context.Context, suffix string) (r *jskv.Recor
 		return nil, nil, err
 	}
 	return r, func() { nc.Close() }, nil
+}
+
+// eabKeys opens the external account keys of the shared ACME bucket,
+// moving there those of the EAB bucket of earlier versions first.
+func (s *sharedState) eabKeys(ctx context.Context) (eab.Store, func(), error) {
+	name, err := auditCAName(s.caName, s.caDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, js, err := natsJetStream(s.cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	o := jskv.Options{CA: name, Replicas: server.StreamReplicas(ctx, js), Instance: "cli"}
+	st, err := jskv.OpenACME(ctx, js, o)
+	if err == nil {
+		var old *jskv.Records
+		if old, err = jskv.OpenRecords(ctx, js, o, jskv.BucketEAB); err == nil {
+			_, err = eab.MigrateRecords(old, st)
+		}
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return eab.InStore(st), func() { nc.Close() }, nil
 }

@@ -51,6 +51,29 @@ type ACMEAccount struct {
 	Created   time.Time `json:"created"`
 }
 
+// EABKey is an external account binding key (RFC 8555 §7.3.4): a key id
+// and HMAC key the operator hands out, which binds one account. It lives
+// in the ACME store so that the account that uses it and the mark that
+// it is used are written together.
+type EABKey struct {
+	ID string `json:"kid"`
+	// HMAC is the MAC key, base64url without padding, as clients take it.
+	HMAC    string    `json:"hmac"`
+	Note    string    `json:"note,omitempty"`
+	Created time.Time `json:"created"`
+	// Used, Account and Thumbprint are set once the key bound an account
+	// (Thumbprint: that account's key).
+	Used       time.Time `json:"used,omitzero"`
+	Account    string    `json:"account,omitempty"`
+	Thumbprint string    `json:"thumbprint,omitempty"`
+}
+
+// Errors of CreateAccount with an external account key.
+var (
+	ErrEABUnknown = errors.New("unknown external account key id")
+	ErrEABUsed    = errors.New("external account key already used")
+)
+
 // ACMEOrder is an order (RFC 8555 §7.1.3). Its stored status is pending,
 // processing, valid or invalid; CurrentStatus computes ready and
 // expiry.
@@ -163,7 +186,10 @@ func (o *ACMEOrder) CurrentStatus(authzs []*ACMEAuthz, now time.Time) string {
 // batched): they must only change the record they are given.
 type ACMEStore interface {
 	// CreateAccount adds an account unless its key's thumbprint already
-	// belongs to one, which is returned with created false.
+	// belongs to one, which is returned with created false. An account
+	// with an EABKeyID uses that key up in the same write: it fails with
+	// ErrEABUnknown or ErrEABUsed (by another account) and creates
+	// nothing, or creates the account and marks the key used by it.
 	CreateAccount(a *ACMEAccount) (existing *ACMEAccount, created bool, err error)
 	Account(id string) (*ACMEAccount, error)
 	AccountByThumbprint(thumbprint string) (*ACMEAccount, error)
@@ -195,6 +221,14 @@ type ACMEStore interface {
 	// PendingAuthzs counts the account's pending authorizations that have
 	// not expired at now, up to limit (the newOrder limit).
 	PendingAuthzs(accountID string, now time.Time, limit int) (int, error)
+
+	// AddEABKey adds an external account key (ErrAlreadyExists if its id
+	// is taken); EABKey reads one, EABKeys lists them by id; RemoveEABKey
+	// deletes one (ErrNotFound), not the account it bound.
+	AddEABKey(k EABKey) error
+	EABKey(kid string) (*EABKey, error)
+	EABKeys() ([]EABKey, error)
+	RemoveEABKey(kid string) error
 
 	// RestoreNonces returns the nonces saved at the last clean shutdown,
 	// or none after a crash (when some of them may have been used

@@ -27,11 +27,12 @@ var (
 	bucketACMENonces      = []byte("acme_nonces")    // nonce → expiry
 	bucketACMEMeta        = []byte("acme_meta")
 	bucketACMEPending     = []byte("acme_pending") // account|authz id → expiry of a pending authz
+	bucketACMEEAB         = []byte("acme_eab")     // key id → external account key
 	keyNoncesClean        = []byte("nonces_clean")
 
 	acmeBuckets = [][]byte{bucketACMEAccounts, bucketACMEAccountKeys, bucketACMEOrders, bucketACMEAcctOrders,
 		bucketACMEAuthzs, bucketACMEAuthzIndex, bucketACMEReplaced, bucketACMEExpiry,
-		bucketACMENonces, bucketACMEMeta, bucketACMEPending}
+		bucketACMENonces, bucketACMEMeta, bucketACMEPending, bucketACMEEAB}
 )
 
 // Kinds of object in the expiry index.
@@ -183,8 +184,9 @@ func (s *ACMEBolt) CreateAccount(a *ACMEAccount) (*ACMEAccount, bool, error) {
 		return nil, false, errors.New("store: account without id or key thumbprint")
 	}
 	var existing *ACMEAccount
+	var refused error
 	err := s.batch(func(tx *bolt.Tx) error {
-		existing = nil
+		existing, refused = nil, nil
 		if id := tx.Bucket(bucketACMEAccountKeys).Get([]byte(a.Thumbprint)); id != nil {
 			existing = new(ACMEAccount)
 			return get(tx, bucketACMEAccounts, string(id), existing)
@@ -192,11 +194,31 @@ func (s *ACMEBolt) CreateAccount(a *ACMEAccount) (*ACMEAccount, bool, error) {
 		if tx.Bucket(bucketACMEAccounts).Get([]byte(a.ID)) != nil {
 			return fmt.Errorf("account %s: %w", a.ID, ErrAlreadyExists)
 		}
+		if a.EABKeyID != "" {
+			k := new(EABKey)
+			switch err := get(tx, bucketACMEEAB, a.EABKeyID, k); {
+			case errors.Is(err, ErrNotFound):
+				refused = ErrEABUnknown
+				return nil
+			case err != nil:
+				return err
+			case !k.Used.IsZero():
+				refused = ErrEABUsed
+				return nil
+			}
+			k.Used, k.Account, k.Thumbprint = a.Created.UTC().Truncate(time.Second), a.ID, a.Thumbprint
+			if err := put(tx, bucketACMEEAB, k.ID, k); err != nil {
+				return err
+			}
+		}
 		if err := tx.Bucket(bucketACMEAccountKeys).Put([]byte(a.Thumbprint), []byte(a.ID)); err != nil {
 			return err
 		}
 		return put(tx, bucketACMEAccounts, a.ID, a)
 	})
+	if err == nil {
+		err = refused
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -204,6 +226,65 @@ func (s *ACMEBolt) CreateAccount(a *ACMEAccount) (*ACMEAccount, bool, error) {
 		return existing, false, nil
 	}
 	return a, true, nil
+}
+
+func (s *ACMEBolt) AddEABKey(k EABKey) error {
+	if k.ID == "" {
+		return errors.New("store: external account key without id")
+	}
+	var refused error
+	err := s.batch(func(tx *bolt.Tx) error {
+		refused = nil
+		if tx.Bucket(bucketACMEEAB).Get([]byte(k.ID)) != nil {
+			refused = fmt.Errorf("external account key %q: %w", k.ID, ErrAlreadyExists)
+			return nil
+		}
+		return put(tx, bucketACMEEAB, k.ID, &k)
+	})
+	if err != nil {
+		return err
+	}
+	return refused
+}
+
+func (s *ACMEBolt) EABKey(kid string) (*EABKey, error) {
+	k := new(EABKey)
+	if err := s.db.View(func(tx *bolt.Tx) error { return get(tx, bucketACMEEAB, kid, k) }); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (s *ACMEBolt) EABKeys() ([]EABKey, error) {
+	var out []EABKey
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketACMEEAB).ForEach(func(_, v []byte) error {
+			var k EABKey
+			if err := json.Unmarshal(v, &k); err != nil {
+				return err
+			}
+			out = append(out, k)
+			return nil
+		})
+	})
+	return out, err // bbolt keeps them sorted by id
+}
+
+func (s *ACMEBolt) RemoveEABKey(kid string) error {
+	var refused error
+	err := s.batch(func(tx *bolt.Tx) error {
+		refused = nil
+		b := tx.Bucket(bucketACMEEAB)
+		if b.Get([]byte(kid)) == nil {
+			refused = ErrNotFound
+			return nil
+		}
+		return b.Delete([]byte(kid))
+	})
+	if err != nil {
+		return err
+	}
+	return refused
 }
 
 func (s *ACMEBolt) Account(id string) (*ACMEAccount, error) {

@@ -27,6 +27,7 @@ import (
 //	authzidx.<account>.<type>.<value>.<w|p>  latest authorization id
 //	pending.<account>.<id>              expiry (Unix ns) of a pending authorization
 //	replaced.<ARI cert id>              id of the order replacing it
+//	eab.<kid>                           external account key
 //	nonces.<instance>                   nonces saved at a clean shutdown
 //
 // Every part after the prefix is base64url-encoded (see token). Expiry
@@ -63,6 +64,7 @@ func (s *ACME) Close() error { return nil }
 func acctKey(id string) string       { return key("acct", id) }
 func acctThumbKey(th string) string  { return key("acctkey", th) }
 func orderKey(id string) string      { return key("order", id) }
+func eabKey(kid string) string       { return key("eab", kid) }
 func authzKey(id string) string      { return key("authz", id) }
 func replacedKey(cert string) string { return key("replaced", cert) }
 func acctOrdersPrefix(acct string) string {
@@ -132,6 +134,15 @@ func (s *ACME) CreateAccount(a *store.ACMEAccount) (*store.ACMEAccount, bool, er
 			existing, err = s.waitAccount(ctx, string(owner))
 			return err
 		}
+		if a.EABKeyID != "" {
+			if err := s.claimEAB(ctx, a); err != nil {
+				// The account is not created: its key is free again.
+				if derr := deleteIfOwner(ctx, s.kv, acctThumbKey(a.Thumbprint), a.ID); derr != nil {
+					return derr
+				}
+				return err
+			}
+		}
 		old, created, err := createOrGet(ctx, s.kv, acctKey(a.ID), val)
 		if err != nil {
 			return err
@@ -156,6 +167,77 @@ func (s *ACME) CreateAccount(a *store.ACMEAccount) (*store.ACMEAccount, bool, er
 		return existing, false, nil
 	}
 	return a, true, nil
+}
+
+// claimEAB marks an external account key used by the account, by
+// compare-and-set, between claiming the account's key and writing the
+// account (a bucket has no transaction over several keys). The claim
+// names the account's key thumbprint: a claim that a crash left without
+// its account can be completed by that account key only, and never
+// taken by another.
+func (s *ACME) claimEAB(ctx context.Context, a *store.ACMEAccount) error {
+	_, err := updateJSON(ctx, s.kv, eabKey(a.EABKeyID), func(k *store.EABKey) error {
+		if !k.Used.IsZero() && k.Thumbprint != a.Thumbprint {
+			return store.ErrEABUsed
+		}
+		k.Used, k.Account, k.Thumbprint = a.Created.UTC().Truncate(time.Second), a.ID, a.Thumbprint
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return store.ErrEABUnknown
+	}
+	return err
+}
+
+func (s *ACME) AddEABKey(k store.EABKey) error {
+	if k.ID == "" {
+		return errors.New("store: external account key without id")
+	}
+	val, err := json.Marshal(&k)
+	if err != nil {
+		return err
+	}
+	return s.do(func(ctx context.Context) error {
+		_, created, err := createOrGet(ctx, s.kv, eabKey(k.ID), val)
+		if err == nil && !created {
+			return fmt.Errorf("external account key %q: %w", k.ID, store.ErrAlreadyExists)
+		}
+		return err
+	})
+}
+
+func (s *ACME) EABKey(kid string) (*store.EABKey, error) {
+	k := new(store.EABKey)
+	if err := s.get(eabKey(kid), k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (s *ACME) EABKeys() ([]store.EABKey, error) {
+	var out []store.EABKey
+	err := s.do(func(ctx context.Context) error {
+		out = nil
+		return scan(ctx, s.kv, "eab.>", func(_ string, v []byte, _ uint64) error {
+			var k store.EABKey
+			if err := json.Unmarshal(v, &k); err != nil {
+				return fmt.Errorf("external account key record: %v", err)
+			}
+			out = append(out, k)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+func (s *ACME) RemoveEABKey(kid string) error {
+	return s.do(func(ctx context.Context) error {
+		if _, _, err := getString(ctx, s.kv, eabKey(kid)); err != nil {
+			return err
+		}
+		return s.kv.Delete(ctx, eabKey(kid))
+	})
 }
 
 // waitAccount reads an account whose key index entry exists: another

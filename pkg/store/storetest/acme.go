@@ -18,6 +18,7 @@ func RunACME(t *testing.T, opener Opener[store.ACMEStore], concurrentClients boo
 	t.Run("Accounts", func(t *testing.T) { testACMEAccounts(t, opener(t)()) })
 	t.Run("Orders", func(t *testing.T) { testACMEOrders(t, opener(t)()) })
 	t.Run("Nonces", func(t *testing.T) { testACMENonces(t, opener(t)) })
+	t.Run("EAB", func(t *testing.T) { testACMEEAB(t, opener(t)()) })
 	t.Run("Races", func(t *testing.T) {
 		open := opener(t)
 		a := open()
@@ -285,6 +286,29 @@ func testACMERaces(t *testing.T, a, b store.ACMEStore) {
 		}
 	}
 
+	// Different account keys race for one external account key: it
+	// binds one account, and the others are not created at all.
+	if err := a.AddEABKey(store.EABKey{ID: "race-kid", HMAC: "x", Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	createdN.Store(0)
+	run(func(i int, s store.ACMEStore) {
+		_, created, err := s.CreateAccount(&store.ACMEAccount{ID: fmt.Sprintf("eab%d", i), Thumbprint: fmt.Sprintf("key%d", i), Status: store.ACMEValid, EABKeyID: "race-kid", Created: time.Now()})
+		switch {
+		case err == nil && created:
+			createdN.Add(1)
+		case errors.Is(err, store.ErrEABUsed):
+			if _, err := s.AccountByThumbprint(fmt.Sprintf("key%d", i)); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("an account refused for a used key exists: %v", err)
+			}
+		default:
+			t.Errorf("CreateAccount with a raced key: created %v, %v", created, err)
+		}
+	})
+	if createdN.Load() != 1 {
+		t.Fatalf("%d accounts bound by one external account key", createdN.Load())
+	}
+
 	now := time.Now()
 	if err := a.CreateOrder(&store.ACMEOrder{ID: "race", AccountID: ids[0], Status: store.ACMEPending, Expires: now.Add(time.Hour), Created: now}, nil); err != nil {
 		t.Fatal(err)
@@ -315,5 +339,59 @@ func testACMERaces(t *testing.T, a, b store.ACMEStore) {
 	})
 	if replacing.Load() != 1 {
 		t.Fatalf("%d live orders replace one certificate", replacing.Load())
+	}
+}
+
+// External account keys: added once, used up by the account created with
+// them in the same write, and by no other.
+func testACMEEAB(t *testing.T, s store.ACMEStore) {
+	defer s.Close()
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, id := range []string{"k2", "k1"} {
+		if err := s.AddEABKey(store.EABKey{ID: id, HMAC: "mac-" + id, Note: "n", Created: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddEABKey(store.EABKey{ID: "k1", HMAC: "other"}); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate key id: %v", err)
+	}
+	keys, err := s.EABKeys()
+	if err != nil || len(keys) != 2 || keys[0].ID != "k1" || keys[1].HMAC != "mac-k2" {
+		t.Fatalf("EABKeys: %+v %v", keys, err)
+	}
+	if _, _, err := s.CreateAccount(&store.ACMEAccount{ID: "x", Thumbprint: "tx", Status: store.ACMEValid, EABKeyID: "nope", Created: now}); !errors.Is(err, store.ErrEABUnknown) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if _, err := s.AccountByThumbprint("tx"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("an account refused for an unknown key was created")
+	}
+	if _, created, err := s.CreateAccount(&store.ACMEAccount{ID: "a1", Thumbprint: "t1", Status: store.ACMEValid, EABKeyID: "k1", Created: now}); err != nil || !created {
+		t.Fatalf("CreateAccount with k1: %v %v", created, err)
+	}
+	k, err := s.EABKey("k1")
+	if err != nil || !k.Used.Equal(now) || k.Account != "a1" || k.Thumbprint != "t1" {
+		t.Fatalf("k1 after use: %+v %v", k, err)
+	}
+	if _, _, err := s.CreateAccount(&store.ACMEAccount{ID: "a2", Thumbprint: "t2", Status: store.ACMEValid, EABKeyID: "k1", Created: now}); !errors.Is(err, store.ErrEABUsed) {
+		t.Fatalf("second use of k1: %v", err)
+	}
+	if _, err := s.AccountByThumbprint("t2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("an account refused for a used key was created")
+	}
+	// The existing account of a key is returned, and k2 stays unused.
+	if got, created, err := s.CreateAccount(&store.ACMEAccount{ID: "a3", Thumbprint: "t1", Status: store.ACMEValid, EABKeyID: "k2", Created: now}); err != nil || created || got.ID != "a1" {
+		t.Fatalf("existing account: %+v %v %v", got, created, err)
+	}
+	if k, err := s.EABKey("k2"); err != nil || !k.Used.IsZero() {
+		t.Fatalf("k2 used by an account that was not created: %+v %v", k, err)
+	}
+	if err := s.RemoveEABKey("k2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveEABKey("k2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second remove: %v", err)
+	}
+	if _, err := s.EABKey("k2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("removed key: %v", err)
 	}
 }
