@@ -233,16 +233,39 @@ func TestEABUsedWithItsAccount(t *testing.T) {
 			t.Fatalf("account %s, but the used key bound %s", u, used[0].Account)
 		}
 	}
-	// Any other key still binds a new account.
+	// Another key, raced for by several new accounts: one binds it, the
+	// others are refused (unauthorized) and not created.
+	var free eab.Key
 	for _, k := range keys {
-		if k.ID == used[0].ID {
+		if k.ID != used[0].ID {
+			free = k
+			break
+		}
+	}
+	mac, _ := base64.RawURLEncoding.DecodeString(free.HMAC)
+	errs := make([]error, n)
+	start = make(chan struct{})
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := e.clientWithKey(mustP256(), false)
+			<-start
+			_, errs[i] = c.Register(context.Background(), &xacme.Account{ExternalAccountBinding: &xacme.ExternalAccountBinding{KID: free.ID, Key: mac}}, xacme.AcceptTOS)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		if err == nil {
+			wins++
 			continue
 		}
-		mac, _ := base64.RawURLEncoding.DecodeString(k.HMAC)
-		if _, err := e.clientWithKey(mustP256(), false).Register(context.Background(), &xacme.Account{ExternalAccountBinding: &xacme.ExternalAccountBinding{KID: k.ID, Key: mac}}, xacme.AcceptTOS); err != nil {
-			t.Fatalf("key %s after the race: %v", k.ID, err)
-		}
-		break
+		acmeErr(t, err, http.StatusForbidden, "unauthorized")
+	}
+	if wins != 1 {
+		t.Fatalf("%d accounts bound by one key, want 1", wins)
 	}
 }
 

@@ -111,12 +111,13 @@ func (w *WFE) newAccount(q *request) *probs.Problem {
 	case w.cfg.EABRequired:
 		return probs.ExternalAccountRequired("this server requires an external account binding")
 	}
+	kid := a.EABKeyID
 	a, created, err := w.st.CreateAccount(a) // uses up its EAB key, if any
 	switch {
 	case errors.Is(err, store.ErrEABUnknown):
-		return probs.Unauthorized("unknown external account key id %q", clipStr(a.EABKeyID))
+		return probs.Unauthorized("unknown external account key id %q", clipStr(kid))
 	case errors.Is(err, store.ErrEABUsed):
-		return probs.Unauthorized("the external account key %q is already used", clipStr(a.EABKeyID))
+		return probs.Unauthorized("the external account key %q is already used", clipStr(kid))
 	case err != nil:
 		return probs.ServerInternal("recording the account: %v", err)
 	}
