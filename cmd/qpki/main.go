@@ -32,6 +32,7 @@ files or in an HSM, with classical, post-quantum and hybrid algorithms.`,
 		newServeCmd(), newWorkerCmd(), newBatchCmd(), newQueueCmd(), newCOSECmd(), newCMSCmd(), newAuditCmd(), newBackupCmd(), newRestoreCmd())
 	root.AddCommand(newHSMCmd(), newCredentialCmd())
 	root.AddCommand(newESTCmd())
+	root.AddCommand(newCMPCmd())
 	root.AddCommand(newACMECmd())
 	root.AddCommand(newOCSPCmd())
 	return root
