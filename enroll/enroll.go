@@ -91,6 +91,9 @@ type Service struct {
 	Queue Publisher
 	// Observer, when set, is told of each new job (metrics).
 	Observer Observer
+	// OnCert, when set, is told of each certificate recorded (the OCSP
+	// responder pre-signs its response); it must not block.
+	OnCert func(*store.Cert)
 	// OCSPURL, when set, fills the ocsp_url variable that an issue
 	// request's profile declares and the caller left unset (withOCSPURL).
 	OCSPURL string

@@ -114,6 +114,9 @@ func (s *Service) RecordBatch(rs []queue.Result) []error {
 			return
 		}
 		s.wakeWith(p.rec.JobID, &Result{JobID: p.rec.JobID, State: store.JobDone, Cert: p.rec, DER: p.rec.DER})
+		if s.OnCert != nil {
+			s.OnCert(p.rec)
+		}
 	}
 	isFirst, err := s.jobs.FinishJobs(done)
 	if err == nil {

@@ -142,6 +142,9 @@ func (s *Service) finish(j *store.Job, r queue.Result, state, errMsg string, res
 		return err
 	}
 	s.recorded(j, r, state, errMsg, first)
+	if first && cert != nil && s.OnCert != nil {
+		s.OnCert(cert)
+	}
 	return nil
 }
 

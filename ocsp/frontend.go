@@ -46,6 +46,13 @@ func (f *Frontend) MountAll(svcs ...*enroll.Service) error {
 			a.Enroll.OCSPURL = f.URL
 		}
 		name, prev := a.Name, a.CA.OnRevoke
+		prevCert := a.Enroll.OnCert
+		a.Enroll.OnCert = func(c *store.Cert) {
+			if prevCert != nil {
+				prevCert(c)
+			}
+			r.Issued(name, c)
+		}
 		a.CA.OnRevoke = func(c *store.Cert) {
 			if prev != nil {
 				prev(c)

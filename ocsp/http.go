@@ -181,8 +181,8 @@ func (r *Responder) single(req *http.Request, ref issuerRef, id ocspx.CertID) (*
 			r.cache.put(k, e)
 			return e, ocspx.Successful
 		}
-		// Due for re-signing: the presigner is on it; serve this one
-		// meanwhile rather than sign on request.
+		// Due for re-signing: the presigner is on it (SHA-1, or a hash
+		// it keeps); serve this one meanwhile rather than sign on request.
 		if m, _, _ := a.state(); m == Presign {
 			r.cache.put(k, &entry{der: e.der, etag: e.etag, lastModified: e.lastModified, expires: e.expires,
 				nextUpdate: e.nextUpdate, staleAt: now.Add(time.Minute)})

@@ -169,7 +169,8 @@ type authority struct {
 	mode      Mode
 	algorithm algo.Algorithm
 	chunk     int
-	revoked   chan string // serials to re-sign now
+	revoked   chan string      // serials to re-sign now
+	issued    chan *store.Cert // new certificates to pre-sign
 	mu        sync.Mutex
 	delegated bool // a delegated responder signs (ocsp/responder.json)
 	checked   time.Time
@@ -202,7 +203,7 @@ func New(o Options, cas ...Authority) (*Responder, error) {
 		if !ok {
 			return nil, fmt.Errorf("ocsp: the store of CA %s cannot keep OCSP responses", a.Name)
 		}
-		au := &authority{Authority: a, idx: i, store: st, ocsp: os, revoked: make(chan string, 1024)}
+		au := &authority{Authority: a, idx: i, store: st, ocsp: os, revoked: make(chan string, 1024), issued: make(chan *store.Cert, 4096)}
 		if err := r.index(au); err != nil {
 			return nil, err
 		}
@@ -298,6 +299,21 @@ func (r *Responder) Revoked(caName string, c *store.Cert) {
 			select {
 			case a.revoked <- c.Serial:
 			default: // full: the next scan finds the changed status
+			}
+		}
+	}
+}
+
+// Issued pre-signs a new certificate's response soon: the recorder calls
+// it for each certificate it records. It never blocks: when the presigner
+// is behind, the next scan finds the certificate.
+func (r *Responder) Issued(caName string, c *store.Cert) {
+	for _, a := range r.auths {
+		if a.Name == caName {
+			lite := &store.Cert{Serial: c.Serial, CAVersion: c.CAVersion, NotAfter: c.NotAfter, Revocation: c.Revocation}
+			select {
+			case a.issued <- lite:
+			default:
 			}
 		}
 	}

@@ -33,7 +33,7 @@ presign() {
 	"$work/ocspbench" fill --ca-dir "$dir" --count "$n" --paths "$dir.paths"
 	"$work/ocspbench" raw --ca-dir "$dir" ${hsm:+--hsm-config "$hsm"} --seconds 10
 	local port=$((20000 + RANDOM % 10000))
-	"$q" serve --ca-dir "$dir" --data-dir "$dir.data" --listen 127.0.0.1:0 --http-listen "127.0.0.1:$port" \
+	"$q" serve --ca-dir "$dir" --data-dir "$dir.data" --listen 127.0.0.1:0 --ops-listen "" --http-listen "127.0.0.1:$port" \
 		--workers 1 ${hsm:+--hsm-config "$hsm"} --log-format json >"$dir.log" 2>&1 &
 	serve_pid=$!
 	for _ in $(seq 1 7200); do
