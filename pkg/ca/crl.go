@@ -2,7 +2,6 @@ package ca
 
 import (
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -97,6 +96,24 @@ type CRLOptions struct {
 // version's key issued, and the next CRL number. Whoever holds the store
 // (the CLI or the server's enroll) calls it; the signer needs no store.
 func (c *CA) CRLRequest(o CRLOptions) (*jobspec.CRL, error) {
+	req, err := c.crlHeader(o)
+	if err != nil {
+		return nil, err
+	}
+	req.Entries = []jobspec.CRLEntry{}
+	err = c.eachCRLEntry(req.Version, func(r store.Revoked) error {
+		req.Entries = append(req.Entries, jobspec.CRLEntry{Serial: store.FormatSerial(r.Serial), Time: r.Time, Reason: r.Reason})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// crlHeader fixes a CRL's version, validity, thisUpdate and number: the
+// request without its entries.
+func (c *CA) crlHeader(o CRLOptions) (*jobspec.CRL, error) {
 	name, _, err := c.Version(o.Version)
 	if err != nil {
 		return nil, err
@@ -104,51 +121,89 @@ func (c *CA) CRLRequest(o CRLOptions) (*jobspec.CRL, error) {
 	if o.Validity <= 0 {
 		o.Validity = 7 * 24 * time.Hour
 	}
-	t := now(o.Now).UTC().Truncate(time.Second)
 	st, err := c.Store()
 	if err != nil {
 		return nil, err
-	}
-	revoked, err := st.List(store.Filter{Status: "revoked", Now: t})
-	if err != nil {
-		return nil, err
-	}
-	req := &jobspec.CRL{Version: name, Validity: o.Validity, ThisUpdate: t, Entries: []jobspec.CRLEntry{}}
-	for _, rc := range revoked {
-		if rc.CAVersion != name {
-			continue
-		}
-		req.Entries = append(req.Entries, jobspec.CRLEntry{Serial: rc.Serial, Time: rc.Revocation.Time, Reason: rc.Revocation.Reason})
 	}
 	n, err := st.NextCRLNumber()
 	if err != nil {
 		return nil, err
 	}
-	req.Number = n.Text(16)
-	return req, nil
+	t := now(o.Now).UTC().Truncate(time.Second)
+	return &jobspec.CRL{Version: name, Validity: o.Validity, ThisUpdate: t, Number: n.Text(16)}, nil
 }
 
-// SignCRL signs a CRL request with the version's issuer.
-func SignCRL(req *jobspec.CRL, iss x509x.Issuer) ([]byte, error) {
+// eachCRLEntry walks the store's revocations of certificates that
+// version's key issued.
+func (c *CA) eachCRLEntry(version string, fn func(store.Revoked) error) error {
+	st, err := c.Store()
+	if err != nil {
+		return err
+	}
+	return store.EachRevoked(st, func(r store.Revoked) error {
+		if r.CAVersion != version {
+			return nil
+		}
+		return fn(r)
+	})
+}
+
+// newCRLBuilder starts the CRL that req describes (its entries aside).
+func newCRLBuilder(req *jobspec.CRL, iss x509x.Issuer, sizeHint int) (*x509x.CRLBuilder, error) {
 	number, ok := new(big.Int).SetString(req.Number, 16)
 	if !ok {
 		return nil, fmt.Errorf("invalid CRL number %q", req.Number)
 	}
-	tmpl := &x509.RevocationList{Number: number, ThisUpdate: req.ThisUpdate, NextUpdate: req.ThisUpdate.Add(req.Validity)}
+	hdr := x509x.CRLHeader{Number: number, ThisUpdate: req.ThisUpdate, NextUpdate: req.ThisUpdate.Add(req.Validity)}
+	b, err := x509x.NewCRLBuilder(hdr, iss, sizeHint)
+	if err != nil {
+		return nil, fmt.Errorf("signing CRL: %w", err)
+	}
+	return b, nil
+}
+
+// SignCRL signs a CRL request with the version's issuer.
+func SignCRL(req *jobspec.CRL, iss x509x.Issuer) ([]byte, error) {
+	b, err := newCRLBuilder(req, iss, len(req.Entries))
+	if err != nil {
+		return nil, err
+	}
 	for _, e := range req.Entries {
 		serial, err := store.ParseSerial(e.Serial)
 		if err != nil {
 			return nil, err
 		}
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
-			SerialNumber: serial, RevocationTime: e.Time, ReasonCode: e.Reason,
-		})
+		if err := b.Add(serial, e.Time, e.Reason); err != nil {
+			return nil, err
+		}
 	}
-	der, err := x509x.CreateRevocationList(rand.Reader, tmpl, iss)
+	return signBuilt(b)
+}
+
+func signBuilt(b *x509x.CRLBuilder) ([]byte, error) {
+	der, err := b.Sign(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("signing CRL: %w", err)
 	}
 	return der, nil
+}
+
+// signCRLFromStore builds and signs the CRL that req heads, streaming its
+// entries from the store's revocation index straight into the DER: no
+// list of entries is ever held, only the CRL's own bytes. It returns the
+// number of entries with the DER.
+func (c *CA) signCRLFromStore(req *jobspec.CRL, iss x509x.Issuer) ([]byte, int, error) {
+	b, err := newCRLBuilder(req, iss, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	err = c.eachCRLEntry(req.Version, func(r store.Revoked) error { return b.Add(r.Serial, r.Time, r.Reason) })
+	if err != nil {
+		return nil, 0, err
+	}
+	n := b.Len()
+	der, err := signBuilt(b)
+	return der, n, err
 }
 
 // StoreCRL writes a signed CRL into the CA dir: crl/ca.crl (PEM) and
@@ -180,15 +235,17 @@ func (c *CA) GenerateCRL(o CRLOptions) ([]byte, error) {
 	}
 	defer closer.Close()
 	o.Version = name
-	req, err := c.CRLRequest(o)
+	req, err := c.crlHeader(o)
 	if err != nil {
 		return nil, err
 	}
-	der, err := SignCRL(req, iss)
+	der, n, err := c.signCRLFromStore(req, iss)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Audit(audit.EventCRL, CRLFields(req)); err != nil {
+	fields := CRLFields(req)
+	fields["entries"] = n
+	if err := c.Audit(audit.EventCRL, fields); err != nil {
 		return nil, err
 	}
 	return der, c.StoreCRL(name, der)

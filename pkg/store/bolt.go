@@ -16,7 +16,10 @@ var (
 	bucketCerts        = []byte("certs")
 	bucketReservations = []byte("reservations")
 	bucketMeta         = []byte("meta")
-	keyCRLNumber       = []byte("crl_number")
+	// bucketRevoked indexes revocations by serial (value: encodeRevoked),
+	// so that a CRL reads revocations only, not every certificate.
+	bucketRevoked = []byte("revoked")
+	keyCRLNumber  = []byte("crl_number")
 )
 
 // Bolt is the embedded store: one bbolt file.
@@ -39,6 +42,9 @@ func OpenBolt(path string) (*Bolt, error) {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if tx.Bucket(bucketRevoked) == nil {
+			return buildRevokedIndex(tx)
 		}
 		return nil
 	})
@@ -121,7 +127,11 @@ func (s *Bolt) PutCert(c *Cert) error {
 		if owner := tx.Bucket(bucketReservations).Get(k); owner != nil && string(owner) != c.JobID {
 			return ErrSerialInUse
 		}
-		return certs.Put(k, val)
+		if err := certs.Put(k, val); err != nil || c.Revocation == nil {
+			return err
+		}
+		return tx.Bucket(bucketRevoked).Put(k, encodeRevoked(Revoked{Serial: serial, Time: c.Revocation.Time,
+			Reason: c.Revocation.Reason, NotAfter: c.NotAfter, CAVersion: c.CAVersion}))
 	})
 }
 
@@ -180,9 +190,52 @@ func (s *Bolt) Revoke(serial *big.Int, r Revocation) (*Cert, error) {
 		if err != nil {
 			return err
 		}
-		return b.Put(k, val)
+		if err := b.Put(k, val); err != nil {
+			return err
+		}
+		rv, err := revokedOf(c)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketRevoked).Put(k, encodeRevoked(rv))
 	})
 	return c, err
+}
+
+// buildRevokedIndex creates the revocation index of a store written before
+// it existed, from the certificates' records.
+func buildRevokedIndex(tx *bolt.Tx) error {
+	ix, err := tx.CreateBucket(bucketRevoked)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketCerts).ForEach(func(k, v []byte) error {
+		c := new(Cert)
+		if err := decodeRecord(v, c); err != nil {
+			return err
+		}
+		if c.Revocation == nil {
+			return nil
+		}
+		rv, err := revokedOf(c)
+		if err != nil {
+			return err
+		}
+		return ix.Put(k, encodeRevoked(rv))
+	})
+}
+
+// Revocations walks the revocation index in serial order.
+func (s *Bolt) Revocations(fn func(Revoked) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
+			r, err := decodeRevoked(k, v)
+			if err != nil {
+				return err
+			}
+			return fn(r)
+		})
+	})
 }
 
 func (s *Bolt) NextCRLNumber() (*big.Int, error) {
