@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math/big"
 	"path/filepath"
 	"slices"
@@ -50,7 +52,9 @@ func TestForgedResultsRefused(t *testing.T) {
 	defer rogue.Close()
 
 	dataDir := filepath.Join(dir, "data")
-	core, err := server.StartCore(ctx, server.Config{CADir: filepath.Join(dir, "ca"), DataDir: dataDir, Workers: 0})
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	core, err := server.StartCore(ctx, server.Config{CADir: filepath.Join(dir, "ca"), DataDir: dataDir, Workers: 0, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +195,17 @@ func TestForgedResultsRefused(t *testing.T) {
 	}
 	if got := core.Metrics.ForgedResults(); got != float64(len(forgeries)) {
 		t.Fatalf("forged results counted: %v, want %d", got, len(forgeries))
+	}
+	// Each refusal is an alarm in the log, naming the job and why, and
+	// never the result's content.
+	var alarms int
+	for _, l := range logs.lines(t) {
+		if l["level"] == "ERROR" && strings.Contains(fmt.Sprint(l["msg"]), "forged result") && l["job"] == id && l["reason"] != nil {
+			alarms++
+		}
+	}
+	if alarms != len(forgeries) || strings.Contains(logs.String(), "MII") { // no DER, in base64 or PEM
+		t.Fatalf("%d alarms logged for %d forged results:\n%s", alarms, len(forgeries), logs.String())
 	}
 }
 
