@@ -105,6 +105,7 @@ type Service struct {
 	waiters   map[string][]chan *Result
 	recording [64]sync.Mutex          // see lockJob
 	sweep     atomic.Pointer[sweeper] // while Sweep runs
+	approvals approvals               // see checkedCert
 }
 
 // New returns the enrollment service of a CA. The CA's store must be a
@@ -170,6 +171,7 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 	}
 	id := JobID(s.caName, r.Key)
 	var payload any
+	var approval *ca.Prepared // an issue job's, kept for the recorder (approvals)
 	rec := &store.Job{ID: id, Key: r.Key, Kind: r.Kind, Class: r.Class, State: store.JobQueued, Created: time.Now().UTC()}
 	if r.Principal.Frontend != "" {
 		rec.Origin = r.Principal.Origin()
@@ -180,7 +182,7 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 			return "", ErrNoPrincipal
 		}
 		r.Vars = s.withOCSPURL(r)
-		p, err := s.checkIssue(r)
+		p, prep, err := s.checkIssue(r)
 		if err != nil {
 			return "", err
 		}
@@ -199,6 +201,7 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 		}
 		p.Serial, rec.Serial = store.FormatSerial(serial), store.FormatSerial(serial)
 		payload = p
+		approval = prep
 	case jobspec.KindCRL:
 		if old, err := s.jobs.Job(id); err == nil {
 			return id, s.republish(ctx, old, r, nil)
@@ -234,56 +237,70 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 	if !created {
 		return existing.ID, nil // a concurrent submit with the same key won
 	}
+	if approval != nil {
+		s.approvals.remember(id, approval)
+	}
 	return id, s.publish(ctx, id, r, data)
 }
 
-// checkIssue parses the subject key and runs the profile's policy.
-func (s *Service) checkIssue(r Request) (*jobspec.Issue, error) {
+// checkIssue parses the subject key and runs the profile's policy; it
+// returns the job's payload and the certificate the policies approved.
+func (s *Service) checkIssue(r Request) (*jobspec.Issue, *ca.Prepared, error) {
 	p := &jobspec.Issue{Profile: r.Profile, Vars: r.Vars}
 	req := ca.IssueRequest{Profile: r.Profile, Vars: r.Vars}
 	switch {
 	case len(r.CSR) > 0 && len(r.PublicKey) > 0:
-		return nil, errors.New("give a CSR or a public key, not both")
+		return nil, nil, errors.New("give a CSR or a public key, not both")
 	case len(r.CSR) > 0:
 		der, err := x509x.DecodeCSR(r.CSR)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if x509x.KeyCannotSign(der) {
 			return s.checkStatement(der, p, req, r.Principal)
 		}
 		csr, err := x509x.ParseCertificateRequest(der)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		req.CSR, p.CSR = csr, der
 	case len(r.PublicKey) > 0:
 		der, err := decodePublicKey(r.PublicKey)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		pub, err := algo.ParsePKIX(der)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		req.PublicKey, p.PublicKey = pub, der
 	default:
-		return nil, errors.New("no subject key: give a CSR or a public key")
+		return nil, nil, errors.New("no subject key: give a CSR or a public key")
 	}
-	if err := s.prepare(req, r.Principal); err != nil {
-		return nil, err
+	prep, err := s.approve(req, r.Principal)
+	if err != nil {
+		return nil, nil, err
 	}
-	return p, nil
+	return p, prep, nil
 }
 
 // prepare runs the profile's policy and then the principal's name policy
 // on the certificate the profile would make.
 func (s *Service) prepare(req ca.IssueRequest, who Principal) error {
+	_, err := s.approve(req, who)
+	return err
+}
+
+// approve is prepare returning the certificate both policies approved.
+func (s *Service) approve(req ca.IssueRequest, who Principal) (*ca.Prepared, error) {
 	prep, err := s.CA.Prepare(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return who.Names.Check(prep.Template, who.ClientCert)
+	if err := who.Names.Check(prep.Template, who.ClientCert); err != nil {
+		return nil, err
+	}
+	return prep, nil
 }
 
 // checkStatement accepts an RFC 9883 request for a key that cannot sign
@@ -291,21 +308,22 @@ func (s *Service) prepare(req ca.IssueRequest, who Principal) error {
 // valid, unrevoked and of the same subject. The key is then certified from
 // its public key, with the request's names as variables, so the worker
 // (which cannot reach the store) sees an ordinary public-key job.
-func (s *Service) checkStatement(der []byte, p *jobspec.Issue, req ca.IssueRequest, who Principal) (*jobspec.Issue, error) {
+func (s *Service) checkStatement(der []byte, p *jobspec.Issue, req ca.IssueRequest, who Principal) (*jobspec.Issue, *ca.Prepared, error) {
 	csr, err := s.CA.CheckStatementRequest(der, nil, time.Now())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	vars, err := s.CA.RequestVars(p.Profile, csr, p.Vars)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p.Vars, p.PublicKey = vars, csr.RawSubjectPublicKeyInfo
 	req.Vars, req.PublicKey = vars, csr.PublicKey
-	if err := s.prepare(req, who); err != nil {
-		return nil, err
+	prep, err := s.approve(req, who)
+	if err != nil {
+		return nil, nil, err
 	}
-	return p, nil
+	return p, prep, nil
 }
 
 func (s *Service) publish(ctx context.Context, id string, r Request, payload []byte) error {

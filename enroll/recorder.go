@@ -136,6 +136,7 @@ func (s *Service) fail(j *store.Job, r queue.Result, err error) error {
 // finish stores job j's outcome (FinishJob) and, when this call was the
 // one that finished it, reports it (recorded).
 func (s *Service) finish(j *store.Job, r queue.Result, state, errMsg string, result []byte, cert *store.Cert) error {
+	s.approvals.take(j.ID) // no result will be checked against it
 	// A dead letter is not the request's fault: the request may start over.
 	first, err := s.jobs.FinishJob(store.Finished{ID: j.ID, State: state, Error: errMsg, Result: result, Cert: cert, Retryable: r.DeadLetter})
 	if err != nil {

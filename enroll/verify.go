@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/qpki/qpki/pkg/algo"
@@ -83,8 +84,14 @@ func (s *Service) checkedCert(j *store.Job, res *jobspec.IssueResult) (*store.Ce
 		return nil, forged(j, "serial %s, the job reserved %s", got, j.Serial)
 	}
 	now := time.Now()
-	p, wantSPKI, err := s.approved(j, cert, now)
-	if err != nil {
+	var p *ca.Prepared
+	var wantSPKI []byte
+	preparedAt := now
+	if a, ok := s.approvals.take(j.ID); ok && j.Kind == jobspec.KindIssue {
+		// What this process approved at submission (the subject key is
+		// compared through its encoding below).
+		p, preparedAt = a.p, a.at
+	} else if p, wantSPKI, err = s.approved(j, cert, now); err != nil {
 		return nil, err
 	}
 	if !bytes.Equal(cert.RawSubjectPublicKeyInfo, wantSPKI) {
@@ -92,7 +99,7 @@ func (s *Service) checkedCert(j *store.Job, res *jobspec.IssueResult) (*store.Ce
 			return nil, forged(j, "the subject key is not the one the job asked for")
 		}
 	}
-	if err := matchTemplate(cert, p, caCert, now.Sub(j.Created)); err != nil {
+	if err := matchTemplate(cert, p, caCert, j.Created, preparedAt, now); err != nil {
 		return nil, forged(j, "%v", err)
 	}
 	return ca.CertRecordOf(cert, j.Profile, res.CAVersion, j.ID), nil
@@ -170,9 +177,12 @@ var (
 
 // matchTemplate compares a certificate with the template it should have
 // been made from: the same subject and names, the template's extensions
-// and no other, and a validity that the template, computed age after the
-// job was created, bounds (within maxClockSkew of the worker's clock).
-func matchTemplate(cert *x509.Certificate, p *ca.Prepared, caCert *x509.Certificate, age time.Duration) error {
+// and no other, and a validity that the template bounds. The template was
+// computed at preparedAt, between the job's creation and now, and the
+// worker signed in between: its validity may start up to preparedAt -
+// created earlier and end up to now - preparedAt later than the
+// template's (and maxClockSkew, for the worker's clock).
+func matchTemplate(cert *x509.Certificate, p *ca.Prepared, caCert *x509.Certificate, created, preparedAt, now time.Time) error {
 	t := p.Template
 	wantSubject := t.RawSubject
 	if len(wantSubject) == 0 {
@@ -184,10 +194,10 @@ func matchTemplate(cert *x509.Certificate, p *ca.Prepared, caCert *x509.Certific
 	if !bytes.Equal(cert.RawSubject, wantSubject) {
 		return fmt.Errorf("subject %q, the job was approved for %q", cert.Subject, t.Subject)
 	}
-	if cert.NotAfter.After(t.NotAfter.Add(maxClockSkew)) {
+	if cert.NotAfter.After(t.NotAfter.Add(now.Sub(preparedAt) + maxClockSkew)) {
 		return fmt.Errorf("valid until %s, past the %s the profile allows", cert.NotAfter.UTC().Format(time.RFC3339), t.NotAfter.UTC().Format(time.RFC3339))
 	}
-	if cert.NotBefore.Before(t.NotBefore.Add(-age - maxClockSkew)) {
+	if cert.NotBefore.Before(t.NotBefore.Add(-preparedAt.Sub(created) - maxClockSkew)) {
 		return fmt.Errorf("valid from %s, before the job was submitted", cert.NotBefore.UTC().Format(time.RFC3339))
 	}
 	extra := make(map[string]int, len(t.ExtraExtensions))
@@ -408,4 +418,47 @@ func (s *Service) checkedCOSE(j *store.Job, res *jobspec.COSEResult) error {
 		return forged(j, "the token's claims are not the job's")
 	}
 	return nil
+}
+
+// approvals keeps, for the issue jobs this process submitted, the
+// certificate that enroll's policies approved, so that the recorder
+// compares a result with it instead of parsing the stored CSR and running
+// the profile again. It is this process's own memory of the very request
+// whose payload the store keeps; a job not found in it (submitted through
+// another front-end, before a restart, or past the bound) is compared with
+// the template rebuilt from the stored payload.
+type approvals struct {
+	mu sync.Mutex
+	m  map[string]approval
+}
+
+type approval struct {
+	p  *ca.Prepared
+	at time.Time
+}
+
+// maxApprovals bounds the approvals kept (a few KiB each): a backlog
+// beyond it is checked from the store.
+const maxApprovals = 1 << 15
+
+func (a *approvals) remember(id string, p *ca.Prepared) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = make(map[string]approval)
+	}
+	if len(a.m) < maxApprovals {
+		a.m[id] = approval{p, time.Now()}
+	}
+}
+
+// take returns a job's approval and forgets it: a result is checked once
+// against it, and a second result for the job (after a forged one) is
+// checked from the store.
+func (a *approvals) take(id string) (approval, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.m[id]
+	delete(a.m, id)
+	return v, ok
 }

@@ -77,7 +77,11 @@ func createVerified(rand io.Reader, t, parent *x509.Certificate, pub crypto.Publ
 		b.AddBytes(alg)
 		b.AddASN1BitString(sig)
 	})
-	return b.Bytes()
+	der, err := b.Bytes()
+	if err == nil {
+		selfChecked.add(der, spk)
+	}
+	return der, err
 }
 
 // tbsSignatureAlgorithm returns the signature AlgorithmIdentifier inside a
