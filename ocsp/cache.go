@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"hash/maphash"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -16,16 +17,29 @@ type entry struct {
 	etag         string
 	lastModified string
 	expires      string
-	nextUpdate   time.Time
+	// The same as header values, set without an allocation per request.
+	hdrETag, hdrLastModified, hdrExpires, hdrLength []string
+	nextUpdate                                      time.Time
 	// staleAt is when the responder looks for a re-signed successor.
 	staleAt time.Time
 }
 
 func newEntry(der []byte, thisUpdate, nextUpdate, staleAt time.Time) *entry {
 	sum := sha256.Sum256(der)
-	return &entry{der: der, etag: `"` + hex.EncodeToString(sum[:16]) + `"`,
+	e := &entry{der: der, etag: `"` + hex.EncodeToString(sum[:16]) + `"`,
 		lastModified: thisUpdate.UTC().Format(http.TimeFormat), expires: nextUpdate.UTC().Format(http.TimeFormat),
 		nextUpdate: nextUpdate, staleAt: staleAt}
+	e.hdrETag, e.hdrLastModified, e.hdrExpires = []string{e.etag}, []string{e.lastModified}, []string{e.expires}
+	e.hdrLength = []string{strconv.Itoa(len(der))}
+	return e
+}
+
+// until returns a copy of e to serve until t (a response due for
+// re-signing, served meanwhile).
+func (e *entry) until(t time.Time) *entry {
+	c := *e
+	c.staleAt = t
+	return &c
 }
 
 // cacheKey names a response: CA, CertID hash and serial.

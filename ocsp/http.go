@@ -57,30 +57,36 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/ocsp-response")
+	h["Content-Type"] = hdrOCSPResponse
 	if req.Method == http.MethodGet {
 		// RFC 5019 §6: cacheable until nextUpdate; the same bytes until
 		// the response is re-signed.
-		age := int64(time.Until(e.nextUpdate) / time.Second)
-		if age < 0 {
-			age = 0
-		}
-		h.Set("Cache-Control", "max-age="+strconv.FormatInt(age, 10)+", public, no-transform, must-revalidate")
-		h.Set("Last-Modified", e.lastModified)
-		h.Set("Expires", e.expires)
-		h.Set("ETag", e.etag)
-		if inm := req.Header.Get("If-None-Match"); inm != "" && inm == e.etag {
+		h["Cache-Control"] = []string{cacheControl(time.Until(e.nextUpdate))}
+		h["Last-Modified"], h["Expires"], h["Etag"] = e.hdrLastModified, e.hdrExpires, e.hdrETag
+		if inm := req.Header["If-None-Match"]; len(inm) == 1 && inm[0] == e.etag {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
 	} else {
-		h.Set("Cache-Control", "no-store")
+		h["Cache-Control"] = hdrNoStore
 	}
-	h.Set("Content-Length", strconv.Itoa(len(e.der)))
+	h["Content-Length"] = e.hdrLength
 	w.Write(e.der)
 }
 
 var errMethod = errors.New("method")
+
+var (
+	hdrOCSPResponse = []string{"application/ocsp-response"}
+	hdrNoStore      = []string{"no-store"}
+)
+
+// cacheControl says how long caches may keep a response: up to its
+// nextUpdate (RFC 5019 §6.2).
+func cacheControl(left time.Duration) string {
+	age := max(int64(left/time.Second), 0)
+	return "max-age=" + strconv.FormatInt(age, 10) + ", public, no-transform, must-revalidate"
+}
 
 // requestBytes reads the DER request from a POST body or a GET path, at
 // most ocspx.MaxRequest bytes either way.
@@ -184,8 +190,7 @@ func (r *Responder) single(req *http.Request, ref issuerRef, id ocspx.CertID) (*
 		// Due for re-signing: the presigner is on it (SHA-1, or a hash
 		// it keeps); serve this one meanwhile rather than sign on request.
 		if m, _, _ := a.state(); m == Presign {
-			r.cache.put(k, &entry{der: e.der, etag: e.etag, lastModified: e.lastModified, expires: e.expires,
-				nextUpdate: e.nextUpdate, staleAt: now.Add(time.Minute)})
+			r.cache.put(k, e.until(now.Add(time.Minute)))
 			return e, ocspx.Successful
 		}
 	}

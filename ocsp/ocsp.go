@@ -154,7 +154,7 @@ type Responder struct {
 	o     Options
 	auths []*authority
 	// issuers maps CertID issuer hashes to the CA version they name.
-	issuers map[string]issuerRef
+	issuers map[issuerID]issuerRef
 	cache   *cache
 	limits  *limiter
 	flight  flight
@@ -182,8 +182,18 @@ type issuerRef struct {
 	version string
 }
 
-func issuerKey(h ocspx.IssuerHashes) string {
-	return string(h.Hash) + "\x00" + string(h.NameHash) + string(h.KeyHash)
+// issuerID keys the issuers map without an allocation per request.
+type issuerID struct {
+	hash       ocspx.Hash
+	name, key  [64]byte
+	nlen, klen uint8
+}
+
+func issuerKey(h ocspx.IssuerHashes) issuerID {
+	id := issuerID{hash: h.Hash, nlen: uint8(len(h.NameHash)), klen: uint8(len(h.KeyHash))}
+	copy(id.name[:], h.NameHash)
+	copy(id.key[:], h.KeyHash)
+	return id
 }
 
 // New makes a responder for the given CAs.
@@ -192,7 +202,7 @@ func New(o Options, cas ...Authority) (*Responder, error) {
 	if len(cas) == 0 {
 		return nil, errors.New("ocsp: no CA to answer for")
 	}
-	r := &Responder{o: o, issuers: map[string]issuerRef{}, cache: newCache(o.CacheEntries),
+	r := &Responder{o: o, issuers: map[issuerID]issuerRef{}, cache: newCache(o.CacheEntries),
 		limits: newLimiter(o.ClientRate, o.ClientBurst)}
 	for i, a := range cas {
 		st, err := a.CA.Store()
