@@ -38,6 +38,7 @@ func RunStore(t *testing.T, opener Opener[CAStore]) {
 	t.Run("Jobs", func(t *testing.T) { testJobs(t, opener(t)()) })
 	t.Run("Origin", func(t *testing.T) { testOrigin(t, opener(t)()) })
 	t.Run("StreamSeqs", func(t *testing.T) { testStreamSeqs(t, opener(t)()) })
+	t.Run("OCSP", func(t *testing.T) { testOCSP(t, opener(t)()) })
 	t.Run("RaceSerial", func(t *testing.T) {
 		open := opener(t)
 		testRaceSerial(t, open(), open())
