@@ -29,12 +29,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/profile"
+	"github.com/qpki/qpki/pkg/store"
 )
 
 // Path is the unlabelled CMP endpoint; labels are under Path+"/p/".
@@ -52,6 +54,7 @@ type Frontend struct {
 	mu       sync.RWMutex
 	svc      *enroll.Service
 	profiles map[string]*profile.Profile
+	ra       *RA
 	stop     chan struct{}
 	stopOnce sync.Once
 }
@@ -99,7 +102,64 @@ func (f *Frontend) Mount(_ *http.ServeMux, svc *enroll.Service) error {
 	f.svc, f.profiles = svc, profiles
 	f.mu.Unlock()
 	go f.sweepUnconfirmed()
+	ra, err := LoadRA(svc.CA.Dir)
+	if err == nil && !issuedBy(svc, ra.Cert) {
+		err = errors.New("issued by another CA")
+	}
+	if err != nil {
+		// Made at first start, through the pipeline, once a worker signs.
+		go f.makeRA(svc)
+		return nil
+	}
+	f.setRA(svc, ra)
 	return nil
+}
+
+func (f *Frontend) makeRA(svc *enroll.Service) {
+	caCert, err := svc.CA.Certificate("")
+	if err != nil {
+		f.log.Error("cmp: RA certificate", "error", err)
+		return
+	}
+	ra, err := IssueRA(context.Background(), svc.CA.Dir, caCert, ServiceIssuer(svc))
+	if err != nil {
+		f.log.Error("cmp: RA certificate", "error", err)
+		return
+	}
+	f.setRA(svc, ra)
+	f.log.Info("cmp: made the CMP RA certificate", "subject", ra.Cert.Subject.String())
+}
+
+func (f *Frontend) setRA(svc *enroll.Service, ra *RA) {
+	ra.Chain = chainFor(svc, ra.Cert)
+	f.mu.Lock()
+	f.ra = ra
+	f.mu.Unlock()
+}
+
+func (f *Frontend) currentRA() *RA {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.ra
+}
+
+// ServiceIssuer issues through the enrollment service as the operator
+// (serve's own certificates).
+func ServiceIssuer(svc *enroll.Service) IssueFunc {
+	return func(ctx context.Context, prof string, csr []byte, key string) ([]byte, error) {
+		id, err := svc.Submit(ctx, enroll.Request{Profile: prof, CSR: csr, Key: key, Principal: enroll.Operator(enroll.FrontendServe, "qpki serve")})
+		if err != nil {
+			return nil, err
+		}
+		res, err := svc.Wait(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if res.State == store.JobFailed {
+			return nil, errors.New(res.Error)
+		}
+		return res.DER, nil
+	}
 }
 
 // Close stops the sweeper of unconfirmed certificates.
@@ -242,8 +302,12 @@ func (f *Frontend) writeError(w http.ResponseWriter, status int, req *Message, p
 	w.Write(der)
 }
 
-// protector protects an answer: with the request's shared secret.
+// protector protects an answer: with the request's shared secret, or
+// signed by the RA.
 type protector struct {
+	ra     *RA
+	client *x509.Certificate // the request's signer, when signed
+
 	macAlg pkix.AlgorithmIdentifier
 	secret []byte
 	kid    []byte
@@ -273,29 +337,43 @@ func (f *Frontend) build(req *Message, p *protector, t int, content any, extra [
 		}
 		h.TransactionID, h.RecipNonce = req.Header.TransactionID, req.Header.SenderNonce
 	}
-	if p != nil {
+	if p != nil && p.ra != nil {
+		h.ProtectionAlg, h.SenderKID, h.Sender = p.ra.alg, p.ra.Cert.SubjectKeyId, directoryName(p.ra.Cert.RawSubject)
+		extra = append(append([]*x509.Certificate{p.ra.Cert}, p.ra.Chain...), extra...)
+	} else if p != nil {
 		if h.ProtectionAlg, err = freshMACAlg(p.macAlg); err != nil {
 			return nil, err
 		}
 		h.SenderKID = p.kid
-		if p.nonce != nil {
-			*p.nonce = nonce
-		}
+	}
+	if p != nil && p.nonce != nil {
+		*p.nonce = nonce
 	}
 	hder, err := asn1.Marshal(h)
 	if err != nil {
 		return nil, err
 	}
 	out := rawMessage{Header: asn1.RawValue{FullBytes: hder}, Body: asn1.RawValue{FullBytes: body}}
-	if p != nil {
+	switch {
+	case p != nil && p.ra != nil:
+		_, sig, err := p.ra.sign(protectedPart(hder, body))
+		if err != nil {
+			return nil, err
+		}
+		out.Protection = asn1.BitString{Bytes: sig, BitLength: len(sig) * 8}
+	case p != nil:
 		mac, err := computeMAC(h.ProtectionAlg, p.secret, protectedPart(hder, body))
 		if err != nil {
 			return nil, err
 		}
 		out.Protection = asn1.BitString{Bytes: mac, BitLength: len(mac) * 8}
 	}
+	var seen []*x509.Certificate
 	for _, c := range extra {
-		out.ExtraCerts = append(out.ExtraCerts, asn1.RawValue{FullBytes: c.Raw})
+		if !slices.ContainsFunc(seen, c.Equal) {
+			seen = append(seen, c)
+			out.ExtraCerts = append(out.ExtraCerts, asn1.RawValue{FullBytes: c.Raw})
+		}
 	}
 	return asn1.Marshal(out)
 }

@@ -41,6 +41,7 @@ type Transaction struct {
 	CertReqID int64     `json:"cert_req_id"`
 	Implicit  bool      `json:"implicit,omitempty"`
 	SecretRef string    `json:"secret_ref,omitempty"`
+	Signer    string    `json:"signer,omitempty"` // the signer certificate's hash, for signed transactions
 	Nonce     []byte    `json:"nonce"` // our last senderNonce
 	Serial    string    `json:"serial,omitempty"`
 	CertDER   []byte    `json:"cert,omitempty"`
@@ -53,19 +54,38 @@ func (f *Frontend) handle(ctx context.Context, svc *enroll.Service, l *Label, m 
 	if err := f.checkHeader(m); err != nil {
 		return nil, err
 	}
-	prot, sec, err := f.authenticate(l, m)
+	var prot *protector
+	var sec *secretUse
+	var kind signerKind
+	var err error
+	if len(m.Header.ProtectionAlg.Algorithm) > 0 && !IsMAC(m.Header.ProtectionAlg) && m.Protection.BitLength > 0 {
+		prot, kind, err = f.authenticateSigned(svc, l, m)
+	} else {
+		prot, sec, err = f.authenticate(l, m)
+	}
 	if err != nil {
 		return nil, err
 	}
-	switch m.Type() {
-	case BodyIR, BodyCR, BodyP10CR:
+	switch t := m.Type(); t {
+	case BodyIR, BodyCR, BodyP10CR, BodyKUR:
+		if t == BodyKUR && kind != signerOwn {
+			return nil, &pkiError{fail: FailNotAuthorized, msg: "kur must be signed by the certificate being updated, issued here through CMP on this label", prot: prot}
+		}
+		if t != BodyKUR && sec == nil && kind == signerOwn && m.Type() == BodyIR {
+			return nil, &pkiError{fail: FailBadRequest, msg: "an ir is for a first certificate: use cr or kur", prot: prot}
+		}
 		return f.certRequest(ctx, svc, l, m, prot, sec)
 	case BodyCertConf:
 		return f.certConf(svc, l, m, prot)
 	case BodyPollReq:
 		return f.pollReq(ctx, svc, l, m, prot)
-	case BodyKUR, BodyRR, BodyGenM:
-		return nil, &pkiError{fail: FailBadRequest, msg: "this message type is not served yet", prot: prot}
+	case BodyRR:
+		if sec != nil {
+			return nil, &pkiError{fail: FailWrongIntegrity, msg: "rr must be signed by the certificate to revoke", prot: prot}
+		}
+		return f.revocation(svc, l, m, prot, kind)
+	case BodyGenM:
+		return f.general(svc, l, m, prot)
 	}
 	return nil, &pkiError{fail: FailBadRequest, msg: fmt.Sprintf("unexpected body type %d", m.Type()), prot: prot}
 }
@@ -113,6 +133,9 @@ func (f *Frontend) certRequest(ctx context.Context, svc *enroll.Service, l *Labe
 	if sec != nil {
 		tx.SecretRef = sec.s.Ref
 	}
+	if prot.client != nil {
+		tx.Signer = certID(prot.client)
+	}
 	if err := f.txs.Create(name, tx); err != nil {
 		if errors.Is(err, store.ErrAlreadyExists) {
 			return nil, &pkiError{fail: FailTransactionIDInUse, msg: "this transactionID was used already", prot: prot}
@@ -136,9 +159,19 @@ func (f *Frontend) certRequest(ctx context.Context, svc *enroll.Service, l *Labe
 			return fail(err)
 		}
 	}
-	req, reqID, err := f.enrollRequest(l, m, sec)
+	var req enroll.Request
+	var reqID int64
+	var err error
+	if m.Type() == BodyKUR {
+		req, reqID, err = f.kurRequest(l, m, prot.client)
+	} else {
+		req, reqID, err = f.enrollRequest(l, m, sec)
+	}
 	if err != nil {
 		return fail(err)
+	}
+	if prot.client != nil {
+		req.Principal.ClientCert = prot.client
 	}
 	tx.CertReqID = reqID
 	if _, ok := m.Header.generalInfo(OIDITImplicitConfirm); ok && l.ImplicitConfirm {
@@ -171,8 +204,11 @@ func (f *Frontend) answerCert(ctx context.Context, svc *enroll.Service, l *Label
 	res, err := svc.Wait(wctx, tx.JobID)
 	cancel()
 	repType := BodyIP
-	if tx.Type != BodyIR {
+	switch tx.Type {
+	case BodyCR, BodyP10CR:
 		repType = BodyCP
+	case BodyKUR:
+		repType = BodyKUP
 	}
 	var nonce []byte
 	prot.nonce = &nonce
@@ -202,7 +238,7 @@ func (f *Frontend) answerCert(ctx context.Context, svc *enroll.Service, l *Label
 	if err != nil {
 		return nil, err
 	}
-	chain := f.chainOf(svc, cert)
+	chain := chainFor(svc, cert)
 	// CertifiedKeyPair { certOrEncCert: certificate [0] CMPCertificate }.
 	certTagged, err := asn1.Marshal(tagged(0, cert.Raw))
 	if err != nil {
@@ -213,7 +249,7 @@ func (f *Frontend) answerCert(ctx context.Context, svc *enroll.Service, l *Label
 		return nil, err
 	}
 	rep := CertRepMessage{Response: []CertResponse{{CertReqID: id, Status: statusInfo(StatusAccepted, nil, ""), CertifiedKeyPair: asn1.RawValue{FullBytes: ckp}}}}
-	if tx.Type == BodyIR && len(chain) > 0 {
+	if tx.Type == BodyIR && prot.ra == nil && len(chain) > 0 {
 		// MAC-protected initial enrollment: the root the client may trust
 		// (RFC 9483 §4.1.1, caPubs).
 		rep.CAPubs = []asn1.RawValue{{FullBytes: chain[len(chain)-1].Raw}}
@@ -234,9 +270,9 @@ func (f *Frontend) answerCert(ctx context.Context, svc *enroll.Service, l *Label
 	return der, f.saveTx(name, tx)
 }
 
-// chainOf is the issuing CA's chain for cert: the version whose key
+// chainFor is the issuing CA's chain for cert: the version whose key
 // signed it.
-func (f *Frontend) chainOf(svc *enroll.Service, cert *x509.Certificate) []*x509.Certificate {
+func chainFor(svc *enroll.Service, cert *x509.Certificate) []*x509.Certificate {
 	for _, v := range svc.CA.Meta.VersionNames() {
 		chain, err := svc.CA.Chain(v)
 		if err == nil && len(chain) > 0 && x509x.CheckSignatureFrom(cert, chain[0]) == nil {
@@ -245,6 +281,16 @@ func (f *Frontend) chainOf(svc *enroll.Service, cert *x509.Certificate) []*x509.
 	}
 	chain, _ := svc.CA.Chain("")
 	return chain
+}
+
+// issuedBy reports whether one of the CA's versions signed cert.
+func issuedBy(svc *enroll.Service, cert *x509.Certificate) bool {
+	for _, v := range svc.CA.Meta.VersionNames() {
+		if c, err := svc.CA.Certificate(v); err == nil && x509x.CheckSignatureFrom(cert, c) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // saveTx writes a transaction's record (read, then compare-and-set).
@@ -268,7 +314,7 @@ func (f *Frontend) loadTx(l *Label, m *Message, prot *protector) (string, *Trans
 	if err != nil {
 		return "", nil, 0, err
 	}
-	if prot != nil && tx.SecretRef != string(prot.kid) {
+	if prot.client != nil && tx.Signer != certID(prot.client) || prot.client == nil && tx.SecretRef != string(prot.kid) {
 		return "", nil, 0, refuse(FailNotAuthorized, "this transaction was started with another credential")
 	}
 	if !bytesEqual(m.Header.RecipNonce, tx.Nonce) {
@@ -553,4 +599,9 @@ func (f *Frontend) SweepOnce(now time.Time) {
 		}
 		f.log.Info("cmp: revoked a certificate never confirmed", "serial", tx.Serial)
 	}
+}
+
+// certID names a signer certificate in a transaction's record.
+func certID(c *x509.Certificate) string {
+	return enroll.Principal{ClientCert: c}.ID()
 }

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/qpki/qpki/cmp"
 	"github.com/qpki/qpki/enroll"
+	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/profile"
+	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/server"
 )
 
 func newCMPCmd() *cobra.Command {
@@ -69,5 +74,63 @@ p10cr) under --label (default: the unlabelled /.well-known/cmp), until
 	sh.addFlags(add)
 	secret.AddCommand(add)
 	cmd.AddCommand(secret)
+	cmd.AddCommand(newCMPRACmd())
 	return cmd
+}
+
+func newCMPRACmd() *cobra.Command {
+	ra := &cobra.Command{Use: "ra", Short: "The CMP RA certificate that signs the CMP answers"}
+	var caDir string
+	var keys caKeyFlags
+	issue := &cobra.Command{
+		Use:   "issue",
+		Short: "Issue a new CMP RA key and certificate (<ca-dir>/cmp-ra/)",
+		Long: `issue makes a new RA key and has the CA certify it through its pipeline
+(the running serve's, when one holds the CA directory). serve makes one at
+first start; this command replaces it (serve loads it at its next start).`,
+		Example: `  qpki cmp ra issue --ca-dir ./issuing`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := ca.Open(caDir)
+			if err != nil {
+				return err
+			}
+			caCert, err := c.Certificate("")
+			c.Close()
+			if err != nil {
+				return err
+			}
+			p, err := server.OpenPipeline(caDir, keys.options(), 1)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			issue := func(ctx context.Context, prof string, csr []byte, key string) ([]byte, error) {
+				st, err := p.Submit(ctx, server.SubmitRequest{Profile: prof, CSR: csr, Key: key, Wait: time.Minute})
+				if err != nil {
+					return nil, err
+				}
+				if st.State != store.JobDone {
+					if st, err = p.Job(ctx, st.JobID, time.Minute); err != nil {
+						return nil, err
+					}
+				}
+				if st.State != store.JobDone {
+					return nil, fmt.Errorf("job %s: %s %s", st.JobID, st.State, st.Error)
+				}
+				return st.DER, nil
+			}
+			r, err := cmp.IssueRA(cmd.Context(), caDir, caCert, issue)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("CMP RA certificate %s, serial %x, in %s\n", r.Cert.Subject, r.Cert.SerialNumber, cmp.RADir(caDir))
+			return nil
+		},
+	}
+	issue.Flags().StringVar(&caDir, "ca-dir", "", "the CA directory")
+	issue.MarkFlagRequired("ca-dir")
+	keys.add(issue)
+	ra.AddCommand(issue)
+	return ra
 }
