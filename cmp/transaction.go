@@ -42,7 +42,7 @@ type Transaction struct {
 	Implicit  bool      `json:"implicit,omitempty"`
 	SecretRef string    `json:"secret_ref,omitempty"`
 	Signer    string    `json:"signer,omitempty"` // the signer certificate's hash, for signed transactions
-	Nonce     []byte    `json:"nonce"` // our last senderNonce
+	Nonce     []byte    `json:"nonce"`            // our last senderNonce
 	Serial    string    `json:"serial,omitempty"`
 	CertDER   []byte    `json:"cert,omitempty"`
 	ConfirmBy time.Time `json:"confirm_by,omitzero"`
