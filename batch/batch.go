@@ -46,7 +46,12 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // Options for Run.
 type Options struct {
-	OutDir      string
+	// OutDir receives <id>.crt files, OutJSONL one outcome line per
+	// request; at least one of them.
+	OutDir   string
+	OutJSONL string
+	// Chunk is how many outcome lines OutJSONL gets per write and sync.
+	Chunk       int
 	Concurrency int
 	// Progress receives progress reports; Terminal draws a bar.
 	Progress io.Writer
@@ -128,16 +133,58 @@ func Run(ctx context.Context, p server.Pipeline, path string, o Options) (*Summa
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
-		return nil, err
+	if o.OutDir == "" && o.OutJSONL == "" {
+		return nil, errors.New("no output: give an output directory or a JSONL file")
+	}
+	if o.OutDir != "" {
+		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+			return nil, err
+		}
 	}
 	if o.Concurrency < 1 {
 		o.Concurrency = 64
 	}
+	if o.Chunk < 1 {
+		o.Chunk = DefaultChunk
+	}
 	sum := &Summary{Total: len(lines) + len(bad), Failures: bad, Failed: len(bad)}
+	var jw *jsonlWriter
+	var had map[string]OutLine
+	if o.OutJSONL != "" {
+		if jw, had, err = openJSONL(o.OutJSONL, o.Chunk); err != nil {
+			return nil, err
+		}
+	}
+	digests := make([]string, len(lines))
+	var todo []int
+	for i, l := range lines {
+		digests[i] = requestDigest(l)
+		prev, ok := had[l.ID]
+		switch {
+		case !ok:
+			todo = append(todo, i)
+			continue
+		case prev.Request != digests[i]:
+			sum.Failed++
+			sum.Failures = append(sum.Failures, Failure{Line: numbers[i], ID: l.ID, Reason: "id already has an outcome in " + o.OutJSONL + " for another request"})
+		case prev.Error != "":
+			sum.Failed++
+			sum.Failures = append(sum.Failures, Failure{Line: numbers[i], ID: l.ID, Reason: prev.Error})
+		default:
+			sum.Issued++
+			if o.OutDir != "" && !hasCertificate(filepath.Join(o.OutDir, l.ID+".crt")) {
+				if err := atomicfile.WriteUnsynced(filepath.Join(o.OutDir, l.ID+".crt"), []byte(prev.PEM), 0o644); err != nil {
+					if jw != nil {
+						jw.close()
+					}
+					return nil, err
+				}
+			}
+		}
+	}
 	var done atomic.Int64
 	var mu sync.Mutex
-	prog := newProgress(o.Progress, o.Terminal, len(lines), start)
+	prog := newProgress(o.Progress, o.Terminal, len(todo), start)
 	stop := make(chan struct{})
 	go prog.run(&done, stop)
 
@@ -148,7 +195,24 @@ func Run(ctx context.Context, p server.Pipeline, path string, o Options) (*Summa
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				err := issueLine(ctx, p, lines[i], o.OutDir)
+				st, err := issueLine(ctx, p, lines[i])
+				if err == nil && o.OutDir != "" {
+					// Unsynced: Run syncs them all at the end, and a
+					// certificate lost to a crash before that is fetched
+					// again by running the batch again.
+					err = atomicfile.WriteUnsynced(filepath.Join(o.OutDir, lines[i].ID+".crt"), st.pem, 0o644)
+				}
+				if jw != nil && (err == nil || errors.Is(err, errRefused)) {
+					ol := OutLine{ID: lines[i].ID, Request: digests[i]}
+					if err == nil {
+						ol.Serial, ol.PEM = st.serial, string(st.pem)
+					} else {
+						ol.Error = st.refusal
+					}
+					if werr := jw.add(ol); werr != nil {
+						err = fmt.Errorf("writing %s: %w", o.OutJSONL, werr)
+					}
+				}
 				mu.Lock()
 				switch {
 				case err == nil:
@@ -157,14 +221,18 @@ func Run(ctx context.Context, p server.Pipeline, path string, o Options) (*Summa
 					sum.Pending++
 				default:
 					sum.Failed++
-					sum.Failures = append(sum.Failures, Failure{Line: numbers[i], ID: lines[i].ID, Reason: err.Error()})
+					reason := err.Error()
+					if errors.Is(err, errRefused) {
+						reason = st.refusal
+					}
+					sum.Failures = append(sum.Failures, Failure{Line: numbers[i], ID: lines[i].ID, Reason: reason})
 				}
 				mu.Unlock()
 				done.Add(1)
 			}
 		}()
 	}
-	for i := range lines {
+	for _, i := range todo {
 		select {
 		case work <- i:
 		case <-ctx.Done():
@@ -176,19 +244,46 @@ func Run(ctx context.Context, p server.Pipeline, path string, o Options) (*Summa
 	close(work)
 	wg.Wait()
 	close(stop)
-	syncErr := atomicfile.SyncFS(o.OutDir)
+	var syncErr error
+	if o.OutDir != "" {
+		if err := atomicfile.SyncFS(o.OutDir); err != nil {
+			syncErr = fmt.Errorf("syncing the certificates in %s: %w", o.OutDir, err)
+		}
+	}
+	if jw != nil {
+		if err := jw.close(); err != nil && syncErr == nil {
+			syncErr = fmt.Errorf("writing %s: %w", o.OutJSONL, err)
+		}
+	}
 	prog.finish(done.Load())
 	sum.Elapsed = time.Since(start)
 	sort.Slice(sum.Failures, func(i, j int) bool { return sum.Failures[i].Line < sum.Failures[j].Line })
 	if syncErr != nil {
-		return sum, fmt.Errorf("syncing the certificates in %s: %w", o.OutDir, syncErr)
+		return sum, syncErr
 	}
 	return sum, ctx.Err()
 }
 
-var errPending = errors.New("still pending")
+// DefaultChunk is how many outcome lines go to an --out-jsonl file per
+// write and sync.
+const DefaultChunk = 256
 
-func issueLine(ctx context.Context, p server.Pipeline, l Line, outDir string) error {
+var (
+	errPending = errors.New("still pending")
+	// errRefused marks the CA's recorded refusal of a job: final for that
+	// id (submitting it again returns the same failed job), so it gets an
+	// outcome line; other errors (the server unreachable, a timeout) do not,
+	// and the next run tries again.
+	errRefused = errors.New("refused")
+)
+
+type issued struct {
+	serial  string
+	pem     []byte
+	refusal string
+}
+
+func issueLine(ctx context.Context, p server.Pipeline, l Line) (*issued, error) {
 	req := server.SubmitRequest{Profile: l.Profile, Vars: l.Vars, Key: "batch:" + l.ID, Class: queue.ClassBatch, Wait: 2 * time.Minute,
 		Frontend: string(enroll.FrontendBatch)}
 	if l.CSR != "" {
@@ -198,18 +293,15 @@ func issueLine(ctx context.Context, p server.Pipeline, l Line, outDir string) er
 	}
 	st, err := p.Submit(ctx, req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch st.State {
 	case store.JobQueued:
-		return errPending
+		return nil, errPending
 	case store.JobFailed:
-		return errors.New(st.Error)
+		return &issued{refusal: st.Error}, fmt.Errorf("%w: %s", errRefused, st.Error)
 	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: st.DER})
-	// Unsynced: Run syncs them all at the end, and a certificate lost to a
-	// crash before that is fetched again by running the batch again.
-	return atomicfile.WriteUnsynced(filepath.Join(outDir, l.ID+".crt"), data, 0o644)
+	return &issued{serial: st.Serial, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: st.DER})}, nil
 }
 
 // WriteSummary prints a summary for people.
@@ -233,6 +325,7 @@ func WriteSummary(w io.Writer, s *Summary) {
 type FileStatus struct {
 	Total   int      `json:"total"`
 	Done    int      `json:"done"`
+	Refused int      `json:"refused,omitempty"`
 	Missing int      `json:"missing"`
 	Invalid int      `json:"invalid"`
 	IDs     []string `json:"missing_ids,omitempty"`
@@ -250,15 +343,34 @@ func hasCertificate(path string) bool {
 	return err == nil && len(certs) > 0
 }
 
-// Status says which lines already have their certificate in outDir.
-func Status(path, outDir string) (*FileStatus, error) {
+// Status says which lines already have their certificate: in outJSONL
+// when given (a torn last line counts as missing; the next submit drops
+// it), else as files in outDir.
+func Status(path, outDir, outJSONL string) (*FileStatus, error) {
 	lines, _, bad, err := ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
+	var had map[string]OutLine
+	if outJSONL != "" {
+		if had, _, err = readJSONL(outJSONL); err != nil {
+			return nil, err
+		}
+	}
 	st := &FileStatus{Total: len(lines) + len(bad), Invalid: len(bad)}
 	for _, l := range lines {
-		if hasCertificate(filepath.Join(outDir, l.ID+".crt")) {
+		var ok bool
+		if outJSONL != "" {
+			o, found := had[l.ID]
+			ok = found && o.Request == requestDigest(l)
+			if ok && o.Error != "" {
+				st.Refused++
+				continue
+			}
+		} else {
+			ok = hasCertificate(filepath.Join(outDir, l.ID+".crt"))
+		}
+		if ok {
 			st.Done++
 		} else {
 			st.Missing++
