@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -197,6 +199,25 @@ func TestServeOCSP(t *testing.T) {
 	req256, _ := xocsp.CreateRequest(leaf, issuer, &xocsp.RequestOptions{Hash: 5 /* crypto.SHA256 */})
 	if r, err := xocsp.ParseResponseForCert(post(t, url, req256), leaf, issuer); err != nil || r.Status != xocsp.Good {
 		t.Fatalf("SHA-256 CertID: %+v %v", r, err)
+	}
+
+	// The same answer on the HTTPS listener.
+	logData, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
+	m := regexp.MustCompile(`HTTPS +(https://[0-9.:]+)/`).FindSubmatch(logData)
+	if m == nil {
+		t.Fatalf("no HTTPS address in the serve log:\n%s", logData)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(issuer)
+	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := tlsClient.Post(string(m[1])+"/ocsp", "application/ocsp-request", bytes.NewReader(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overTLS, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if r, err := xocsp.ParseResponseForCert(overTLS, leaf, issuer); err != nil || r.Status != xocsp.Good {
+		t.Fatalf("OCSP over HTTPS: %+v %v", r, err)
 	}
 
 	// Revoked, with its reason, right after `qpki cert revoke`.
