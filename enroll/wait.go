@@ -143,3 +143,23 @@ func decodePublicKey(data []byte) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// KeyJob returns the job of an idempotency key's latest attempt (a
+// SCEP CertPoll names its transaction, not the job id).
+func (s *Service) KeyJob(key string) (*store.Job, error) {
+	var last *store.Job
+	for n := 1; n <= maxAttempts; n++ {
+		j, err := s.jobs.Job(JobID(s.caName, attemptKey(key, n)))
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		last = j
+	}
+	if last == nil {
+		return nil, store.ErrNotFound
+	}
+	return last, nil
+}

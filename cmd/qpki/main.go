@@ -33,6 +33,7 @@ files or in an HSM, with classical, post-quantum and hybrid algorithms.`,
 	root.AddCommand(newHSMCmd(), newCredentialCmd())
 	root.AddCommand(newESTCmd())
 	root.AddCommand(newCMPCmd())
+	root.AddCommand(newSCEPCmd())
 	root.AddCommand(newACMECmd())
 	root.AddCommand(newOCSPCmd())
 	return root

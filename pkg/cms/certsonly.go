@@ -81,3 +81,21 @@ func Unwrap(ber []byte) (asn1.ObjectIdentifier, []byte, error) {
 func Wrap(typ asn1.ObjectIdentifier, content []byte) ([]byte, error) {
 	return wrapContentInfo(typ, content)
 }
+
+// CRLsOnly encodes CRLs (DER) as a degenerate SignedData with no
+// certificates, as SCEP answers GetCRL (RFC 8894 §3.3.4).
+func CRLsOnly(crls ...[]byte) ([]byte, error) {
+	if len(crls) == 0 {
+		return nil, errors.New("cms: no CRLs to send")
+	}
+	raw := slices.Clone(crls)
+	slices.SortFunc(raw, bytes.Compare)
+	sd := certsOnly{Version: 1, DigestAlgorithms: emptySet, SignerInfos: emptySet,
+		CRLs: asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 1, IsCompound: true, Bytes: bytes.Join(raw, nil)}}
+	sd.EncapContentInfo.EContentType = OIDData
+	inner, err := asn1.Marshal(sd)
+	if err != nil {
+		return nil, err
+	}
+	return wrapContentInfo(OIDSignedData, inner)
+}

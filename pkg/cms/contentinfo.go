@@ -78,7 +78,7 @@ func OIDName(oid asn1.ObjectIdentifier) string {
 		{oidRSAESOAEP, "rsaes-oaep"}, {oidRSAEncryption, "rsaEncryption"}, {oidStdDHSHA256KDF, "dhSinglePass-stdDH-sha256kdf"},
 		{oidStdDHSHA384KDF, "dhSinglePass-stdDH-sha384kdf"}, {oidStdDHSHA512KDF, "dhSinglePass-stdDH-sha512kdf"},
 		{oidHKDFSHA256, "hkdf-with-sha256"}, {oidHKDFSHA384, "hkdf-with-sha384"}, {oidHKDFSHA512, "hkdf-with-sha512"},
-		{oidSHA256, "sha256"}, {oidSHA384, "sha384"}, {oidSHA512, "sha512"}, {oidSHAKE128, "shake128"}, {oidSHAKE256, "shake256"},
+		{oidSHA1, "sha1"}, {oidSHA256, "sha256"}, {oidSHA384, "sha384"}, {oidSHA512, "sha512"}, {oidSHAKE128, "shake128"}, {oidSHAKE256, "shake256"},
 		{oidECDSAWithSHA256, "ecdsa-with-SHA256"}, {oidECDSAWithSHA384, "ecdsa-with-SHA384"}, {oidECDSAWithSHA512, "ecdsa-with-SHA512"},
 		{oidSHA256WithRSA, "sha256WithRSAEncryption"}, {oidSHA384WithRSA, "sha384WithRSAEncryption"}, {oidSHA512WithRSA, "sha512WithRSAEncryption"},
 		{oidEd25519, "ed25519"},

@@ -158,6 +158,14 @@ func Decrypt(ber []byte, key crypto.PrivateKey, cert *x509.Certificate) ([]byte,
 
 // Decrypt is the package function Decrypt on a parsed envelope.
 func (e *Envelope) Decrypt(key crypto.PrivateKey, cert *x509.Certificate) ([]byte, error) {
+	return e.DecryptWith(key, cert, DecryptOptions{})
+}
+
+// DecryptWith is Decrypt with options (legacy ciphers).
+func (e *Envelope) DecryptWith(key crypto.PrivateKey, cert *x509.Certificate, o DecryptOptions) ([]byte, error) {
+	if c, ok := cbcByOID(e.ContentCipher()); ok && c.legacy && !o.Legacy {
+		return nil, ErrLegacyCipher
+	}
 	if cert != nil {
 		pub, err := algo.PublicKey(key)
 		if err != nil {
@@ -230,12 +238,15 @@ func ridMatches(rid asn1.RawValue, cert *x509.Certificate) bool {
 
 // contentKeySize is the key length of a content cipher.
 func contentKeySize(oid asn1.ObjectIdentifier) (int, error) {
+	if c, ok := cbcByOID(oid); ok {
+		return c.keyLen, nil
+	}
 	switch {
-	case oid.Equal(oidAES128CBC), oid.Equal(oidAES128GCM):
+	case oid.Equal(oidAES128GCM):
 		return 16, nil
-	case oid.Equal(asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 22}), oid.Equal(asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 26}):
+	case oid.Equal(asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 26}):
 		return 24, nil
-	case oid.Equal(oidAES256CBC), oid.Equal(oidAES256GCM):
+	case oid.Equal(oidAES256GCM):
 		return 32, nil
 	}
 	return 0, fmt.Errorf("cms: unsupported content encryption algorithm %s", oid)
@@ -255,7 +266,11 @@ func (e *Envelope) decryptContent(cek []byte) ([]byte, error) {
 	if len(cek) != n {
 		return nil, errUnwrap
 	}
-	block, err := aes.NewCipher(cek)
+	newBlock := aes.NewCipher
+	if c, ok := cbcByOID(alg.Algorithm); ok {
+		newBlock = c.block
+	}
+	block, err := newBlock(cek)
 	if err != nil {
 		return nil, err
 	}
@@ -289,17 +304,18 @@ func (e *Envelope) decryptContent(cek []byte) ([]byte, error) {
 		}
 		return plain, nil
 	}
+	bs := block.BlockSize()
 	var iv []byte
-	if rest, err := asn1.Unmarshal(alg.Parameters.FullBytes, &iv); err != nil || len(rest) != 0 || len(iv) != aes.BlockSize {
-		return nil, errors.New("cms: malformed AES-CBC parameters")
+	if rest, err := asn1.Unmarshal(alg.Parameters.FullBytes, &iv); err != nil || len(rest) != 0 || len(iv) != bs {
+		return nil, errors.New("cms: malformed CBC parameters")
 	}
-	if len(ct) == 0 || len(ct)%aes.BlockSize != 0 {
-		return nil, errors.New("cms: encrypted content is not a whole number of AES blocks")
+	if len(ct) == 0 || len(ct)%bs != 0 {
+		return nil, errors.New("cms: encrypted content is not a whole number of cipher blocks")
 	}
 	plain := make([]byte, len(ct))
 	cipher.NewCBCDecrypter(block, iv).CryptBlocks(plain, ct)
 	pad := int(plain[len(plain)-1])
-	ok := subtle.ConstantTimeLessOrEq(1, pad) & subtle.ConstantTimeLessOrEq(pad, aes.BlockSize)
+	ok := subtle.ConstantTimeLessOrEq(1, pad) & subtle.ConstantTimeLessOrEq(pad, bs)
 	if ok == 1 {
 		for _, b := range plain[len(plain)-pad:] {
 			ok &= subtle.ConstantTimeByteEq(b, byte(pad))
@@ -354,6 +370,10 @@ type EncryptOptions struct {
 	RSAPKCS1v15 bool
 	// ContentType of the content; id-data when nil.
 	ContentType asn1.ObjectIdentifier
+	// ContentCipher is the CBC content cipher (OIDAES128CBC, OIDAES256CBC,
+	// or for a legacy SCEP client answered in its own cipher, OIDDESCBC or
+	// OIDDESEDE3CBC); AES-256-CBC when nil. Ignored with Auth.
+	ContentCipher asn1.ObjectIdentifier
 }
 
 // Encrypt makes an EnvelopedData (or AuthEnvelopedData) of content for
@@ -386,7 +406,17 @@ func EncryptTo(rand io.Reader, content []byte, recipients []Recipient, opts Encr
 	if ctype == nil {
 		ctype = OIDData
 	}
+	cbc, _ := cbcByOID(oidAES256CBC)
+	if opts.ContentCipher != nil && !opts.Auth {
+		var ok bool
+		if cbc, ok = cbcByOID(opts.ContentCipher); !ok {
+			return nil, fmt.Errorf("cms: unsupported content cipher %s", OIDName(opts.ContentCipher))
+		}
+	}
 	cek := make([]byte, 32)
+	if !opts.Auth {
+		cek = cek[:cbc.keyLen]
+	}
 	if _, err := io.ReadFull(rand, cek); err != nil {
 		return nil, err
 	}
@@ -401,11 +431,12 @@ func EncryptTo(rand io.Reader, content []byte, recipients []Recipient, opts Encr
 		version = max(version, v)
 		ris = append(ris, ri)
 	}
-	block, err := aes.NewCipher(cek)
-	if err != nil {
-		return nil, err
-	}
+	var block cipher.Block
+	var err error
 	if opts.Auth {
+		if block, err = aes.NewCipher(cek); err != nil {
+			return nil, err
+		}
 		nonce := make([]byte, 12)
 		if _, err := io.ReadFull(rand, nonce); err != nil {
 			return nil, err
@@ -429,11 +460,14 @@ func EncryptTo(rand io.Reader, content []byte, recipients []Recipient, opts Encr
 		}
 		return wrapContentInfo(OIDAuthEnvelopedData, inner)
 	}
-	iv := make([]byte, aes.BlockSize)
+	if block, err = cbc.block(cek); err != nil {
+		return nil, err
+	}
+	iv := make([]byte, block.BlockSize())
 	if _, err := io.ReadFull(rand, iv); err != nil {
 		return nil, err
 	}
-	pad := aes.BlockSize - len(content)%aes.BlockSize
+	pad := len(iv) - len(content)%len(iv)
 	plain := append(bytes.Clone(content), bytes.Repeat([]byte{byte(pad)}, pad)...)
 	ct := make([]byte, len(plain))
 	cipher.NewCBCEncrypter(block, iv).CryptBlocks(ct, plain)
@@ -443,7 +477,7 @@ func EncryptTo(rand io.Reader, content []byte, recipients []Recipient, opts Encr
 		RecipientInfos: ris,
 		EncryptedContentInfo: encryptedContentInfo{
 			ContentType:                ctype,
-			ContentEncryptionAlgorithm: algorithmIdentifier{Algorithm: oidAES256CBC, Parameters: mustRaw(iv)},
+			ContentEncryptionAlgorithm: algorithmIdentifier{Algorithm: cbc.oid, Parameters: mustRaw(iv)},
 			EncryptedContent:           asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, Bytes: ct},
 		},
 	}

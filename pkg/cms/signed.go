@@ -56,6 +56,16 @@ type SignOptions struct {
 	Detached bool
 	// SigningTime is the signingTime attribute; now when zero.
 	SigningTime time.Time
+	// Attributes are further signed attributes (SCEP's messageType,
+	// transactionID, nonces...).
+	Attributes []Attribute
+}
+
+// Attribute is a signed attribute with one value: an asn1.RawValue as
+// it is, anything else as encoding/asn1 marshals it.
+type Attribute struct {
+	Type  asn1.ObjectIdentifier
+	Value any
 }
 
 // signatureAlgorithm is the SignerInfo signatureAlgorithm of a signer.
@@ -124,6 +134,17 @@ func Sign(rand io.Reader, content []byte, opts SignOptions) ([]byte, error) {
 		mustRaw(attribute{oidAttrSigningTime, []asn1.RawValue{mustRaw(when.UTC())}}).FullBytes,
 		mustRaw(attribute{oidAttrAlgProtection, []asn1.RawValue{{FullBytes: protection}}}).FullBytes,
 		mustRaw(attribute{oidAttrMessageDigest, []asn1.RawValue{mustRaw(dig.sum(content))}}).FullBytes,
+	}
+	for _, a := range opts.Attributes {
+		v, ok := a.Value.(asn1.RawValue)
+		if !ok {
+			der, err := asn1.Marshal(a.Value)
+			if err != nil {
+				return nil, fmt.Errorf("cms: attribute %s: %v", a.Type, err)
+			}
+			v = asn1.RawValue{FullBytes: der}
+		}
+		attrs = append(attrs, mustRaw(attribute{a.Type, []asn1.RawValue{v}}).FullBytes)
 	}
 	slices.SortFunc(attrs, bytes.Compare) // DER SET OF
 	body := bytes.Join(attrs, nil)
@@ -249,6 +270,10 @@ func ParseSignedData(ber []byte) (*SignedData, error) {
 	return out, nil
 }
 
+// Attribute returns the DER of the single value of a signed attribute;
+// false when it is absent, repeated or has several values.
+func (s *Signer) Attribute(oid asn1.ObjectIdentifier) ([]byte, bool) { return s.attr(oid) }
+
 // attr returns the single value of a signed attribute.
 func (s *Signer) attr(oid asn1.ObjectIdentifier) ([]byte, bool) {
 	var found []byte
@@ -281,6 +306,9 @@ type VerifyOptions struct {
 	Content []byte
 	// Now is the time certificates must be valid at; time.Now when zero.
 	Now time.Time
+	// AllowSHA1 accepts SHA-1 digests and sha1WithRSAEncryption, for
+	// legacy SCEP clients.
+	AllowSHA1 bool
 }
 
 // VerifiedSigner is a signer whose signature verified.
@@ -317,7 +345,7 @@ func (sd *SignedData) Verify(opts VerifyOptions) ([]VerifiedSigner, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cms: signer %d: %w", i+1, err)
 		}
-		if err := s.verify(cert, sd.ContentType, content); err != nil {
+		if err := s.verify(cert, sd.ContentType, content, opts.AllowSHA1); err != nil {
 			return nil, fmt.Errorf("cms: signer %d (%s): %w", i+1, cert.Subject, err)
 		}
 		v := VerifiedSigner{Certificate: cert, Algorithm: s.SignatureAlgorithm}
@@ -356,8 +384,8 @@ func (sd *SignedData) signerCert(s *Signer) (*x509.Certificate, error) {
 	return nil, errors.New("no certificate in the message matches the signer's issuer and serial number")
 }
 
-func (s *Signer) verify(cert *x509.Certificate, ctype asn1.ObjectIdentifier, content []byte) error {
-	dig, err := digestByOID(s.raw.DigestAlgorithm.Algorithm)
+func (s *Signer) verify(cert *x509.Certificate, ctype asn1.ObjectIdentifier, content []byte, allowSHA1 bool) error {
+	dig, err := signerDigest(s.raw.DigestAlgorithm.Algorithm, allowSHA1)
 	if err != nil {
 		return err
 	}
@@ -431,7 +459,8 @@ func verifySignature(pub crypto.PublicKey, alg algorithmIdentifier, dig digestAl
 			return fmt.Errorf("%s: %w", OIDName(oid), algo.ErrVerify)
 		}
 		return nil
-	case oid.Equal(oidSHA256WithRSA), oid.Equal(oidSHA384WithRSA), oid.Equal(oidSHA512WithRSA), oid.Equal(oidRSAEncryption):
+	case oid.Equal(oidSHA256WithRSA), oid.Equal(oidSHA384WithRSA), oid.Equal(oidSHA512WithRSA), oid.Equal(oidRSAEncryption),
+		oid.Equal(oidSHA1WithRSA) && dig.name == "sha1":
 		k, ok := pub.(*rsa.PublicKey)
 		if !ok {
 			return fmt.Errorf("%s signature with a %T key", OIDName(oid), pub)
@@ -439,6 +468,9 @@ func verifySignature(pub crypto.PublicKey, alg algorithmIdentifier, dig digestAl
 		h := map[string]crypto.Hash{"1.2.840.113549.1.1.11": crypto.SHA256, "1.2.840.113549.1.1.12": crypto.SHA384, "1.2.840.113549.1.1.13": crypto.SHA512}[oid.String()]
 		if h == 0 {
 			h = hashOfDigest(dig)
+		}
+		if h == 0 {
+			h = hashSHA1(dig) // only ever sha1 when VerifyOptions.AllowSHA1
 		}
 		if h == 0 || rsa.VerifyPKCS1v15(k, h, hashed(h), sig) != nil {
 			return fmt.Errorf("%s: %w", OIDName(oid), algo.ErrVerify)

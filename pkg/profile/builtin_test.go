@@ -35,6 +35,8 @@ var builtinWant = map[string]struct {
 	"any/tls-client":    {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "carol"}},
 	"est/device":        {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "router-7", "serial_number": "SN0042", "dns_names": "r7.devices.example.com"}},
 	"est/device-server": {"ecdsa-p256", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}, map[string]string{"cn": "gw.example.com", "dns_names": "gw.example.com"}},
+	"scep/device":       {"rsa-2048", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, map[string]string{"cn": "laptop-17.example.com"}},
+	"scep/ra":           {"rsa-2048", false, -1, 730 * day, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, nil, map[string]string{"cn": "Issuing SCEP RA"}},
 	"ed/root-ca":        {"ed25519", true, -1, 20 * 365 * day, x509.KeyUsageCertSign | x509.KeyUsageCRLSign, nil, map[string]string{"cn": "Test Root"}},
 	"ed/signing":        {"ed25519", false, -1, 365 * day, x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, map[string]string{"cn": "Release Signing", "emails": "rel@example.com"}},
 }
