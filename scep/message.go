@@ -12,6 +12,7 @@ import (
 
 	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/cms"
+	"github.com/qpki/qpki/pkg/x509x"
 )
 
 // The SCEP signed attributes (RFC 8894 §3.2.1), under id-VeriSign
@@ -322,4 +323,28 @@ func jobKey(label, txid, op, detail string) string {
 // raSigner wraps the RA key for cms.Sign.
 func raSigner(ra *RA) (algo.Signer, error) {
 	return algo.NewSigner(ra.Key, ra.algorithm())
+}
+
+// parseCSR parses and checks a request's CSR.
+func parseCSR(der []byte) (*x509.CertificateRequest, error) {
+	if len(der) > x509x.MaxCSR {
+		return nil, fmt.Errorf("the CSR is larger than %d bytes", x509x.MaxCSR)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err == nil {
+		err = csr.CheckSignature()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("malformed CSR: %v", err)
+	}
+	return csr, nil
+}
+
+// asn1Unmarshal decodes exactly one DER value.
+func asn1Unmarshal(der []byte, v any) error {
+	rest, err := asn1.Unmarshal(der, v)
+	if err == nil && len(rest) != 0 {
+		err = errors.New("trailing data")
+	}
+	return err
 }

@@ -392,16 +392,9 @@ func (f *Frontend) pkiOperation(w http.ResponseWriter, r *http.Request, name str
 
 // enroll serves PKCSReq and RenewalReq.
 func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, name string, l *Label, a *Authority, m *message, der []byte, cipher asn1.ObjectIdentifier) {
-	if len(der) > x509x.MaxCSR {
-		f.failure(w, a, m, fail(BadRequest, "the CSR is larger than %d bytes", x509x.MaxCSR))
-		return
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err == nil {
-		err = csr.CheckSignature()
-	}
+	csr, err := parseCSR(der)
 	if err != nil {
-		f.failure(w, a, m, fail(BadRequest, "malformed CSR: %v", err))
+		f.failure(w, a, m, fail(BadRequest, "%v", err))
 		return
 	}
 	if f.challenges == nil {
@@ -413,6 +406,9 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, name string, l
 	if m.Type == RenewalReq {
 		key = jobKey(name, m.TransactionID, "renew", m.Signer.SerialNumber.Text(16))
 		grants, err = f.renewal(a, name, m.Signer)
+	} else if !bytes.Equal(csr.RawSubjectPublicKeyInfo, m.Signer.RawSubjectPublicKeyInfo) {
+		// RFC 8894 §2.3: the self-signed certificate and the CSR share the key.
+		err = errors.New("the PKCSReq is not signed by the CSR's key")
 	} else {
 		var pw string
 		if pw, err = challengePassword(csr); err == nil {
@@ -570,7 +566,7 @@ func (f *Frontend) renewal(a *Authority, name string, old *x509.Certificate) (*e
 // transaction on the same label, never a second one.
 func (f *Frontend) certPoll(w http.ResponseWriter, name string, a *Authority, m *message, plain []byte, cipher asn1.ObjectIdentifier) {
 	var ias issuerAndSubject
-	if rest, err := asn1.Unmarshal(plain, &ias); err != nil || len(rest) != 0 {
+	if asn1Unmarshal(plain, &ias) != nil {
 		f.failure(w, a, m, fail(BadRequest, "malformed IssuerAndSubject"))
 		return
 	}
@@ -631,7 +627,7 @@ func (f *Frontend) getCRL(w http.ResponseWriter, a *Authority, m *message, plain
 // issuerSerial reads an IssuerAndSerialNumber naming this CA.
 func (f *Frontend) issuerSerial(w http.ResponseWriter, a *Authority, m *message, plain []byte) (*big.Int, bool) {
 	var is issuerAndSerial
-	if rest, err := asn1.Unmarshal(plain, &is); err != nil || len(rest) != 0 {
+	if asn1Unmarshal(plain, &is) != nil {
 		f.failure(w, a, m, fail(BadRequest, "malformed IssuerAndSerialNumber"))
 		return nil, false
 	}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what qpki's tests drive: Debian packages (openssl, SoftHSM2,
-# pkcs11-tool, certbot, lego, curl, chromium, GnuTLS ocsptool, wrk) when run as root, and the pinned npm
+# pkcs11-tool, certbot, lego, curl, chromium, GnuTLS ocsptool, wrk, scepclient) when run as root, and the pinned npm
 # package of the independent post-quantum verifier. Otherwise it says what
 # is missing.
 set -euo pipefail
@@ -17,6 +17,7 @@ command -v npm >/dev/null || need+=(npm)
 command -v chromium >/dev/null || need+=(chromium)
 command -v ocsptool >/dev/null || need+=(gnutls-bin)
 command -v wrk >/dev/null || need+=(wrk)
+command -v scepclient >/dev/null || need+=(scep)
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
