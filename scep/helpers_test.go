@@ -79,7 +79,14 @@ func newEnvWith(t testing.TB, opts func(*Options), before func(*ca.CA), scfg fun
 	t.Cleanup(srv.Shutdown)
 	<-srv.HTTPSReady()
 	e := &env{t: t, dir: dir, srv: srv, fe: fe, base: "http://" + srv.CRLAddr + PathPrefix, ca: caCert}
-	e.ra = (*fe.cas.Load())[""].RA.Cert
+	a := (*fe.cas.Load())[""]
+	for i := 0; a.RA() == nil; i++ {
+		if i == 600 {
+			t.Fatal("no RA certificate after 60 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.ra = a.RA().Cert
 	return e
 }
 

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,9 +37,12 @@ const PathPrefix = "/scep"
 type Authority struct {
 	Name   string
 	Enroll *enroll.Service
-	RA     *RA
+	ra     atomic.Pointer[RA]
 	store  store.Store
 }
+
+// RA is the authority's RA, nil until it is issued.
+func (a *Authority) RA() *RA { return a.ra.Load() }
 
 // Frontend serves SCEP over the enrollment service. It is a server.Wrapper
 // so that it answers on the plain-HTTP listener too, where SCEP clients
@@ -47,6 +51,8 @@ type Frontend struct {
 	o          Options
 	challenges ChallengeStore
 	cas        atomic.Pointer[map[string]*Authority]
+	done       chan struct{}
+	closeOnce  sync.Once
 }
 
 // New checks the options and returns a front-end to mount.
@@ -54,7 +60,7 @@ func New(o Options) (*Frontend, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	f := &Frontend{o: o, challenges: o.Challenges}
+	f := &Frontend{o: o, challenges: o.Challenges, done: make(chan struct{})}
 	if f.challenges == nil && o.OpenChallenges == nil {
 		if o.DataDir == "" {
 			return nil, errors.New("scep: a data dir or a challenge store is needed")
@@ -108,20 +114,39 @@ func (f *Frontend) MountAll(svcs ...*enroll.Service) error {
 		}
 		ra, err := LoadRA(a.Enroll.CA.Dir)
 		if errors.Is(err, os.ErrNotExist) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			ra, err = IssueRA(ctx, a.Enroll)
-			cancel()
-			if err == nil {
-				f.o.Log.Info("scep: issued the RA certificate", "ca", name, "serial", fmt.Sprintf("%x", ra.Cert.SerialNumber))
-			}
+			// Issued through the queue, which may wait for a worker: SCEP
+			// answers 503 until then, and serve starts meanwhile.
+			go f.issueRA(name, a)
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("scep: CA %s: RA: %w", name, err)
 		}
-		a.RA = ra
+		a.ra.Store(ra)
 	}
 	f.cas.Store(&cas)
 	return nil
+}
+
+// issueRA makes the RA of a CA that has none, retrying while the queue
+// cannot sign it.
+func (f *Frontend) issueRA(name string, a *Authority) {
+	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ra, err := IssueRA(ctx, a.Enroll)
+		cancel()
+		if err == nil {
+			a.ra.Store(ra)
+			f.o.Log.Info("scep: issued the RA certificate", "ca", name, "serial", fmt.Sprintf("%x", ra.Cert.SerialNumber))
+			return
+		}
+		f.o.Log.Error("scep: issuing the RA certificate failed (or run qpki scep ra issue)", "ca", name, "error", err)
+		select {
+		case <-f.done:
+			return
+		case <-time.After(delay):
+		}
+	}
 }
 
 func (f *Frontend) labels() map[string]*Label {
@@ -200,6 +225,11 @@ func (f *Frontend) serve(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	a := (*cas)[l.CA]
+	if a.RA() == nil {
+		w.Header().Set("Retry-After", "10")
+		httpError(w, http.StatusServiceUnavailable, "the SCEP RA certificate is being issued; retry later")
+		return
+	}
 	switch op := r.URL.Query().Get("operation"); op {
 	case "GetCACaps":
 		w.Header().Set("Content-Type", "text/plain")
@@ -276,7 +306,7 @@ func (f *Frontend) getCACert(w http.ResponseWriter, a *Authority) {
 		f.internal(w, "GetCACert", err)
 		return
 	}
-	der, err := cms.CertsOnly(append([]*x509.Certificate{a.RA.Cert}, chain...)...)
+	der, err := cms.CertsOnly(append([]*x509.Certificate{a.RA().Cert}, chain...)...)
 	if err != nil {
 		f.internal(w, "GetCACert", err)
 		return
@@ -310,7 +340,7 @@ func (f *Frontend) getNextCACert(w http.ResponseWriter, a *Authority) {
 		httpError(w, http.StatusNotFound, "no CA rollover is pending")
 		return
 	}
-	der, err := cms.CertsOnly(append(next, a.RA.Cert)...)
+	der, err := cms.CertsOnly(append(next, a.RA().Cert)...)
 	if err != nil {
 		f.internal(w, "GetNextCACert", err)
 		return
@@ -326,7 +356,7 @@ func (f *Frontend) internal(w http.ResponseWriter, what string, err error) {
 
 // answer writes a CertRep.
 func (f *Frontend) answer(w http.ResponseWriter, a *Authority, m *message, r reply) {
-	der, err := certRep(a.RA, m, r)
+	der, err := certRep(a.RA(), m, r)
 	if err != nil {
 		f.internal(w, "CertRep", err)
 		return
@@ -371,7 +401,7 @@ func (f *Frontend) pkiOperation(w http.ResponseWriter, r *http.Request, name str
 		f.failure(w, a, m, fail(BadAlg, "the signer's key must be RSA or ECDSA"))
 		return
 	}
-	plain, cipher, fl := m.decrypt(a.RA, l.LegacyDES)
+	plain, cipher, fl := m.decrypt(a.RA(), l.LegacyDES)
 	if fl != nil {
 		f.failure(w, a, m, fl)
 		return
@@ -649,5 +679,8 @@ func (f *Frontend) issuerSerial(w http.ResponseWriter, a *Authority, m *message,
 	return serial, true
 }
 
-// Close implements io.Closer (nothing to release).
-func (f *Frontend) Close() error { return nil }
+// Close stops issuing a missing RA certificate.
+func (f *Frontend) Close() error {
+	f.closeOnce.Do(func() { close(f.done) })
+	return nil
+}

@@ -138,7 +138,7 @@ the records and one hash chain (` + "`qpki audit export --nats-url`" + `).`,
 	fl.BoolVar(&cfg.PublishCRL, "crl-publish", true, "keep the CA's CRL fresh and serve it at "+server.CRLPath)
 	fl.IntVar(&cfg.CRLDays, "crl-days", 7, "validity of published CRLs, in days (regenerated at half-life)")
 	fl.BoolVar(&cfg.CRLOnRevoke, "crl-on-revoke", false, "regenerate the CRL right after each revocation")
-	fl.StringVar(&cfg.HTTPListen, "http-listen", "", "plain-HTTP listener for the CRL and OCSP (e.g. :8080)")
+	fl.StringVar(&cfg.HTTPListen, "http-listen", "", "plain-HTTP listener for the CRL, OCSP and SCEP (e.g. :8080)")
 	fl.StringVar(&cfg.CRLListen, "crl-listen", "", "alias of --http-listen")
 	addNATSFlags(cmd, &cfg)
 	for _, f := range frontends {
