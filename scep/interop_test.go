@@ -61,5 +61,22 @@ func TestSmallstepClient(t *testing.T) {
 			t.Errorf("certificate %v", c)
 		}
 	}
+	// Its SHA-1 signature is refused on a label without legacy_des.
+	pkcs7.ContentEncryptionAlgorithm = pkcs7.EncryptionAlgorithmAES256CBC
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	csrDER, _ := x509util.CreateCertificateRequest(rand.Reader, &x509util.CertificateRequest{
+		CertificateRequest: x509.CertificateRequest{Subject: pkix.Name{CommonName: "sha1.example.com"}},
+		ChallengePassword:  e.challenge("", "sha1.example.com")}, key)
+	csr, _ := x509.ParseCertificateRequest(csrDER)
+	self := selfSigned(t, key)
+	msg, err := sscep.NewCSRRequest(csr, &sscep.PKIMessage{MessageType: sscep.PKCSReq, Recipients: []*x509.Certificate{e.ra}, SignerKey: key, SignerCert: self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := e.issued()
+	c := &client{t: t, key: key, cert: self, ra: e.ra, url: e.base}
+	if r := c.post(msg.Raw); r.status != StatusFailure || r.fail != BadAlg || e.issued() != n {
+		t.Errorf("SHA-1 on a label without legacy_des: status %d failInfo %v", r.status, r.fail)
+	}
 	pkcs7.ContentEncryptionAlgorithm = pkcs7.EncryptionAlgorithmDESCBC
 }

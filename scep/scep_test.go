@@ -198,6 +198,16 @@ func TestSCEP(t *testing.T) {
 		refused(t, c2.enroll("tx-names2", "intruder.example.com", e.challenge("", "laptop-4.example.com")), BadRequest, n)
 	})
 
+	t.Run("signed by another key than the CSR's", func(t *testing.T) {
+		n := e.issued()
+		c := newClient(t, e, "")
+		csr := c.csr("k.example.com", e.challenge("", "k.example.com"))
+		other := newClient(t, e, "")
+		other.key, other.cert = newP256(t), nil
+		other.cert = selfSigned(t, other.key)
+		refused(t, other.post(other.message(PKCSReq, "tx-otherkey", csr)), BadRequest, n)
+	})
+
 	t.Run("challenge for another label", func(t *testing.T) {
 		n := e.issued()
 		c := newClient(t, e, "other")
