@@ -43,7 +43,10 @@ type Options struct {
 	// Wait is how long a PKIOperation waits for its certificate before
 	// the answer is PENDING (--scep-wait).
 	Wait time.Duration
-	Log  *slog.Logger
+	// IssueRAAtStart issues a missing RA certificate at Mount; otherwise
+	// the first SCEP request does (and waits for it).
+	IssueRAAtStart bool
+	Log            *slog.Logger
 }
 
 // Label is what /scep or /scep/<label> serves.

@@ -59,7 +59,7 @@ func newEnvWith(t testing.TB, opts func(*Options), before func(*ca.CA), scfg fun
 		before(c)
 	}
 	c.Close()
-	o := Options{DataDir: filepath.Join(dir, "data"), Wait: 20 * time.Second}
+	o := Options{DataDir: filepath.Join(dir, "data"), Wait: 20 * time.Second, IssueRAAtStart: true}
 	if opts != nil {
 		opts(&o)
 	}
@@ -80,6 +80,17 @@ func newEnvWith(t testing.TB, opts func(*Options), before func(*ca.CA), scfg fun
 	<-srv.HTTPSReady()
 	e := &env{t: t, dir: dir, srv: srv, fe: fe, base: "http://" + srv.CRLAddr + PathPrefix, ca: caCert}
 	a := (*fe.cas.Load())[""]
+	if !o.IssueRAAtStart {
+		// The first request makes the RA, and waits for it.
+		resp, err := http.Get(e.base + "?operation=GetCACert")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || a.RA() == nil {
+			t.Fatalf("first GetCACert without an RA: HTTP %d", resp.StatusCode)
+		}
+	}
 	for i := 0; a.RA() == nil; i++ {
 		if i == 600 {
 			t.Fatal("no RA certificate after 60 s")

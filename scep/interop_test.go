@@ -21,7 +21,8 @@ import (
 // a legacy_des label; AES-256-CBC here, DES-CBC by default) is accepted,
 // and it parses, verifies and decrypts qpki's CertRep.
 func TestSmallstepClient(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.Labels = map[string]*Label{"legacy": {LegacyDES: true}} })
+	// The RA is made by the first request here (serve without --scep-config).
+	e := newEnv(t, func(o *Options) { o.Labels = map[string]*Label{"legacy": {LegacyDES: true}}; o.IssueRAAtStart = false })
 	for _, tc := range []struct {
 		cipher int
 		name   string

@@ -35,10 +35,12 @@ const PathPrefix = "/scep"
 // Authority is a CA that labels may name with ca:. serve hosts one today;
 // several CAs will pass several.
 type Authority struct {
-	Name   string
-	Enroll *enroll.Service
-	ra     atomic.Pointer[RA]
-	store  store.Store
+	Name    string
+	Enroll  *enroll.Service
+	ra      atomic.Pointer[RA]
+	store   store.Store
+	raOnce  sync.Once
+	raReady chan struct{} // closed once ra is set
 }
 
 // RA is the authority's RA, nil until it is issued.
@@ -93,7 +95,7 @@ func (f *Frontend) MountAll(svcs ...*enroll.Service) error {
 		if err != nil {
 			return err
 		}
-		a := &Authority{Name: svc.CA.Name(), Enroll: svc, store: st}
+		a := &Authority{Name: svc.CA.Name(), Enroll: svc, store: st, raReady: make(chan struct{})}
 		cas[a.Name] = a
 		if i == 0 {
 			cas[""] = a
@@ -114,19 +116,36 @@ func (f *Frontend) MountAll(svcs ...*enroll.Service) error {
 		}
 		ra, err := LoadRA(a.Enroll.CA.Dir)
 		if errors.Is(err, os.ErrNotExist) {
-			// Issued through the queue, which may wait for a worker: SCEP
-			// answers 503 until then, and serve starts meanwhile.
-			go f.issueRA(name, a)
+			// Issued through the queue, which may wait for a worker: serve
+			// starts meanwhile. Without IssueRAAtStart, when SCEP is first
+			// used, so that a serve nobody enrolls through over SCEP
+			// issues nothing.
+			if f.o.IssueRAAtStart {
+				f.startRA(name, a)
+			}
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("scep: CA %s: RA: %w", name, err)
 		}
-		a.ra.Store(ra)
+		a.setRA(ra)
 	}
 	f.cas.Store(&cas)
 	return nil
 }
+
+func (a *Authority) setRA(ra *RA) {
+	a.ra.Store(ra)
+	close(a.raReady)
+}
+
+// startRA starts issuing the RA of a CA that has none, once.
+func (f *Frontend) startRA(name string, a *Authority) {
+	a.raOnce.Do(func() { go f.issueRA(name, a) })
+}
+
+// raWait bounds how long a request waits for the RA to be issued.
+const raWait = 60 * time.Second
 
 // issueRA makes the RA of a CA that has none, retrying while the queue
 // cannot sign it.
@@ -136,7 +155,7 @@ func (f *Frontend) issueRA(name string, a *Authority) {
 		ra, err := IssueRA(ctx, a.Enroll)
 		cancel()
 		if err == nil {
-			a.ra.Store(ra)
+			a.setRA(ra)
 			f.o.Log.Info("scep: issued the RA certificate", "ca", name, "serial", fmt.Sprintf("%x", ra.Cert.SerialNumber))
 			return
 		}
@@ -225,6 +244,14 @@ func (f *Frontend) serve(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	a := (*cas)[l.CA]
+	if a.RA() == nil {
+		f.startRA(a.Name, a)
+		select {
+		case <-a.raReady:
+		case <-time.After(raWait):
+		case <-r.Context().Done():
+		}
+	}
 	if a.RA() == nil {
 		w.Header().Set("Retry-After", "10")
 		httpError(w, http.StatusServiceUnavailable, "the SCEP RA certificate is being issued; retry later")

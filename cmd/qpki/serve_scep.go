@@ -33,7 +33,10 @@ func init() {
 			if wait <= 0 {
 				return nil, errors.New("--scep-wait must be positive")
 			}
-			o := scep.Options{DataDir: cfg.DataDir, Wait: wait, Log: cfg.Log}
+			// With a --scep-config the RA is made at start; without, when
+			// SCEP is first used, so that a serve without SCEP clients
+			// issues nothing for it.
+			o := scep.Options{DataDir: cfg.DataDir, Wait: wait, Log: cfg.Log, IssueRAAtStart: configFile != ""}
 			if configFile != "" {
 				if err := scep.LoadConfig(configFile, &o); err != nil {
 					return nil, err
