@@ -36,7 +36,8 @@ type env struct {
 }
 
 type envConfig struct {
-	opts   func(*Options)
+	noWorkers bool // no worker signs until the test starts one
+	opts      func(*Options)
 	server func(*server.Config)
 }
 
@@ -70,6 +71,9 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	}
 	e.fe = fe
 	scfg := server.Config{CADir: filepath.Join(dir, "issuing"), DataDir: e.dataDir, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Workers: 1}
+	if cfg.noWorkers {
+		scfg.Workers = 0
+	}
 	if cfg.server != nil {
 		cfg.server(&scfg)
 	}
@@ -78,7 +82,9 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fe.Close(); srv.Shutdown() })
-	<-srv.HTTPSReady()
+	if !cfg.noWorkers {
+		<-srv.HTTPSReady()
+	}
 	e.srv, e.url = srv, "http://"+srv.CRLAddr
 	return e
 }
