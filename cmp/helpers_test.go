@@ -38,7 +38,7 @@ type env struct {
 type envConfig struct {
 	noWorkers bool // no worker signs until the test starts one
 	opts      func(*Options)
-	server func(*server.Config)
+	server    func(*server.Config)
 }
 
 func newEnv(t testing.TB, cfg envConfig) *env {
