@@ -9,6 +9,13 @@
 // key that is itself wrapped under the SO PIN and the user PIN.
 //
 //	qpki-testtokend --dir D --socket S [--slots N] [--init-token LABEL[,LABEL...]]
+//	                [--sign-latency DURATION] [--max-rate N]
+//
+// --sign-latency and --max-rate model a network HSM (a Luna, an nShield):
+// every signature, each of a worker's batch too, waits its turn in a
+// per-token bucket of N signatures/s shared by all sessions, then the
+// latency. At exit the daemon logs per token the signatures, how many
+// waited for the bucket, and the rate over the busy span.
 //
 // The library finds the daemon through QPKI_TESTTOKEN_SOCKET. With
 // --init-token, tokens that are not initialised yet are initialised at
@@ -52,12 +59,17 @@ func run(args []string) error {
 	kdfIter := fs.Int("kdf-iterations", 600000, "PBKDF2-SHA256 iterations for new PIN wraps")
 	initLabels := fs.String("init-token", "", "comma-separated labels: initialise slots 0, 1, ... at start if they are not")
 	ephemeral := fs.Bool("ephemeral", false, "for tests: exit when the parent process exits, removing --dir")
+	latency := fs.Duration("sign-latency", 0, "wall time added to every signature (a network HSM's round trip)")
+	maxRate := fs.Float64("max-rate", 0, "signatures per second per token, shared by all sessions (0: no limit)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *dir == "" || *socket == "" || fs.NArg() != 0 {
 		fs.Usage()
 		return errors.New("--dir and --socket are required")
+	}
+	if *latency < 0 || *latency > time.Minute || *maxRate < 0 || *maxRate > 1e7 {
+		return errors.New("--sign-latency must be 0 to 1m, --max-rate 0 to 10000000")
 	}
 	if *slots < 1 || *slots > 16 || *maxTries < 1 || *kdfIter < 1000 {
 		return errors.New("--slots must be 1-16, --max-pin-tries at least 1, --kdf-iterations at least 1000")
@@ -73,6 +85,10 @@ func run(args []string) error {
 		ss = append(ss, sl)
 	}
 	srv := newServer(ss, *maxTries, *kdfIter, logger)
+	if *latency > 0 || *maxRate > 0 {
+		srv.model = newHSMModel(*latency, *maxRate, nil)
+		logger.Printf("modelled network HSM: %s per signature, %g signatures/s per token", *latency, *maxRate)
+	}
 	if *initLabels != "" {
 		if err := initTokens(srv, strings.Split(*initLabels, ",")); err != nil {
 			return err
@@ -109,6 +125,11 @@ func run(args []string) error {
 	}
 	err = srv.serve(l)
 	os.Remove(*socket)
+	if srv.model != nil {
+		for _, sl := range ss {
+			logger.Print(srv.model.report(sl.id))
+		}
+	}
 	if *ephemeral {
 		os.RemoveAll(*dir)
 	}

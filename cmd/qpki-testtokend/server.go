@@ -33,6 +33,8 @@ type server struct {
 	maxTries int
 	kdfIter  int
 	logger   *log.Logger
+	// model, when set, makes each signature cost a network HSM's wall time.
+	model *hsmModel
 }
 
 // app is one process using the library (one C_Initialize): the login state
@@ -1316,10 +1318,12 @@ func (c *conn) sign(d *decoder, e *encoder) uint64 {
 	}
 	ss.sign = nil
 	material, rv := ss.slot.material(o)
+	slotID := ss.slot.id
 	s.mu.Unlock()
 	if rv != CKR_OK {
 		return rv
 	}
+	s.model.sign(slotID)
 	sig, rv := sign(o, material, op.mech, data)
 	if rv != CKR_OK {
 		return rv

@@ -59,11 +59,11 @@ func newTestServer(t testing.TB, dir string) (*server, *logBuffer) {
 
 // client speaks the wire protocol to a conn without a socket.
 type client struct {
-	t *testing.T
+	t testing.TB
 	c *conn
 }
 
-func newClient(t *testing.T, s *server, app byte) *client {
+func newClient(t testing.TB, s *server, app byte) *client {
 	c := &conn{srv: s}
 	e := &encoder{}
 	e.u64(opHello)
