@@ -31,6 +31,9 @@ type client struct {
 	alg    func() pkix.AlgorithmIdentifier
 	txid   []byte
 	last   []byte // the server's last senderNonce
+	// signer and cert, when set, sign the messages instead of the MAC.
+	signer *ecdsa.PrivateKey
+	cert   *x509.Certificate
 	when   time.Time
 }
 
@@ -49,19 +52,29 @@ func (c *client) message(t int, content []byte, info ...InfoTypeAndValue) []byte
 		when = time.Now()
 	}
 	h := Header{PVNO: PVNO2000, Sender: asn1.RawValue{FullBytes: emptyName}, Recipient: asn1.RawValue{FullBytes: emptyName},
-		MessageTime: when.UTC().Truncate(time.Second), ProtectionAlg: c.alg(), SenderKID: []byte(c.ref), TransactionID: c.txid,
+		MessageTime: when.UTC().Truncate(time.Second), SenderKID: []byte(c.ref), TransactionID: c.txid,
 		SenderNonce: nonce, RecipNonce: c.last, GeneralInfo: info}
+	if c.signer != nil {
+		h.ProtectionAlg, h.SenderKID, h.Sender = pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}}, c.cert.SubjectKeyId, directoryName(c.cert.RawSubject)
+	} else {
+		h.ProtectionAlg = c.alg()
+	}
 	hder, err := asn1.Marshal(h)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	body, _ := asn1.Marshal(tagged(t, content))
-	mac, err := computeMAC(h.ProtectionAlg, c.secret, protectedPart(hder, body))
-	if err != nil {
+	var prot []byte
+	var extra []asn1.RawValue
+	if c.signer != nil {
+		d := sha256.Sum256(protectedPart(hder, body))
+		prot, _ = ecdsa.SignASN1(rand.Reader, c.signer, d[:])
+		extra = []asn1.RawValue{{FullBytes: c.cert.Raw}}
+	} else if prot, err = computeMAC(h.ProtectionAlg, c.secret, protectedPart(hder, body)); err != nil {
 		c.t.Fatal(err)
 	}
 	der, err := asn1.Marshal(rawMessage{Header: asn1.RawValue{FullBytes: hder}, Body: asn1.RawValue{FullBytes: body},
-		Protection: asn1.BitString{Bytes: mac, BitLength: len(mac) * 8}})
+		Protection: asn1.BitString{Bytes: prot, BitLength: len(prot) * 8}, ExtraCerts: extra})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
+	"github.com/qpki/qpki/pkg/profile"
 	"github.com/qpki/qpki/pkg/store"
 	"github.com/qpki/qpki/server"
 )
@@ -37,6 +39,7 @@ type env struct {
 
 type envConfig struct {
 	noWorkers bool // no worker signs until the test starts one
+	p256      bool // an ecdsa-p256 issuing CA key (the benchmarks')
 	opts      func(*Options)
 	server    func(*server.Config)
 }
@@ -48,7 +51,18 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuing, err := ca.Init(ca.InitOptions{Dir: filepath.Join(dir, "issuing"), Profile: "ec/issuing-ca", Parent: root, Vars: map[string]any{"cn": "CMP Test Issuing CA"}})
+	issProfile := "ec/issuing-ca"
+	if cfg.p256 {
+		raw, err := profile.Builtin("ec/issuing-ca")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = regexp.MustCompile(`(?m)^algorithm: .*$`).ReplaceAll(raw, []byte("algorithm: ecdsa-p256"))
+		raw = regexp.MustCompile(`(?m)^name: .*$`).ReplaceAll(raw, []byte("name: bench/issuing-ca-p256"))
+		issProfile = filepath.Join(dir, "p256.yaml")
+		os.WriteFile(issProfile, raw, 0o644)
+	}
+	issuing, err := ca.Init(ca.InitOptions{Dir: filepath.Join(dir, "issuing"), Profile: issProfile, Parent: root, Vars: map[string]any{"cn": "CMP Test Issuing CA"}})
 	if err != nil {
 		t.Fatal(err)
 	}
