@@ -25,7 +25,13 @@ import (
 // signing-pipeline issue bounds at 300 MB:
 //
 //	go test -run '^$' -bench ServeBatch -benchtime 5000x ./cmd/qpki/
-func BenchmarkServeBatch(b *testing.B) {
+func BenchmarkServeBatch(b *testing.B) { serveBatch(b, "--out", "certs") }
+
+// BenchmarkServeBatchJSONL is BenchmarkServeBatch writing one --out-jsonl
+// file instead of a file per certificate.
+func BenchmarkServeBatchJSONL(b *testing.B) { serveBatch(b, "--out-jsonl", "out.jsonl") }
+
+func serveBatch(b *testing.B, out ...string) {
 	d := b.TempDir()
 	qpki := func(args ...string) {
 		b.Helper()
@@ -72,7 +78,7 @@ func BenchmarkServeBatch(b *testing.B) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	qpki("batch", "submit", "requests.jsonl", "--ca-dir", "ca", "--out", "certs")
+	qpki(append([]string{"batch", "submit", "requests.jsonl", "--ca-dir", "ca"}, out...)...)
 	el := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/el.Seconds(), "certs/s")
