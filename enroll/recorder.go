@@ -102,7 +102,7 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 		if err := s.CA.Audit(audit.EventCRL, ca.CRLFields(&req)); err != nil {
 			return err
 		}
-		if err := s.CA.StoreCRL(res.Version, res.DER); err != nil {
+		if err := s.CA.StoreShardCRL(res.Version, req.Shard, res.DER); err != nil {
 			return err
 		}
 		if err := s.finish(j, r, store.JobDone, "", res.DER, nil); err != nil {

@@ -102,14 +102,18 @@ func (s *Service) checkedCert(j *store.Job, res *jobspec.IssueResult) (*store.Ce
 	if err := matchTemplate(cert, p, caCert, j.Created, preparedAt, now); err != nil {
 		return nil, forged(j, "%v", err)
 	}
-	return ca.CertRecordOf(cert, j.Profile, res.CAVersion, j.ID), nil
+	rec := ca.CertRecordOf(cert, j.Profile, res.CAVersion, j.ID)
+	if k, ok := s.CA.ShardOfCert(cert); ok {
+		rec.Shard = &k
+	}
+	return rec, nil
 }
 
 // approved rebuilds, from the job's stored payload, the template the
 // profile gives the request, as the worker did before signing, and the
 // subject key the certificate must carry (as SubjectPublicKeyInfo DER).
 func (s *Service) approved(j *store.Job, cert *x509.Certificate, now time.Time) (*ca.Prepared, []byte, error) {
-	req := ca.IssueRequest{Profile: j.Profile, Now: now}
+	req := ca.IssueRequest{Profile: j.Profile, Now: now, Serial: cert.SerialNumber}
 	var spki []byte
 	if j.Kind == jobspec.KindKeygen {
 		var spec jobspec.Keygen
@@ -323,6 +327,9 @@ func (s *Service) checkedCRL(j *store.Job, req *jobspec.CRL, res *jobspec.CRLRes
 	this := req.ThisUpdate.Truncate(time.Second)
 	if !crl.ThisUpdate.Equal(this) || !crl.NextUpdate.Equal(req.ThisUpdate.Add(req.Validity).Truncate(time.Second)) {
 		return forged(j, "CRL dates %s to %s differ from the job's", crl.ThisUpdate, crl.NextUpdate)
+	}
+	if got := ca.IssuingDistributionPointURL(crl); got != req.IDP {
+		return forged(j, "CRL issuingDistributionPoint %q, the job asked for %q", got, req.IDP)
 	}
 	if len(crl.RevokedCertificateEntries) != len(req.Entries) {
 		return forged(j, "%d CRL entries, the job has %d", len(crl.RevokedCertificateEntries), len(req.Entries))

@@ -38,6 +38,7 @@ type SubmitRequest struct {
 	// CRL jobs.
 	CRLVersion string        `json:"crl_version,omitempty"`
 	CRLDays    int           `json:"crl_days,omitempty"`
+	CRLShard   *int          `json:"crl_shard,omitempty"`
 	Wait       time.Duration `json:"wait,omitempty"`
 	// Frontend is "cli" (the default) or "batch", and Operator the local
 	// user who runs it: whoever reaches the CA directory is its operator,
@@ -67,7 +68,7 @@ func (req SubmitRequest) enrollRequest() (enroll.Request, error) {
 	er := enroll.Request{Kind: req.Kind, Profile: req.Profile, Vars: req.Vars, CSR: req.CSR, PublicKey: req.PublicKey, Key: req.Key, Class: req.Class,
 		Principal: enroll.Operator(f, cmp.Or(req.Operator, OperatorName()))}
 	if req.Kind == jobspec.KindCRL {
-		er.CRL = ca.CRLOptions{Version: req.CRLVersion, Validity: time.Duration(req.CRLDays) * 24 * time.Hour}
+		er.CRL = ca.CRLOptions{Version: req.CRLVersion, Validity: time.Duration(req.CRLDays) * 24 * time.Hour, Shard: req.CRLShard}
 	}
 	return er, nil
 }

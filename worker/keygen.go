@@ -51,7 +51,7 @@ func (w *worker) keygen(ctx context.Context, job queue.Job) ([]byte, error) {
 		return nil, permanent{err}
 	}
 	// The policy is checked again, as for issue jobs.
-	p, err := w.ca.Prepare(ca.IssueRequest{Profile: spec.Profile, Vars: spec.Vars, CSR: csr})
+	p, err := w.ca.Prepare(ca.IssueRequest{Profile: spec.Profile, Vars: spec.Vars, CSR: csr, Serial: serial})
 	if err != nil {
 		return nil, permanent{err}
 	}

@@ -573,6 +573,7 @@ func (w *worker) issue(ctx context.Context, job queue.Job) ([]byte, error) {
 	if err != nil {
 		return nil, permanent{fmt.Errorf("job has no valid reserved serial: %v", err)}
 	}
+	req.Serial = serial
 	// The policy is checked again here: a job that reached the stream by
 	// another route than enroll is refused, not signed.
 	p, err := w.ca.Prepare(req)

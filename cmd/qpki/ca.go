@@ -10,13 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/inspect"
 )
 
 func newCACmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ca", Short: "Create and manage certificate authorities"}
-	cmd.AddCommand(newCAInitCmd(), newCAInfoCmd(), newCAVersionsCmd(), newCARotateCmd(),
+	cmd.AddCommand(newCAInitCmd(), newCAInfoCmd(), newCACRLConfigCmd(), newCAVersionsCmd(), newCARotateCmd(),
 		newCAActivateCmd(), newCAExportCmd(), newCAImportCertCmd())
 	return cmd
 }
@@ -132,6 +133,7 @@ type caInfo struct {
 	Parent      *ca.Parent    `json:"parent,omitempty"`
 	Version     *ca.Version   `json:"version,omitempty"`
 	Certificate *inspect.Cert `json:"certificate,omitempty"`
+	CRL         *ca.CRLConfig `json:"crl,omitempty"`
 }
 
 func newCAInfoCmd() *cobra.Command {
@@ -147,7 +149,7 @@ func newCAInfoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info := caInfo{Dir: c.Dir, Subject: c.Meta.Subject, Active: c.Meta.Active, Parent: c.Meta.Parent}
+			info := caInfo{Dir: c.Dir, Subject: c.Meta.Subject, Active: c.Meta.Active, Parent: c.Meta.Parent, CRL: c.Meta.CRL}
 			if c.Meta.Active != "" {
 				_, info.Version, _ = c.Version("")
 				cert, err := c.Certificate("")
@@ -167,6 +169,9 @@ func newCAInfoCmd() *cobra.Command {
 				} else {
 					fmt.Printf("Parent:        %s\n", p.CADir)
 				}
+			}
+			if cfg := c.Meta.CRL; cfg != nil {
+				fmt.Printf("CRL shards:    %d, at %s (published: %d)\n", cfg.Shards, cfg.ShardURL(0)[:len(cfg.ShardURL(0))-len("0.crl")]+"<shard>.crl", cfg.Published)
 			}
 			if v := info.Version; v != nil {
 				fmt.Printf("Profiles:      %s\nAlgorithms:    %s\n", strings.Join(v.Profiles, ", "), strings.Join(v.Algos, ", "))
@@ -379,5 +384,39 @@ func newCAImportCertCmd() *cobra.Command {
 	cmd.Flags().StringVar(&certFile, "cert", "", "certificate signed by the external parent")
 	cmd.Flags().StringVar(&chainFile, "chain", "", "the parent's chain (parent certificate up to the root)")
 	cmd.MarkFlagRequired("cert")
+	return cmd
+}
+
+func newCACRLConfigCmd() *cobra.Command {
+	var dir, baseURL string
+	var shards int
+	cmd := &cobra.Command{
+		Use:   "crl-config",
+		Short: "Partition the CA's CRLs: new certificates name one of N shard CRLs under --base-url",
+		Long: `From now on every new certificate gets a shard (from its serial) and its
+crlDistributionPoints names <base-url>/<ca>/<shard>.crl, <ca> being the CA's
+name (its directory's base name). Certificates issued before keep their URL;
+changing --shards later affects new certificates only. --shards 0 stops
+assigning shards.`,
+		Example: `  qpki ca crl-config --ca-dir ./ca --shards 16 --base-url http://pki.example.com/crl`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := ca.Open(dir)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.SetCRLConfig(shards, baseURL, enroll.QueueName(c)); err != nil {
+				return err
+			}
+			cfg := c.Meta.CRL
+			fmt.Printf("%d CRL shards: new certificates name %s ... %s\n", cfg.Shards, cfg.ShardURL(0), cfg.ShardURL(max(cfg.Shards-1, 0)))
+			return nil
+		},
+	}
+	addCADirFlag(cmd, &dir)
+	cmd.Flags().IntVar(&shards, "shards", 0, "number of shards for new certificates (0: none)")
+	cmd.Flags().StringVar(&baseURL, "base-url", "", "where clients reach serve's /crl, e.g. http://pki.example.com/crl")
+	cmd.MarkFlagRequired("shards")
 	return cmd
 }

@@ -22,17 +22,22 @@ func newCRLCmd() *cobra.Command {
 
 func newCRLGenCmd() *cobra.Command {
 	var dir, out, version string
-	var days int
+	var days, shard int
 	var keys caKeyFlags
 	cmd := &cobra.Command{
 		Use:   "gen",
 		Short: "Sign a CRL; it is always stored in <ca-dir>/crl/ and also written to --out",
 		Example: `  qpki crl gen --ca-dir ./ca --days 7
-  qpki crl gen --ca-dir ./ca --out ca.crl`,
+  qpki crl gen --ca-dir ./ca --out ca.crl
+  qpki crl gen --ca-dir ./ca --shard 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if days < 1 || days > 3650 {
 				return fmt.Errorf("--days must be between 1 and 3650")
+			}
+			var shardp *int
+			if cmd.Flags().Changed("shard") {
+				shardp = &shard
 			}
 			p, err := server.OpenPipeline(dir, keys.options(), 1)
 			if err != nil {
@@ -40,7 +45,7 @@ func newCRLGenCmd() *cobra.Command {
 			}
 			defer p.Close()
 			st, err := p.Submit(cmd.Context(), server.SubmitRequest{Kind: jobspec.KindCRL, Key: "crl-" + randomID(),
-				CRLVersion: version, CRLDays: days, Wait: 2 * time.Minute})
+				CRLVersion: version, CRLDays: days, CRLShard: shardp, Wait: 2 * time.Minute})
 			if err != nil {
 				return err
 			}
@@ -59,6 +64,7 @@ func newCRLGenCmd() *cobra.Command {
 	addCADirFlag(cmd, &dir)
 	cmd.Flags().IntVar(&days, "days", 7, "days until nextUpdate")
 	cmd.Flags().StringVar(&version, "version", "", "CA version whose key signs (default: the active one)")
+	cmd.Flags().IntVar(&shard, "shard", 0, "sign this shard's CRL instead of the full one (see `qpki ca crl-config`)")
 	keys.add(cmd)
 	addOutFlag(cmd, &out)
 	return cmd

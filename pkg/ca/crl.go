@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,6 +91,9 @@ type CRLOptions struct {
 	Validity time.Duration
 	Keys     KeyOptions
 	Now      time.Time
+	// Shard, for a partitioned CA, asks for that shard's CRL instead of
+	// the full one.
+	Shard *int
 }
 
 // CRLRequest decides what a CRL lists: the revoked certificates that a
@@ -101,7 +105,7 @@ func (c *CA) CRLRequest(o CRLOptions) (*jobspec.CRL, error) {
 		return nil, err
 	}
 	req.Entries = []jobspec.CRLEntry{}
-	err = c.eachCRLEntry(req.Version, func(r store.Revoked) error {
+	err = c.eachCRLEntry(req, func(r store.Revoked) error {
 		req.Entries = append(req.Entries, jobspec.CRLEntry{Serial: store.FormatSerial(r.Serial), Time: r.Time, Reason: r.Reason})
 		return nil
 	})
@@ -125,23 +129,52 @@ func (c *CA) crlHeader(o CRLOptions) (*jobspec.CRL, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := st.NextCRLNumber()
+	var idp string
+	if o.Shard != nil {
+		cfg := c.Meta.CRL
+		if cfg == nil || *o.Shard < 0 || *o.Shard >= cfg.Published {
+			return nil, fmt.Errorf("no CRL shard %d: the CA has %d (qpki ca crl-config)", *o.Shard, publishedShards(cfg))
+		}
+		idp = cfg.ShardURL(*o.Shard)
+	}
+	var n *big.Int
+	if o.Shard != nil {
+		n, err = store.NextShardCRLNumber(st, *o.Shard)
+	} else {
+		n, err = st.NextCRLNumber()
+	}
 	if err != nil {
 		return nil, err
 	}
 	t := now(o.Now).UTC().Truncate(time.Second)
-	return &jobspec.CRL{Version: name, Validity: o.Validity, ThisUpdate: t, Number: n.Text(16)}, nil
+	return &jobspec.CRL{Version: name, Validity: o.Validity, ThisUpdate: t, Number: n.Text(16), Shard: o.Shard, IDP: idp}, nil
 }
 
-// eachCRLEntry walks the store's revocations of certificates that
-// version's key issued.
-func (c *CA) eachCRLEntry(version string, fn func(store.Revoked) error) error {
+func publishedShards(cfg *CRLConfig) int {
+	if cfg == nil {
+		return 0
+	}
+	return cfg.Published
+}
+
+// eachCRLEntry walks the store's revocations that req's CRL lists: of
+// certificates that its version's key issued and, for a shard, of that
+// shard only, without the certificates expired before the previous issue
+// of the shard (RFC 5280 §3.3: an expired certificate is listed on one
+// more CRL after its notAfter, then leaves).
+func (c *CA) eachCRLEntry(req *jobspec.CRL, fn func(store.Revoked) error) error {
 	st, err := c.Store()
 	if err != nil {
 		return err
 	}
-	return store.EachRevoked(st, func(r store.Revoked) error {
-		if r.CAVersion != version {
+	shard := store.AllShards
+	var keepAfter time.Time
+	if req.Shard != nil {
+		shard = *req.Shard
+		keepAfter = req.ThisUpdate.Add(-req.Validity)
+	}
+	return store.EachRevoked(st, shard, func(r store.Revoked) error {
+		if r.CAVersion != req.Version || r.NotAfter.Before(keepAfter) {
 			return nil
 		}
 		return fn(r)
@@ -155,6 +188,13 @@ func newCRLBuilder(req *jobspec.CRL, iss x509x.Issuer, sizeHint int) (*x509x.CRL
 		return nil, fmt.Errorf("invalid CRL number %q", req.Number)
 	}
 	hdr := x509x.CRLHeader{Number: number, ThisUpdate: req.ThisUpdate, NextUpdate: req.ThisUpdate.Add(req.Validity)}
+	if req.IDP != "" {
+		ext, err := issuingDistributionPoint(req.IDP)
+		if err != nil {
+			return nil, err
+		}
+		hdr.ExtraExtensions = append(hdr.ExtraExtensions, ext)
+	}
 	b, err := x509x.NewCRLBuilder(hdr, iss, sizeHint)
 	if err != nil {
 		return nil, fmt.Errorf("signing CRL: %w", err)
@@ -197,7 +237,7 @@ func (c *CA) signCRLFromStore(req *jobspec.CRL, iss x509x.Issuer) ([]byte, int, 
 	if err != nil {
 		return nil, 0, err
 	}
-	err = c.eachCRLEntry(req.Version, func(r store.Revoked) error { return b.Add(r.Serial, r.Time, r.Reason) })
+	err = c.eachCRLEntry(req, func(r store.Revoked) error { return b.Add(r.Serial, r.Time, r.Reason) })
 	if err != nil {
 		return nil, 0, err
 	}
@@ -207,11 +247,19 @@ func (c *CA) signCRLFromStore(req *jobspec.CRL, iss x509x.Issuer) ([]byte, int, 
 }
 
 // StoreCRL writes a signed CRL into the CA dir: crl/ca.crl (PEM) and
-// crl/ca.crl.der for the active version, crl/ca-vN.crl(.der) for another.
-func (c *CA) StoreCRL(version string, der []byte) error {
+// crl/ca.crl.der for the active version, crl/ca-vN.crl(.der) for another;
+// a shard's as crl/<shard>.crl(.der) (crl/<shard>-vN.crl for another
+// version).
+func (c *CA) StoreCRL(version string, der []byte) error { return c.StoreShardCRL(version, nil, der) }
+
+// StoreShardCRL is StoreCRL for a shard's CRL (shard nil: the full one).
+func (c *CA) StoreShardCRL(version string, shard *int, der []byte) error {
 	base := "ca"
+	if shard != nil {
+		base = strconv.Itoa(*shard)
+	}
 	if version != "" && version != c.Meta.Active {
-		base = "ca-" + version
+		base += "-" + version
 	}
 	if err := os.MkdirAll(filepath.Join(c.Dir, CRLDir), 0o755); err != nil {
 		return err
@@ -248,13 +296,17 @@ func (c *CA) GenerateCRL(o CRLOptions) ([]byte, error) {
 	if err := c.Audit(audit.EventCRL, fields); err != nil {
 		return nil, err
 	}
-	return der, c.StoreCRL(name, der)
+	return der, c.StoreShardCRL(name, req.Shard, der)
 }
 
 // CRLFields are the audit fields of a signed CRL.
 func CRLFields(req *jobspec.CRL) map[string]any {
-	return map[string]any{"version": req.Version, "number": req.Number, "entries": len(req.Entries),
+	f := map[string]any{"version": req.Version, "number": req.Number, "entries": len(req.Entries),
 		"this_update": req.ThisUpdate, "next_update": req.ThisUpdate.Add(req.Validity)}
+	if req.Shard != nil {
+		f["shard"] = *req.Shard
+	}
+	return f
 }
 
 // EncodeCRL returns a CRL as PEM.

@@ -110,6 +110,12 @@ func (c *CA) Prepare(req IssueRequest) (*Prepared, error) {
 	if err := c.clampValidity(tmpl); err != nil {
 		return nil, err
 	}
+	// A partitioned CA names the certificate's own shard, in place of the
+	// profile's CRL URL; the shard follows from the reserved serial, so
+	// enroll, the worker and the recorder's check agree on it.
+	if cfg := c.Meta.CRL; cfg.Partitioned() && req.Serial != nil {
+		tmpl.CRLDistributionPoints = []string{cfg.ShardURL(cfg.ShardOf(req.Serial))}
+	}
 	return &Prepared{Template: tmpl, PublicKey: pub, AltPublicKey: req.AltPublicKey, Profile: pol.name, Algorithm: a, Lint: pol.lint}, nil
 }
 
@@ -149,6 +155,7 @@ func (c *CA) Record(der []byte, profile, jobID string) (*store.Cert, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.SetShard(rec)
 	st, err := c.Store()
 	if err != nil {
 		return nil, err
@@ -174,6 +181,14 @@ func IssueFields(rec *store.Cert) map[string]any {
 // Issue runs the whole issuance in process: policy, serial, signature,
 // lint, record. Nothing is recorded unless every step succeeded.
 func (c *CA) Issue(ctx context.Context, req IssueRequest, opts KeyOptions) (*store.Cert, error) {
+	chosen := req.Serial == nil
+	if chosen {
+		// Chosen before Prepare: a partitioned CA's template depends on it.
+		var err error
+		if req.Serial, err = NewSerial(); err != nil {
+			return nil, err
+		}
+	}
 	p, err := c.Prepare(req)
 	if err != nil {
 		return nil, err
@@ -187,19 +202,21 @@ func (c *CA) Issue(ctx context.Context, req IssueRequest, opts KeyOptions) (*sto
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		serial := req.Serial
-		if serial == nil {
-			if serial, err = NewSerial(); err != nil {
-				return nil, err
-			}
-		}
-		der, err := Sign(p, serial, iss)
+		der, err := Sign(p, req.Serial, iss)
 		if err != nil {
 			return nil, err
 		}
 		rec, err := c.Record(der, p.Profile, req.JobID)
-		if errors.Is(err, store.ErrSerialInUse) && req.Serial == nil && attempt < 3 {
-			continue // a 127-bit collision: draw again
+		if errors.Is(err, store.ErrSerialInUse) && chosen && attempt < 3 {
+			// A 127-bit collision: draw again (and prepare again, the
+			// shard follows the serial).
+			if req.Serial, err = NewSerial(); err != nil {
+				return nil, err
+			}
+			if p, err = c.Prepare(req); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		return rec, err
 	}
@@ -265,4 +282,18 @@ func spkiKeyID(spki []byte) ([]byte, error) {
 	}
 	sum := sha256.Sum256(info.Key.Bytes)
 	return sum[:20], nil
+}
+
+// SetShard records in rec the CRL shard its certificate names, if any.
+func (c *CA) SetShard(rec *store.Cert) {
+	if c.Meta.CRL == nil {
+		return
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return
+	}
+	if k, ok := c.ShardOfCert(cert); ok {
+		rec.Shard = &k
+	}
 }

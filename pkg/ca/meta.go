@@ -45,6 +45,8 @@ type Meta struct {
 	Active   string              `json:"active"`
 	Parent   *Parent             `json:"parent,omitempty"`
 	Versions map[string]*Version `json:"versions"`
+	// CRL partitions the CA's CRLs into shards; nil: one CRL.
+	CRL *CRLConfig `json:"crl,omitempty"`
 }
 
 // Subject is the CA's distinguished name, as shown to people.

@@ -45,6 +45,10 @@ type CRL struct {
 	Entries []CRLEntry `json:"entries"`
 	// ThisUpdate is fixed by enroll so that a re-sign is the same CRL.
 	ThisUpdate time.Time `json:"this_update"`
+	// Shard, for a partitioned CA's shard CRL, is its number; IDP its URL,
+	// which the CRL names in a critical issuingDistributionPoint.
+	Shard *int   `json:"shard,omitempty"`
+	IDP   string `json:"idp,omitempty"`
 }
 
 // CRLEntry is one revoked certificate.

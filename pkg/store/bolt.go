@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -19,7 +20,10 @@ var (
 	// bucketRevoked indexes revocations by serial (value: encodeRevoked),
 	// so that a CRL reads revocations only, not every certificate.
 	bucketRevoked = []byte("revoked")
-	keyCRLNumber  = []byte("crl_number")
+	// bucketShards holds one bucket per CRL shard (named by its number)
+	// indexing that shard's revocations alike.
+	bucketShards = []byte("revoked-shards")
+	keyCRLNumber = []byte("crl_number")
 )
 
 // Bolt is the embedded store: one bbolt file.
@@ -43,7 +47,12 @@ func OpenBolt(path string) (*Bolt, error) {
 				return err
 			}
 		}
-		if tx.Bucket(bucketRevoked) == nil {
+		if tx.Bucket(bucketRevoked) == nil || tx.Bucket(bucketShards) == nil {
+			if tx.Bucket(bucketRevoked) != nil {
+				if err := tx.DeleteBucket(bucketRevoked); err != nil {
+					return err
+				}
+			}
 			return buildRevokedIndex(tx)
 		}
 		return nil
@@ -127,11 +136,10 @@ func (s *Bolt) PutCert(c *Cert) error {
 		if owner := tx.Bucket(bucketReservations).Get(k); owner != nil && string(owner) != c.JobID {
 			return ErrSerialInUse
 		}
-		if err := certs.Put(k, val); err != nil || c.Revocation == nil {
+		if err := certs.Put(k, val); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketRevoked).Put(k, encodeRevoked(Revoked{Serial: serial, Time: c.Revocation.Time,
-			Reason: c.Revocation.Reason, NotAfter: c.NotAfter, CAVersion: c.CAVersion}))
+		return indexRevoked(tx, k, c)
 	})
 }
 
@@ -193,20 +201,39 @@ func (s *Bolt) Revoke(serial *big.Int, r Revocation) (*Cert, error) {
 		if err := b.Put(k, val); err != nil {
 			return err
 		}
-		rv, err := revokedOf(c)
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketRevoked).Put(k, encodeRevoked(rv))
+		return indexRevoked(tx, k, c)
 	})
 	return c, err
+}
+
+// indexRevoked enters a revoked certificate (under key k) into the
+// revocation index and its shard's; anything else is left alone.
+func indexRevoked(tx *bolt.Tx, k []byte, c *Cert) error {
+	if c.Revocation == nil {
+		return nil
+	}
+	rv, err := revokedOf(c)
+	if err != nil {
+		return err
+	}
+	v := encodeRevoked(rv)
+	if err := tx.Bucket(bucketRevoked).Put(k, v); err != nil || rv.Shard < 0 {
+		return err
+	}
+	b, err := tx.Bucket(bucketShards).CreateBucketIfNotExists([]byte(strconv.Itoa(rv.Shard)))
+	if err != nil {
+		return err
+	}
+	return b.Put(k, v)
 }
 
 // buildRevokedIndex creates the revocation index of a store written before
 // it existed, from the certificates' records.
 func buildRevokedIndex(tx *bolt.Tx) error {
-	ix, err := tx.CreateBucket(bucketRevoked)
-	if err != nil {
+	if _, err := tx.CreateBucket(bucketRevoked); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucketIfNotExists(bucketShards); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketCerts).ForEach(func(k, v []byte) error {
@@ -214,39 +241,51 @@ func buildRevokedIndex(tx *bolt.Tx) error {
 		if err := decodeRecord(v, c); err != nil {
 			return err
 		}
-		if c.Revocation == nil {
-			return nil
-		}
-		rv, err := revokedOf(c)
-		if err != nil {
-			return err
-		}
-		return ix.Put(k, encodeRevoked(rv))
+		return indexRevoked(tx, k, c)
 	})
 }
 
 // Revocations walks the revocation index in serial order.
 func (s *Bolt) Revocations(fn func(Revoked) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return walkRevoked(tx.Bucket(bucketRevoked), fn) })
+}
+
+// ShardRevocations walks one shard's revocations in serial order.
+func (s *Bolt) ShardRevocations(shard int, fn func(Revoked) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
-			r, err := decodeRevoked(k, v)
-			if err != nil {
-				return err
-			}
-			return fn(r)
-		})
+		return walkRevoked(tx.Bucket(bucketShards).Bucket([]byte(strconv.Itoa(shard))), fn)
 	})
 }
 
-func (s *Bolt) NextCRLNumber() (*big.Int, error) {
+func walkRevoked(b *bolt.Bucket, fn func(Revoked) error) error {
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		r, err := decodeRevoked(k, v)
+		if err != nil {
+			return err
+		}
+		return fn(r)
+	})
+}
+
+// NextShardCRLNumber increments shard's own CRL number.
+func (s *Bolt) NextShardCRLNumber(shard int) (*big.Int, error) {
+	return s.nextCounter(append(append([]byte{}, keyCRLNumber...), "/"+strconv.Itoa(shard)...))
+}
+
+func (s *Bolt) NextCRLNumber() (*big.Int, error) { return s.nextCounter(keyCRLNumber) }
+
+func (s *Bolt) nextCounter(key []byte) (*big.Int, error) {
 	n := new(big.Int)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMeta)
-		if v := b.Get(keyCRLNumber); v != nil {
+		if v := b.Get(key); v != nil {
 			n.SetBytes(v)
 		}
 		n.Add(n, big.NewInt(1))
-		return b.Put(keyCRLNumber, n.Bytes())
+		return b.Put(key, n.Bytes())
 	})
 	return n, err
 }

@@ -174,11 +174,8 @@ func (s *Bolt) ImportCerts(cs []*Cert) error {
 			if err := b.Put(k, val); err != nil {
 				return err
 			}
-			if c.Revocation != nil {
-				if err := tx.Bucket(bucketRevoked).Put(k, encodeRevoked(Revoked{Serial: n, Time: c.Revocation.Time,
-					Reason: c.Revocation.Reason, NotAfter: c.NotAfter, CAVersion: c.CAVersion})); err != nil {
-					return err
-				}
+			if err := indexRevoked(tx, k, c); err != nil {
+				return err
 			}
 		}
 		return nil

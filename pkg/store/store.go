@@ -38,6 +38,10 @@ type Cert struct {
 	// Origin is who obtained the certificate, copied from its job when it
 	// is recorded; records written before qpki kept it have none.
 	Origin *Origin `json:"origin,omitempty"`
+	// Shard is the CRL shard the certificate names in its
+	// crlDistributionPoints (fixed at issuance); nil when the CA was not
+	// partitioned then.
+	Shard *int `json:"shard,omitempty"`
 }
 
 // Origin records through which front-end, under which label or account,
