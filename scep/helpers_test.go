@@ -173,8 +173,6 @@ func (c *client) csr(cn, challenge string, dns ...string) []byte {
 	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: dns}
 	if challenge != "" {
 		v, _ := asn1.Marshal(challenge)
-		tmpl.ExtraExtensions = nil
-		tmpl.Attributes = nil
 		return csrWithChallenge(c.t, c.key, tmpl, v)
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, c.key)

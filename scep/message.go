@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/qpki/qpki/pkg/algo"
 	"github.com/qpki/qpki/pkg/cms"
 	"github.com/qpki/qpki/pkg/x509x"
 )
@@ -318,11 +317,6 @@ func jobKey(label, txid, op, detail string) string {
 		fmt.Fprintf(h, "%d:%s", len(s), s)
 	}
 	return fmt.Sprintf("scep:%s:%s:%x", label, op, h.Sum(nil)[:16])
-}
-
-// raSigner wraps the RA key for cms.Sign.
-func raSigner(ra *RA) (algo.Signer, error) {
-	return algo.NewSigner(ra.Key, ra.algorithm())
 }
 
 // parseCSR parses and checks a request's CSR.
