@@ -102,7 +102,11 @@ func (c *client) enrollOnce(msg []byte) bool {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		r := c.parse(&http.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(body))})
+		r, err := c.parseRep(&http.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(body))})
+		if err != nil {
+			c.t.Logf("CertRep: %v", err)
+			return false
+		}
 		switch r.status {
 		case StatusSuccess:
 			return len(r.certs) > 0

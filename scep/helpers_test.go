@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
+	"fmt"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -316,22 +317,30 @@ func (c *client) get(body []byte) *rep {
 
 func (c *client) parse(resp *http.Response) *rep {
 	c.t.Helper()
+	r, err := c.parseRep(resp)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+func (c *client) parseRep(resp *http.Response) (*rep, error) {
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-pki-message" {
-		c.t.Fatalf("HTTP %d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), data)
+		return nil, fmt.Errorf("HTTP %d %s: %.300s", resp.StatusCode, resp.Header.Get("Content-Type"), data)
 	}
 	sd, err := cms.ParseSignedData(data)
 	if err != nil {
-		c.t.Fatal(err)
+		return nil, err
 	}
 	content := sd.Content
 	if content == nil {
 		content = []byte{}
 	}
-	vs, err := sd.Verify(cms.VerifyOptions{Content: content, Roots: nil})
+	vs, err := sd.Verify(cms.VerifyOptions{Content: content, AllowSHA1: true}) // step-ca signs with SHA-1
 	if err != nil || !vs[0].Certificate.Equal(c.ra) {
-		c.t.Fatalf("CertRep signature: %v", err)
+		return nil, fmt.Errorf("CertRep signature: %v", err)
 	}
 	s := sd.Signers[0]
 	r := &rep{reason: resp.Header.Get("X-SCEP-Reason")}
@@ -341,7 +350,7 @@ func (c *client) parse(resp *http.Response) *rep {
 	attr(s, oidTransactionID, &r.txid)
 	attr(s, oidRecipientNonce, &r.recipientNonce)
 	if typ != "3" {
-		c.t.Fatalf("messageType %q", typ)
+		return nil, fmt.Errorf("messageType %q", typ)
 	}
 	n, _ := strconv.Atoi(status)
 	r.status = PKIStatus(n)
@@ -356,12 +365,12 @@ func (c *client) parse(resp *http.Response) *rep {
 			plain, err = env.DecryptWith(c.key, nil, cms.DecryptOptions{Legacy: true})
 		}
 		if err != nil {
-			c.t.Fatalf("decrypting the CertRep: %v", err)
+			return nil, fmt.Errorf("decrypting the CertRep: %v", err)
 		}
 		r.certs, _ = cms.ParseCertsOnly(plain)
 		r.crls = countCRLs(plain)
 	}
-	return r
+	return r, nil
 }
 
 func countCRLs(p7 []byte) int {

@@ -490,22 +490,26 @@ func (f *Frontend) enroll(w http.ResponseWriter, r *http.Request, name string, l
 		f.failure(w, a, m, fail(BadRequest, "%v", err))
 		return
 	}
-	if err := f.challenges.SetTransaction(name, m.TransactionID, key); err != nil {
-		f.internal(w, "enroll", err)
-		return
-	}
-	f.finish(w, r.Context(), a, m, id, cipher, nil)
+	// The transaction is recorded for CertPoll only when it is pending: a
+	// client that got its certificate does not poll.
+	f.finish(w, r.Context(), a, m, id, cipher, nil, func() error { return f.challenges.SetTransaction(name, m.TransactionID, key) })
 }
 
 // finish waits up to Options.Wait for a job, then answers SUCCESS,
 // FAILURE, or PENDING (the client polls, or resends the same request,
 // and finds the same job). owner, when set, must hold the certificate's
 // key.
-func (f *Frontend) finish(w http.ResponseWriter, ctx context.Context, a *Authority, m *message, id string, cipher asn1.ObjectIdentifier, owner *x509.Certificate) {
+func (f *Frontend) finish(w http.ResponseWriter, ctx context.Context, a *Authority, m *message, id string, cipher asn1.ObjectIdentifier, owner *x509.Certificate, pending func() error) {
 	ctx, cancel := context.WithTimeout(ctx, f.o.Wait)
 	defer cancel()
 	res, err := a.Enroll.Wait(ctx, id)
 	if errors.Is(err, enroll.ErrPending) {
+		if pending != nil {
+			if err := pending(); err != nil {
+				f.internal(w, "pending", err)
+				return
+			}
+		}
 		f.answer(w, a, m, reply{Status: StatusPending})
 		return
 	}
@@ -640,7 +644,7 @@ func (f *Frontend) certPoll(w http.ResponseWriter, name string, a *Authority, m 
 		f.internal(w, "CertPoll", err)
 		return
 	}
-	f.finish(w, context.Background(), a, m, job.ID, cipher, m.Signer)
+	f.finish(w, context.Background(), a, m, job.ID, cipher, m.Signer, nil)
 }
 
 // getCert answers GetCert: a certificate of this CA by serial, to the

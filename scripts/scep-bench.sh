@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 echo "== qpki serve (scep/, $n enrollments)"
 go test -run '^$' -bench BenchmarkPKIOperation -benchtime "${n}x" ./scep/ | grep -E 'Benchmark|ok'
@@ -57,4 +57,4 @@ for _ in $(seq 1 100); do
 done
 echo "== step-ca v0.30.2 SCEP provisioner ($n enrollments, the same client)"
 QPKI_SCEP_BENCH_URL="http://127.0.0.1:$port/scep/bench" QPKI_SCEP_BENCH_CHALLENGE=bench-static-secret \
-	go test -run '^$' -bench BenchmarkPKIOperation -benchtime "${n}x" ./scep/ | grep -E 'Benchmark|ok' || { tail -20 "$d/step.log"; exit 1; }
+	go test -run "^\$" -bench BenchmarkPKIOperation -benchtime "${n}x" ./scep/ 2>&1 | tee "$d/bench.log" | grep -E "Benchmark|ok" || { grep -v "^time=" "$d/bench.log" | head -40; exit 1; }
