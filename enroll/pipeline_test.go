@@ -46,6 +46,14 @@ func startPipeline(t testing.TB, sessions int, rate float64) *pipeline {
 // serve's recorder commits result batches.
 func startPipelineRecording(t testing.TB, sessions int, rate float64, record func(*enroll.Service, []queue.Result) error) *pipeline {
 	t.Helper()
+	return startPipelineOn(t, sessions, rate, record, nil)
+}
+
+// startPipelineOn is startPipelineRecording whose CA keeps its records
+// where useStore puts them (nil: its bbolt file and audit.jsonl), before
+// the recorder starts.
+func startPipelineOn(t testing.TB, sessions int, rate float64, record func(*enroll.Service, []queue.Result) error, useStore func(*ca.CA, *queue.Queue)) *pipeline {
+	t.Helper()
 	dir := t.TempDir()
 	c, err := ca.Init(ca.InitOptions{Dir: filepath.Join(dir, "ca"), Profile: "ec/root-ca", Vars: map[string]any{"cn": "Pipeline Root"}})
 	if err != nil {
@@ -55,6 +63,9 @@ func startPipelineRecording(t testing.TB, sessions int, rate float64, record fun
 	q, err := queue.Start(ctx, queue.Options{DataDir: filepath.Join(dir, "data")})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if useStore != nil {
+		useStore(c, q)
 	}
 	svc, err := enroll.New(c, q)
 	if err != nil {

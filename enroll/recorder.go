@@ -1,6 +1,8 @@
 package enroll
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -99,7 +101,7 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 		if err := s.checkedCRL(j, &req, &res); err != nil {
 			return err
 		}
-		if err := s.CA.Audit(audit.EventCRL, ca.CRLFields(&req)); err != nil {
+		if err := s.CA.Audit(audit.EventCRL, crlFields(j, &req, &res)); err != nil {
 			return err
 		}
 		if err := s.CA.StoreShardCRL(res.Version, req.Shard, res.DER); err != nil {
@@ -121,6 +123,16 @@ func (s *Service) record(r queue.Result, j *store.Job) error {
 	}
 	s.wake(r.JobID)
 	return nil
+}
+
+// crlFields are the audit fields of a CRL signed for job j: with the job
+// and the CRL's hash, which make the entry's idempotency key (audit.Key),
+// so that a redelivered result is not audited twice.
+func crlFields(j *store.Job, req *jobspec.CRL, res *jobspec.CRLResult) map[string]any {
+	f := ca.CRLFields(req)
+	sum := sha256.Sum256(res.DER)
+	f["job_id"], f["sha256"] = j.ID, hex.EncodeToString(sum[:])
+	return f
 }
 
 // fail records that job j cannot be done (its request no longer passes the

@@ -92,6 +92,7 @@ type Log struct {
 	errs    map[uint64]error
 	syncing bool
 	closed  bool
+	recent  *Recent // keys of the latest entries, so that none is appended twice
 }
 
 // Open opens (or creates) the log at path and checks its last entry, so
@@ -101,9 +102,12 @@ func Open(path string) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{f: f, prev: genesis, errs: map[uint64]error{}}
+	l := &Log{f: f, prev: genesis, errs: map[uint64]error{}, recent: NewRecent(RecentSize)}
 	l.cond = sync.NewCond(&l.mu)
 	last, err := lastEntry(f)
+	if err == nil {
+		err = l.readTail()
+	}
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", path, err)
@@ -112,6 +116,27 @@ func Open(path string) (*Log, error) {
 		l.seq, l.prev = last.Seq, last.Hash
 	}
 	return l, nil
+}
+
+// readTail learns the keys of the log's last entries: those a recorder
+// killed before its store commit wrote, whose results come again.
+func (l *Log) readTail() error {
+	fi, err := l.f.Stat()
+	if err != nil {
+		return err
+	}
+	start := max(fi.Size()-TailBytes, 0)
+	buf := make([]byte, fi.Size()-start)
+	if _, err := l.f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if start > 0 {
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			buf = buf[i+1:] // a cut line
+		}
+	}
+	l.recent.AddLines(buf)
+	return nil
 }
 
 // lastEntry reads the final line of the log.
@@ -155,7 +180,9 @@ func (l *Log) Append(event string, fields map[string]any) error {
 }
 
 // AppendMany adds entries in order and returns once all are on disk,
-// with one write and one sync for the lot (a recorder's batch).
+// with one write and one sync for the lot (a recorder's batch). An event
+// whose Key a recent entry holds is already in the log (its recorder died
+// before storing what it audited) and is not appended again.
 func (l *Log) AppendMany(events []Event) error {
 	// Fields are stored as they read back (structs become maps with
 	// sorted keys), so that the hash a verifier recomputes is the same.
@@ -171,6 +198,18 @@ func (l *Log) AppendMany(events []Event) error {
 	defer l.mu.Unlock()
 	if l.closed {
 		return errors.New("audit log closed")
+	}
+	// The recorder holds a job's lock while it audits and stores it, so
+	// the same key is never appended by two calls at once.
+	if fresh := l.recent.Fresh(events); len(fresh) != len(events) {
+		evs, ns := make([]Event, len(fresh)), make([]map[string]any, len(fresh))
+		for k, i := range fresh {
+			evs[k], ns[k] = events[i], norm[i]
+		}
+		events, norm = evs, ns
+		if len(events) == 0 {
+			return nil
+		}
 	}
 	now := time.Now().UTC()
 	seq, prev, buf := l.seq, l.prev, l.buf
@@ -207,6 +246,11 @@ func (l *Log) AppendMany(events []Event) error {
 	}
 	if err, ok := l.errs[mine]; ok {
 		return fmt.Errorf("audit log: %w", err)
+	}
+	// Remembered once on disk: an event whose write failed is appended
+	// when its result is recorded again.
+	for _, ev := range events {
+		l.recent.Add(Key(ev.Event, ev.Fields))
 	}
 	return nil
 }

@@ -134,3 +134,43 @@ func TestFieldsOfEveryKindVerify(t *testing.T) {
 	}
 	l.Close()
 }
+
+// A recorder killed between its audit append and its store commit: the
+// result comes again, to the same log or after a restart to the log
+// reopened. The issuance is audited once; another certificate of the same
+// job (signed twice), events without a job and a batch mixing old and new
+// entries are all appended.
+func TestIssuanceAuditedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	issue := func(job, sum string) Event {
+		return Event{Event: EventIssue, Fields: map[string]any{"job_id": job, "sha256": sum, "serial": job + sum}}
+	}
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendMany([]Event{issue("j1", "aa"), issue("j2", "bb"), issue("j1", "aa")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendMany([]Event{issue("j2", "bb"), issue("j3", "cc")}); err != nil { // j2 redelivered
+		t.Fatal(err)
+	}
+	l.Close() // the crash: restarted, the log is read again
+	l, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, ev := range []Event{issue("j1", "aa"), issue("j3", "cc"), issue("j1", "dd"), {Event: EventRotate}, {Event: EventRotate}} {
+		if err := l.Append(ev.Event, ev.Fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := verifyFile(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Events[EventIssue] != 4 || rep.Events[EventRotate] != 2 || rep.Entries != 6 {
+		t.Fatalf("want 4 issuances (j1/aa, j2, j3, j1/dd) and 2 rotations, got %v", rep.Events)
+	}
+}

@@ -8,6 +8,12 @@
 // when another writer appended in between, the publish is refused, the
 // writer reads the new last entry and chains to it. Two writers never
 // fork the chain. The stream refuses deletes and purges.
+//
+// A writer reads every message appended since its own last one before it
+// may append (the expected sequence forces it), so it knows the keys of
+// the latest entries (audit.Key) and skips an event already in the log:
+// the issuance audited by a front-end that died before storing it, whose
+// result another front-end records.
 package jsaudit
 
 import (
@@ -50,7 +56,13 @@ type Log struct {
 	last    *audit.Entry // nil for an empty log
 	lastSeq uint64       // the stream sequence of the message holding last
 	closed  bool
+	recent  *audit.Recent // keys of the entries up to seenSeq
+	seenSeq uint64
 }
+
+// tailMsgs is how many of the stream's last messages a writer reads at
+// open for their keys (one message is one recorder batch).
+const tailMsgs = 4096
 
 // Open binds to (creating when missing) the audit stream of CA ca with
 // the given replicas, and reads its last entry.
@@ -79,7 +91,7 @@ func Open(ctx context.Context, js jetstream.JetStream, ca string, replicas int) 
 	if err != nil {
 		return nil, fmt.Errorf("jsaudit: stream %s: %w", StreamName(ca), err)
 	}
-	l := &Log{js: js, subject: Subject(ca), stream: st, timeout: 30 * time.Second}
+	l := &Log{js: js, subject: Subject(ca), stream: st, timeout: 30 * time.Second, recent: audit.NewRecent(audit.RecentSize)}
 	if err := l.reload(ctx); err != nil {
 		return nil, err
 	}
@@ -131,8 +143,60 @@ func (l *Log) reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jsaudit: last entry (message %d): %w", seq, err)
 	}
+	// The keys first: lastSeq never runs ahead of what has been read.
+	if err := l.catchUp(ctx, seq); err != nil {
+		return err
+	}
 	l.last, l.lastSeq = e, seq
 	return nil
+}
+
+// catchUp learns the keys of the messages after seenSeq up to seq (at
+// most the last tailMsgs of them).
+func (l *Log) catchUp(ctx context.Context, seq uint64) error {
+	from := l.seenSeq + 1
+	if seq >= tailMsgs && from < seq-tailMsgs+1 {
+		from = seq - tailMsgs + 1
+	}
+	if from > seq {
+		return nil
+	}
+	if seq-from < 8 {
+		for s := from; s <= seq; s++ {
+			m, err := l.stream.GetMsg(ctx, s)
+			if err != nil {
+				return fmt.Errorf("jsaudit: reading message %d: %w", s, err)
+			}
+			l.recent.AddLines(m.Data)
+		}
+		l.seenSeq = seq
+		return nil
+	}
+	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	if err != nil {
+		return fmt.Errorf("jsaudit: reading the stream's tail: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("jsaudit: reading the stream's tail: %w", err)
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("jsaudit: reading the stream's tail: %w", err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		l.recent.AddLines(m.Data())
+		if meta.Sequence.Stream >= seq {
+			l.seenSeq = seq
+			return nil
+		}
+	}
 }
 
 // Append adds an entry and returns once the stream has stored it.
@@ -154,7 +218,17 @@ func (l *Log) AppendMany(events []audit.Event) error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	for len(events) > 0 {
-		entries, err := audit.Chain(l.last, events, time.Now())
+		// Every message up to lastSeq has been read: an event whose key
+		// one of them holds is in the log already.
+		idx := l.recent.Fresh(events)
+		fresh := make([]audit.Event, len(idx))
+		for k, i := range idx {
+			fresh[k] = events[i]
+		}
+		if len(fresh) == 0 {
+			return nil
+		}
+		entries, err := audit.Chain(l.last, fresh, time.Now())
 		if err != nil {
 			return err
 		}
@@ -164,12 +238,17 @@ func (l *Log) AppendMany(events []audit.Event) error {
 		}
 		err = l.publish(ctx, chunk, &entries[n-1])
 		if errors.Is(err, errForked) {
-			continue // chained again to the new last entry
+			events = fresh
+			continue // filtered and chained again after the new messages
 		}
 		if err != nil {
 			return fmt.Errorf("audit log: %w", err)
 		}
-		events = events[n:]
+		for _, ev := range fresh[:n] {
+			l.recent.Add(audit.Key(ev.Event, ev.Fields))
+		}
+		l.seenSeq = l.lastSeq
+		events = fresh[n:]
 	}
 	return nil
 }
@@ -180,7 +259,7 @@ var errForked = errors.New("another writer appended first")
 // condition that the stream still ends where l.last is. It returns
 // errForked, with l reloaded, when another writer got there first.
 func (l *Log) publish(ctx context.Context, chunk []byte, last *audit.Entry) error {
-	lastHash := last.Hash
+	lastHash, expect := last.Hash, l.lastSeq
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 		try, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ack, err := l.js.PublishMsg(try, &nats.Msg{Subject: l.subject, Data: chunk},
@@ -207,7 +286,10 @@ func (l *Log) publish(ctx context.Context, chunk []byte, last *audit.Entry) erro
 			if l.last != nil && l.last.Hash == lastHash {
 				return nil // ours, stored
 			}
-			if wrongLastSeq(err) {
+			if wrongLastSeq(err) || l.lastSeq != expect {
+				// The stream moved on (maybe past our own chunk, stored
+				// without its acknowledgement): chain again, after
+				// skipping what is in it now.
 				return errForked
 			}
 			time.Sleep(delay)

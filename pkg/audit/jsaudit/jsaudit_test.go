@@ -163,3 +163,41 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("empty export: %d %v %q", n, err, buf.String())
 	}
 }
+
+// Front-end A audits an issuance and dies before storing it; its result
+// is recorded by front-end B (a writer opened before A's append, which
+// learns of it when its publish is refused) and by C (opened after, on a
+// restart): the stream holds one entry for it, and the chain verifies.
+func TestRedeliveredIssuanceAuditedOnce(t *testing.T) {
+	url := natstest.StartCluster(t, 1).URL()
+	ctx := context.Background()
+	open := func() *jsaudit.Log {
+		l, err := jsaudit.Open(ctx, connect(t, url), "redeliver", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	issue := func(job string) audit.Event {
+		return audit.Event{Event: audit.EventIssue, Fields: map[string]any{"job_id": job, "sha256": "ab" + job, "serial": job}}
+	}
+	a, b := open(), open()
+	if err := a.AppendMany([]audit.Event{issue("j1"), issue("j2")}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if err := b.AppendMany([]audit.Event{issue("j2"), issue("j3"), issue("j3")}); err != nil {
+		t.Fatal(err)
+	}
+	c := open()
+	if err := c.AppendMany([]audit.Event{issue("j1"), issue("j4")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append(audit.EventIssue, issue("j4").Fields); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := export(t, connect(t, url), "redeliver")
+	if rep.Events[audit.EventIssue] != 4 || rep.Entries != 4 {
+		t.Fatalf("want one entry for each of j1 to j4, got %+v", rep.Events)
+	}
+}
