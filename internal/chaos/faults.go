@@ -233,7 +233,8 @@ func lastLine(s string) string {
 
 // corruptFiles lists the files under dir that are neither what they
 // say they are nor the harness's own: a certificate or CRL that does
-// not parse, a temporary file left behind.
+// not parse, a temporary file left behind, an empty file that is not a
+// lock.
 func corruptFiles(dir string) []string {
 	var bad []string
 	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
@@ -255,6 +256,8 @@ func corruptFiles(dir string) []string {
 			}
 		case strings.HasPrefix(name, ".") || strings.Contains(name, ".tmp"):
 			bad = append(bad, rel+" (temporary file left)")
+		case strings.HasSuffix(name, ".lock"):
+			// A lock file (flock) holds no data: empty is what it is.
 		case info.Size() == 0:
 			bad = append(bad, rel+" (empty)")
 		}
