@@ -59,7 +59,8 @@ request = function() return wrk.format("GET", paths[math.random(#paths)]) end
 LUA
 echo "load before wrk: $(cut -d' ' -f1-3 /proc/loadavg)"
 wrk -t2 -c64 -d"$duration" --latency -s "$work/paths.lua" "http://127.0.0.1:$http_port" | grep -E 'Requests/sec|Latency|50%|75%|90%|99%|requests in|Non-2xx|Socket'
-echo "serve RSS after wrk: $(($(ps -o rss= -p $serve_pid) / 1024)) MiB"
+echo "serve RSS after wrk: $(($(ps -o rss= -p $serve_pid) / 1024)) MiB ($(grep -E 'RssAnon|RssFile' /proc/$serve_pid/status | tr -s ' \t' ' ' | tr '\n' ' '); RssFile is the store's mmap)"
+echo "store: $(du -h "$work/p256/ca.db" | cut -f1)"
 kill $serve_pid; wait $serve_pid 2>/dev/null || true
 
 echo "== P-384 CA in SoftHSM2, $hsm_count certificates"
