@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -54,6 +55,13 @@ func (f *fileRecords) do(write bool, fn func(b *bolt.Bucket) error) error {
 	mu, _ := fileLocks.LoadOrStore(f.path, new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
+	if write {
+		if err := os.MkdirAll(filepath.Dir(f.path), 0o700); err != nil {
+			return err
+		}
+	} else if _, err := os.Stat(f.path); errors.Is(err, os.ErrNotExist) {
+		return store.ErrNotFound // nothing written yet
+	}
 	db, err := bolt.Open(f.path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
 	if err != nil {
 		return err

@@ -45,7 +45,7 @@ func TestServeCMP(t *testing.T) {
 			"-recipient", "/CN=CMP CLI Root", "-ref", "gnb-1", "-secret", "pass:"+secret, "-newkey", "k.pem",
 			"-subject", "/CN=gnb-1.ran.example.com", "-implicit_confirm", "-certout", "c.pem")
 		cmd.Dir = dir
-		if out, err = cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "connect") && !strings.Contains(string(out), "starting") {
+		if out, err = cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "connect") && !strings.Contains(string(out), "code=503") {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
