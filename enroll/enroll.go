@@ -201,6 +201,7 @@ func (s *Service) Submit(ctx context.Context, r Request) (string, error) {
 		}
 		p.Serial, rec.Serial = store.FormatSerial(serial), store.FormatSerial(serial)
 		payload = p
+		s.CA.AssignShard(prep, serial)
 		approval = prep
 	case jobspec.KindCRL:
 		if old, err := s.jobs.Job(id); err == nil {

@@ -8,12 +8,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/qpki/qpki/enroll"
 	"github.com/qpki/qpki/pkg/ca"
 	"github.com/qpki/qpki/pkg/jobspec"
 	"github.com/qpki/qpki/pkg/store"
+	"github.com/qpki/qpki/queue"
 )
 
 // CRL publishing: serve keeps the CA's current CRL fresh — signed through
@@ -23,18 +27,38 @@ import (
 // its profiles' crlDistributionPoints should name.
 const CRLPath = "/crl/ca.crl"
 
-// crlPublisher regenerates the CRL before its nextUpdate and, when asked,
-// right after each revocation.
+// ShardCRLPattern is where a partitioned CA's shard CRLs are served:
+// /crl/<ca>/<shard>.crl, <ca> being the CA's queue name, as its
+// certificates' crlDistributionPoints name them (qpki ca crl-config).
+const ShardCRLPattern = "/crl/{ca}/{file}"
+
+// crlPublisher regenerates the full CRL and each shard's before their
+// nextUpdate and, when asked, right after a revocation (the full CRL and
+// the revoked certificate's shard only).
 type crlPublisher struct {
 	core     *Core
 	validity time.Duration
 	now      chan struct{}
+	mu       sync.Mutex
+	pending  map[int]bool // shards revoked in since their last CRL; -1: the full CRL
 }
 
 func (core *Core) startCRLPublisher(ctx context.Context, validity time.Duration, onRevoke bool) {
-	p := &crlPublisher{core: core, validity: validity, now: make(chan struct{}, 1)}
+	p := &crlPublisher{core: core, validity: validity, now: make(chan struct{}, 1), pending: map[int]bool{}}
 	if onRevoke {
-		core.CA.OnRevoke = func(*store.Cert) { p.trigger() }
+		prev := core.CA.OnRevoke
+		core.CA.OnRevoke = func(c *store.Cert) {
+			if prev != nil {
+				prev(c)
+			}
+			p.mu.Lock()
+			p.pending[-1] = true
+			if c != nil && c.Shard != nil {
+				p.pending[*c.Shard] = true
+			}
+			p.mu.Unlock()
+			p.trigger()
+		}
 	}
 	core.wg.Add(1)
 	go func() {
@@ -54,28 +78,60 @@ func (p *crlPublisher) run(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
-		if p.due() {
-			p.publishLogged(ctx)
-		}
+		p.publishDue(ctx, false)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-p.now:
-			p.publishLogged(ctx)
+			p.publishDue(ctx, true)
 		}
 	}
 }
 
-func (p *crlPublisher) publishLogged(ctx context.Context) {
-	if err := p.publish(ctx); err != nil && ctx.Err() == nil {
-		p.core.cfg.Log.Error("CRL regeneration failed", "error", err)
+// publishDue regenerates the CRLs past half their life and, after a
+// revocation, those it touched: one job per CRL (batch class).
+func (p *crlPublisher) publishDue(ctx context.Context, revoked bool) {
+	p.mu.Lock()
+	pending := p.pending
+	p.pending = map[int]bool{}
+	p.mu.Unlock()
+	if (revoked && pending[-1]) || p.due(nil) {
+		p.publishLogged(ctx, nil)
+	}
+	cfg := p.core.CA.Meta.CRL
+	if cfg == nil {
+		return
+	}
+	for k := range cfg.Published {
+		if pending[k] || p.due(&k) {
+			p.publishLogged(ctx, &k)
+		}
 	}
 }
 
-// due reports whether the current CRL is missing or past half its life.
-func (p *crlPublisher) due() bool {
-	data, err := os.ReadFile(filepath.Join(p.core.CA.Dir, ca.CRLDir, "ca.crl.der"))
+func (p *crlPublisher) publishLogged(ctx context.Context, shard *int) {
+	if err := p.publish(ctx, shard); err != nil && ctx.Err() == nil {
+		args := []any{"error", err}
+		if shard != nil {
+			args = append(args, "shard", *shard)
+		}
+		p.core.cfg.Log.Error("CRL regeneration failed", args...)
+	}
+}
+
+// crlFile is where the CRL of shard (nil: the full one) is stored.
+func crlFile(dir string, shard *int) string {
+	name := "ca"
+	if shard != nil {
+		name = strconv.Itoa(*shard)
+	}
+	return filepath.Join(dir, ca.CRLDir, name+".crl.der")
+}
+
+// due reports whether a CRL is missing or past half its life.
+func (p *crlPublisher) due(shard *int) bool {
+	data, err := os.ReadFile(crlFile(p.core.CA.Dir, shard))
 	if err != nil {
 		return true
 	}
@@ -87,9 +143,14 @@ func (p *crlPublisher) due() bool {
 	return time.Now().After(crl.ThisUpdate.Add(life / 2))
 }
 
-func (p *crlPublisher) publish(ctx context.Context) error {
+func (p *crlPublisher) publish(ctx context.Context, shard *int) error {
 	key := fmt.Sprintf("crl-auto-%d", time.Now().UnixNano())
-	id, err := p.core.Enroll.Submit(ctx, enroll.Request{Kind: jobspec.KindCRL, Key: key, CRL: ca.CRLOptions{Validity: p.validity}})
+	class := queue.ClassInteractive
+	if shard != nil {
+		key = fmt.Sprintf("crl-auto-%d-%d", *shard, time.Now().UnixNano())
+		class = queue.ClassBatch
+	}
+	id, err := p.core.Enroll.Submit(ctx, enroll.Request{Kind: jobspec.KindCRL, Key: key, Class: class, CRL: ca.CRLOptions{Validity: p.validity, Shard: shard}})
 	if err != nil {
 		return err
 	}
@@ -102,9 +163,25 @@ func (p *crlPublisher) publish(ctx context.Context) error {
 	return res.Err()
 }
 
+// shardCRLHandler serves a shard's CRL at /crl/<ca>/<shard>.crl.
+func (core *Core) shardCRLHandler(w http.ResponseWriter, r *http.Request) {
+	cfg := core.CA.Meta.CRL
+	num, ok := strings.CutSuffix(r.PathValue("file"), ".crl")
+	k, err := strconv.Atoi(num)
+	if cfg == nil || r.PathValue("ca") != cfg.Name || !ok || err != nil || k < 0 || k >= cfg.Published || strconv.Itoa(k) != num {
+		http.Error(w, "no such CRL", http.StatusNotFound)
+		return
+	}
+	serveCRLFile(w, crlFile(core.CA.Dir, &k))
+}
+
 // crlHandler serves the current CRL (DER, application/pkix-crl).
 func (core *Core) crlHandler(w http.ResponseWriter, r *http.Request) {
-	data, err := os.ReadFile(filepath.Join(core.CA.Dir, ca.CRLDir, "ca.crl.der"))
+	serveCRLFile(w, crlFile(core.CA.Dir, nil))
+}
+
+func serveCRLFile(w http.ResponseWriter, path string) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		http.Error(w, "no CRL published yet", http.StatusNotFound)
 		return
@@ -122,6 +199,7 @@ func (core *Core) crlHandler(w http.ResponseWriter, r *http.Request) {
 func (s *Server) startHTTPListener(addr string, fronts []Frontend) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+CRLPath, s.Core.crlHandler)
+	mux.HandleFunc("GET "+ShardCRLPattern, s.Core.shardCRLHandler)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--http-listen: %w", err)

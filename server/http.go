@@ -141,6 +141,7 @@ func (s *Server) startHTTPS(ctx context.Context, fronts []Frontend) error {
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.HandleFunc("GET "+CRLPath, s.Core.crlHandler)
+	mux.HandleFunc("GET "+ShardCRLPattern, s.Core.shardCRLHandler)
 	for _, f := range fronts {
 		if err := f.Mount(mux, s.Core.Enroll); err != nil {
 			return err

@@ -113,10 +113,19 @@ func (c *CA) Prepare(req IssueRequest) (*Prepared, error) {
 	// A partitioned CA names the certificate's own shard, in place of the
 	// profile's CRL URL; the shard follows from the reserved serial, so
 	// enroll, the worker and the recorder's check agree on it.
-	if cfg := c.Meta.CRL; cfg.Partitioned() && req.Serial != nil {
-		tmpl.CRLDistributionPoints = []string{cfg.ShardURL(cfg.ShardOf(req.Serial))}
+	p := &Prepared{Template: tmpl, PublicKey: pub, AltPublicKey: req.AltPublicKey, Profile: pol.name, Algorithm: a, Lint: pol.lint}
+	if req.Serial != nil {
+		c.AssignShard(p, req.Serial)
 	}
-	return &Prepared{Template: tmpl, PublicKey: pub, AltPublicKey: req.AltPublicKey, Profile: pol.name, Algorithm: a, Lint: pol.lint}, nil
+	return p, nil
+}
+
+// AssignShard names, in a template prepared without its serial, the CRL
+// shard that serial gets on a partitioned CA.
+func (c *CA) AssignShard(p *Prepared, serial *big.Int) {
+	if cfg := c.Meta.CRL; p != nil && cfg.Partitioned() {
+		p.Template.CRLDistributionPoints = []string{cfg.ShardURL(cfg.ShardOf(serial))}
+	}
 }
 
 // clampValidity refuses certificates that would outlive the CA.
