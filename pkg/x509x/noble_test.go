@@ -2,8 +2,6 @@ package x509x
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qpki/qpki/internal/nobletest"
 	"github.com/qpki/qpki/pkg/algo"
 )
 
@@ -19,77 +18,8 @@ import (
 // @noble/post-quantum) and pq.mjs.
 const nobleDir = "../../interop/noble"
 
-// nobleFail fails under CI and skips elsewhere.
-func nobleFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// noble returns the node binary and the path of pq.mjs next to an
-// installed @noble/post-quantum: interop/noble/node_modules when `npm ci`
-// ran there, otherwise a per-lockfile directory in the user cache, which
-// the first run fills with `npm ci`.
-func noble(t *testing.T) (node, script string) {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		nobleFail(t, "node not found (required when CI=true)")
-	}
-	if _, err := os.Stat(filepath.Join(nobleDir, "node_modules", "@noble", "post-quantum", "package.json")); err == nil {
-		abs, _ := filepath.Abs(filepath.Join(nobleDir, "pq.mjs"))
-		return node, abs
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		nobleFail(t, "npm not found (required when CI=true)")
-	}
-	files := []string{"package.json", "package-lock.json", "pq.mjs"}
-	h := sha256.New()
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(nobleDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Write(b)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "qpki", "noble-"+hex.EncodeToString(h.Sum(nil))[:16])
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@noble", "post-quantum", "package.json")); err != nil {
-		tmp, err := os.MkdirTemp(filepath.Dir(dir), "noble-install-")
-		if err != nil {
-			if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if tmp, err = os.MkdirTemp(filepath.Dir(dir), "noble-install-"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		defer os.RemoveAll(tmp)
-		for _, f := range files {
-			b, _ := os.ReadFile(filepath.Join(nobleDir, f))
-			if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		cmd := exec.Command(npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund")
-		cmd.Dir = tmp
-		if out, err := cmd.CombinedOutput(); err != nil {
-			nobleFail(t, "npm ci: %v\n%s", err, out)
-		}
-		if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, os.ErrExist) {
-			if _, statErr := os.Stat(dir); statErr != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return node, filepath.Join(dir, "pq.mjs")
-}
+// noble returns node and pq.mjs of the installed verifier (nobletest).
+func noble(t *testing.T) (node, script string) { return nobletest.Script(t, nobleDir) }
 
 var nobleAlgorithms = []algo.Algorithm{algo.MLDSA44, algo.MLDSA65, algo.MLDSA87, algo.SLHDSASHA2128f, algo.SLHDSASHAKE128f}
 
